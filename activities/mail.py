@@ -1,0 +1,199 @@
+"""Rendering and sending mail.
+
+Rendering is a pure function of (kind, context) over one jinja2 environment with autoescape
+and ``StrictUndefined``, so a missing value fails loudly instead of mailing a blank.
+
+Sending is idempotent by the mail's key: the outbox row is claimed before the SMTP
+conversation and marked ``sent`` after it, and a ``sent`` row is never sent again. The
+Message-ID is derived from the key, so in the one window that cannot be closed (the
+connection drops after DATA was accepted, before we record it) the retry carries the same
+Message-ID and receiving systems can fold the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formataddr, format_datetime
+from pathlib import Path
+
+import aiosmtplib
+import jinja2
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.contracts import MailKind, MailReceipt, MailRequest
+from store.tables import Account, OutboxMail
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True)
+class RenderedMail:
+    subject: str
+    text: str
+    html: str
+
+
+class MailRenderer:
+    def __init__(self, base_context: dict[str, str], templates: Path = TEMPLATES) -> None:
+        self._base = base_context
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates),
+            autoescape=jinja2.select_autoescape(["html"]),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    def render(self, kind: MailKind, context: dict[str, str]) -> RenderedMail:
+        values = {**self._base, **context}
+        subject = self._env.get_template(f"mail/{kind.value}.subject.txt").render(values)
+        return RenderedMail(
+            subject=" ".join(subject.split()),
+            text=self._env.get_template(f"mail/{kind.value}.txt").render(values),
+            html=self._env.get_template(f"mail/{kind.value}.html").render(values),
+        )
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    sender: str
+    domain: str
+    username: str | None = None
+    password: str | None = None
+    start_tls: bool = False
+    timeout: float = 30.0
+
+
+def message_id_for(key: str, domain: str) -> str:
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
+
+
+def build_message(
+    mail: RenderedMail, sender: str, to_name: str, to_addr: str, message_id: str
+) -> EmailMessage:
+    # EmailMessage encodes UTF-8; ISO-2022-JP cannot carry 髙, ① or half-width kana.
+    msg = EmailMessage()
+    msg["Subject"] = mail.subject
+    msg["From"] = sender
+    msg["To"] = formataddr((f"{to_name} 様", to_addr))
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg.set_content(mail.text, charset="utf-8")
+    msg.add_alternative(mail.html, subtype="html", charset="utf-8")
+    return msg
+
+
+class MailActivities:
+    def __init__(self, engine: Engine, smtp: SmtpSettings, renderer: MailRenderer) -> None:
+        self._engine = engine
+        self._smtp = smtp
+        self._renderer = renderer
+
+    def _recipient(self, account_id: str) -> tuple[str, str]:
+        with Session(self._engine) as session:
+            account = session.get(Account, account_id)
+            if account is None:
+                raise ApplicationError(
+                    "recipient account not found",
+                    type="mail_recipient_unknown",
+                    non_retryable=True,
+                )
+            return account.display_name, account.email
+
+    def _claim(self, req: MailRequest, subject: str, message_id: str) -> bool:
+        """Claim the outbox row for this key; False when the mail was already sent."""
+        with Session(self._engine) as session:
+            row = session.get(OutboxMail, req.key)
+            if row is not None and row.status == "sent":
+                return False
+            if row is None:
+                row = OutboxMail(
+                    key=req.key,
+                    kind=req.kind.value,
+                    account_id=req.account_id,
+                    message_id=message_id,
+                    subject=subject,
+                    status="sending",
+                )
+            row.attempts += 1
+            session.add(row)
+            session.commit()
+            return True
+
+    def _finish(self, key: str, status: str, error: str | None = None) -> None:
+        with Session(self._engine) as session:
+            row = session.get(OutboxMail, key)
+            assert row is not None
+            row.status = status
+            row.last_error = error
+            if status == "sent":
+                row.sent_at = datetime.now(UTC)
+            session.add(row)
+            session.commit()
+
+    def _render(self, req: MailRequest, name: str) -> RenderedMail:
+        try:
+            return self._renderer.render(req.kind, {"name": name, **req.context})
+        except jinja2.TemplateError as exc:
+            raise ApplicationError(
+                f"mail template {req.kind.value} failed: {type(exc).__name__}",
+                type="mail_template_error",
+                non_retryable=True,
+            ) from None
+
+    @activity.defn
+    async def send_mail(self, req: MailRequest) -> MailReceipt:
+        name, address = await asyncio.to_thread(self._recipient, req.account_id)
+        mail = self._render(req, name)
+        message_id = message_id_for(req.key, self._smtp.domain)
+        if not await asyncio.to_thread(self._claim, req, mail.subject, message_id):
+            return MailReceipt(key=req.key, message_id=message_id, already_sent=True)
+        msg = build_message(mail, self._smtp.sender, name, address, message_id)
+        try:
+            await aiosmtplib.send(
+                msg,
+                hostname=self._smtp.host,
+                port=self._smtp.port,
+                username=self._smtp.username,
+                password=self._smtp.password,
+                start_tls=self._smtp.start_tls,
+                timeout=self._smtp.timeout,
+            )
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
+            code = _smtp_code(exc)
+            permanent = code is not None and 500 <= code < 600
+            await asyncio.to_thread(
+                self._finish, req.key, "failed" if permanent else "sending", f"SMTP {code}"
+            )
+            if permanent:
+                raise ApplicationError(
+                    f"SMTP refused the mail permanently ({code})",
+                    type="mail_rejected",
+                    non_retryable=True,
+                ) from None
+            raise ApplicationError(f"SMTP deferred the mail ({code})", type="mail_deferred") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # Connection problems are temporary; the Temporal retry policy backs off.
+            await asyncio.to_thread(self._finish, req.key, "sending", type(exc).__name__)
+            raise ApplicationError(
+                f"SMTP unavailable ({type(exc).__name__})", type="mail_unavailable"
+            ) from None
+        await asyncio.to_thread(self._finish, req.key, "sent")
+        return MailReceipt(key=req.key, message_id=message_id)
+
+
+def _smtp_code(exc: Exception) -> int | None:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        return max(codes) if codes else None
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code
+    return None

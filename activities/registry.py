@@ -1,0 +1,58 @@
+"""Activities on the store: eligibility, the consent ledger, circle applications.
+
+They are synchronous (SQLAlchemy's sync engine) and run in the worker's thread pool. A
+domain rule violation becomes a non-retryable ``ApplicationError`` whose type is the stable
+error code, so the API can map it without parsing messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.contracts import (
+    CancelApplicationInput,
+    EligibilityResult,
+    GatewayView,
+    RecordApplicationInput,
+    RecordConsentInput,
+    RecordedApplication,
+)
+from domain.errors import message_for
+from store import repo
+
+T = TypeVar("T")
+
+
+def _refuse_on_rule(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except repo.RuleViolation as exc:
+        raise ApplicationError(
+            message_for(exc.code), type=exc.code.value, non_retryable=True
+        ) from None
+
+
+class RegistryActivities:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @activity.defn
+    def check_eligibility(self, account_id: str) -> EligibilityResult:
+        return repo.check_eligibility(self._engine, account_id)
+
+    @activity.defn
+    def record_consent(self, inp: RecordConsentInput) -> None:
+        repo.record_consent(self._engine, inp)
+
+    @activity.defn
+    def record_application(self, inp: RecordApplicationInput) -> RecordedApplication:
+        return _refuse_on_rule(lambda: repo.record_application(self._engine, inp))
+
+    @activity.defn
+    def cancel_application(self, inp: CancelApplicationInput) -> list[GatewayView]:
+        return _refuse_on_rule(lambda: repo.cancel_application(self._engine, inp))

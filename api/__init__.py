@@ -1,0 +1,1 @@
+"""The thin HTTP layer: parse, authenticate, call the workflow or the store, map errors."""

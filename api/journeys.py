@@ -1,0 +1,78 @@
+"""Talking to a customer's EnrollmentWorkflow: start, update, query, with error mapping.
+
+An update or query needs a worker. With none running, the server holds the call; we stop
+waiting after ``workflow_answer_timeout`` and answer 503 instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import STATUS, ApiError
+from config import Settings
+from domain.contracts import EnrollmentInput, EnrollmentStatus
+from domain.errors import ErrorCode
+from workflows.enrollment import EnrollmentWorkflow
+
+T = TypeVar("T")
+
+
+def workflow_id_for(account_id: str) -> str:
+    """Opaque: the account ID is a random UUID, never the e-mail."""
+    return f"enrollment-{account_id}"
+
+
+async def start_journey(client: Client, settings: Settings, account_id: str) -> str:
+    """Start the journey, or attach to the running one (a closed one starts anew)."""
+    handle = await client.start_workflow(
+        EnrollmentWorkflow.run,
+        EnrollmentInput(
+            account_id=account_id,
+            circle_terms=settings.circle_terms(),
+            points_signup_url=settings.points_signup_url,
+            reminders=settings.reminder_policy(),
+        ),
+        id=workflow_id_for(account_id),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary="Eco-katsu circle journey",
+    )
+    return handle.id
+
+
+def handle_for(client: Client, account_id: str) -> WorkflowHandle[EnrollmentWorkflow, object]:
+    return client.get_workflow_handle_for(EnrollmentWorkflow.run, workflow_id_for(account_id))
+
+
+async def answer(settings: Settings, call: Awaitable[T]) -> T:
+    """Await a workflow call, mapping Temporal's failures to the API's errors."""
+    try:
+        async with asyncio.timeout(settings.workflow_answer_timeout.total_seconds()):
+            return await call
+    except TimeoutError:
+        raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type in STATUS:
+            raise ApiError(cause.type) from None
+        raise
+    except WorkflowQueryFailedError:
+        raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(ErrorCode.JOURNEY_NOT_FOUND) from None
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+            raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
+        raise
+
+
+async def status_of(client: Client, settings: Settings, account_id: str) -> EnrollmentStatus:
+    return await answer(settings, handle_for(client, account_id).query(EnrollmentWorkflow.get_status))

@@ -1,0 +1,61 @@
+"""The FastAPI application: one Temporal client and one engine for the process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+
+from api import errors
+from api.routes import journey, session, system
+from api.security import SessionTokens
+from config import Settings, get_settings
+from store.engine import make_engine
+from temporal_client import connect
+
+DESCRIPTION = """
+Enrollment into OMRON's みんなでつくるエコ活サークル, one durable Temporal workflow per
+customer. Errors always have the body `{"detail": [{"loc", "code", "message"}]}`: `code`
+is stable, `message` is Japanese, and rejected input is never echoed.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    client: Client | None = None,
+    engine: Engine | None = None,
+) -> FastAPI:
+    """Build the app; tests inject the client and engine, ``make run`` lets it connect."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.engine = engine or make_engine(settings.database_url)
+        app.state.client = client or await connect(
+            settings.temporal_address, settings.temporal_namespace, wait=60
+        )
+        app.state.tokens = SessionTokens(
+            settings.secret_key.get_secret_value(),
+            int(settings.session_max_age.total_seconds()),
+        )
+        yield
+
+    app = FastAPI(
+        title="Eco-katsu enrollment orchestrator", description=DESCRIPTION, lifespan=lifespan
+    )
+    errors.install(app)
+    app.include_router(session.router)
+    app.include_router(journey.router)
+    app.include_router(system.router)
+
+    @app.get("/healthz", tags=["system"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process is up."""
+        return {"status": "ok"}
+
+    return app
+

@@ -1,0 +1,118 @@
+"""The API's public request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, Field
+
+from domain.contracts import EnrollmentStatus, GatewayView
+from domain.errors import FieldRuleError
+from domain.journey import GatewayModel
+from domain.values import GatewayId, PcsSerial
+
+
+def _email(value: str) -> str:
+    try:
+        # Stored and compared in lower case: user IDs are looked up case-insensitively.
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        raise FieldRuleError("invalid_email") from None
+
+
+Email = Annotated[str, AfterValidator(_email)]
+
+
+class LoginRequest(BaseModel):
+    user_id: str = Field(description="The monitoring account's user ID (its e-mail address)")
+    password: str = Field(min_length=1, max_length=200, json_schema_extra={"format": "password"})
+
+
+class LoginResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    account_id: str
+
+
+class AnnouncedGateway(BaseModel):
+    gateway_id: GatewayId
+    pcs_serial: PcsSerial
+    model: GatewayModel
+    pv_unit_in_use: bool
+    battery_unit_in_use: bool
+
+
+class AnnounceAccountRequest(BaseModel):
+    """A monitoring account as the monitoring system announces it."""
+
+    email: Email
+    password: str = Field(min_length=8, max_length=200, json_schema_extra={"format": "password"})
+    display_name: str = Field(min_length=1, max_length=200)
+    holder_type: Literal["individual", "corporate"]
+    gateways: list[AnnouncedGateway] = Field(min_length=1)
+
+
+class AnnounceAccountResponse(BaseModel):
+    account_id: str
+    workflow_id: str
+
+
+class TermsResponse(BaseModel):
+    document: str
+    version: str
+    content_sha256: str
+    url: str
+    text: str
+
+
+class ConsentBody(BaseModel):
+    agree: bool = Field(description="true: 同意する, false: 同意しない")
+    terms_version: str = Field(description="The version the customer was shown (GET /v1/terms)")
+
+
+class ConsentResponse(BaseModel):
+    stage: str
+    decided_at: datetime
+
+
+class ApplyBody(BaseModel):
+    gateway_id: GatewayId
+
+
+class ApplicationCompleted(BaseModel):
+    """The 申込完了 screen: what the customer needs for the points signup."""
+
+    gateway_id: str
+    pcs_serial: str
+    applied_at: datetime
+    applied_at_jst: str = Field(description="2022/06/20 19:25 (JST)")
+    points_signup_url: str
+
+
+class CancelResponse(BaseModel):
+    gateway_id: str
+    cancelled_at: datetime
+    stage: str
+
+
+class JourneyResponse(EnrollmentStatus):
+    workflow_id: str
+
+
+class GatewayList(BaseModel):
+    gateways: list[GatewayView]
+
+
+class OperatorJourney(BaseModel):
+    workflow_id: str
+    run_status: str
+    stage: str | None
+    stage_entered_at: datetime | None
+    reminder_count: int | None
+    needs_operator: bool | None
+
+
+class OperatorJourneyList(BaseModel):
+    journeys: list[OperatorJourney]

@@ -1,0 +1,85 @@
+"""Settings, read once at the edges (worker, API, CLI) from ``ECOKATSU_*`` variables."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import time, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.contracts import TermsDocument
+from domain.journey import ReminderPolicy
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ECOKATSU_", env_file=None, extra="ignore")
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "eco-katsu"
+    # How long the API waits for a workflow to answer an update or query before 503.
+    workflow_answer_timeout: timedelta = timedelta(seconds=15)
+
+    # Store
+    database_url: str = Field(
+        default=f"sqlite:///{ROOT / 'var' / 'eco-katsu.sqlite3'}",
+        validation_alias="DATABASE_URL",
+    )
+
+    # Mail
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_start_tls: bool = False
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "遠隔モニタリングサービス <noreply@eco-katsu.example>"
+    mail_domain: str = "eco-katsu.example"
+
+    # Addresses shown to customers
+    monitoring_site_url: str = "https://regist.kp-net.com/"
+    points_signup_url: str = "https://smile-e-pt.eco-megane.jp/signup"
+
+    # Circle member terms (a new version needs a new consent)
+    circle_terms_version: str = "2025-03-26"
+    circle_terms_file: Path = ROOT / "terms" / "circle-member-terms.ja.txt"
+    circle_terms_url: str = (
+        "https://socialsolution.omron.com/jp/ja/products_service/energy/eco_katau/"
+    )
+
+    # Reminders
+    reminder_delays: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(days=3), timedelta(days=7), timedelta(days=14)]
+    )
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(9, 0)
+
+    # API
+    secret_key: SecretStr = Field(default=SecretStr("dev-only-change-me"))
+    session_max_age: timedelta = timedelta(hours=12)
+    system_api_key: SecretStr = Field(default=SecretStr("dev-system-key"))
+
+    def reminder_policy(self) -> ReminderPolicy:
+        return ReminderPolicy(
+            delays=self.reminder_delays, quiet_start=self.quiet_start, quiet_end=self.quiet_end
+        )
+
+    def circle_terms(self) -> TermsDocument:
+        content = self.circle_terms_file.read_bytes()
+        return TermsDocument(
+            document="omron_circle_member_terms",
+            version=self.circle_terms_version,
+            content_sha256=hashlib.sha256(content).hexdigest(),
+            url=self.circle_terms_url,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

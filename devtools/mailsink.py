@@ -1,0 +1,111 @@
+"""A local SMTP sink (aiosmtpd): keeps every mail as an .eml file and prints a summary.
+
+``python cli.py mailsink`` runs it. The tests use the same class,
+so what the tests read is what a developer sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+LINK = re.compile(r"https?://[^\s<>\"）」]+")
+
+
+@dataclass
+class ReceivedMail:
+    envelope_to: list[str]
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content() if part is not None else ""  # type: ignore[no-any-return]
+
+    @property
+    def html(self) -> str:
+        part = self.message.get_body(preferencelist=("html",))
+        return part.get_content() if part is not None else ""  # type: ignore[no-any-return]
+
+    @property
+    def links(self) -> list[str]:
+        return LINK.findall(self.text)
+
+
+@dataclass
+class SinkHandler:
+    directory: Path | None = None
+    echo: bool = False
+    received: list[ReceivedMail] = field(default_factory=list)
+    # SMTP reply codes to give to the next DATA commands, for failure tests ("451 ...").
+    scripted_replies: list[str] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.scripted_replies:
+            return self.scripted_replies.pop(0)
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        mail = ReceivedMail(envelope_to=list(envelope.rcpt_tos), message=message)
+        self.received.append(mail)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{len(self.received):05d}.eml"
+            (self.directory / name).write_bytes(envelope.content)
+        if self.echo:
+            print(f"mail to {', '.join(mail.envelope_to)}: {mail.subject}", flush=True)
+            for link in mail.links:
+                print(f"    link: {link}", flush=True)
+        return "250 Message accepted for delivery"
+
+
+class MailSink:
+    """A real SMTP server on 127.0.0.1 (aiosmtpd binds ::1 by default where IPv6 exists)."""
+
+    def __init__(self, port: int = 0, directory: Path | None = None, echo: bool = False) -> None:
+        self.handler = SinkHandler(directory=directory, echo=echo)
+        self._controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port())
+
+    @property
+    def port(self) -> int:
+        return int(self._controller.port)
+
+    @property
+    def received(self) -> list[ReceivedMail]:
+        return self.handler.received
+
+    def start(self) -> MailSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[ReceivedMail]:
+        """Wait until at least ``count`` mails have arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.received)} of {count} mails arrived")
+            await asyncio.sleep(0.05)
+        return self.received
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+

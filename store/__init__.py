@@ -1,0 +1,1 @@
+"""The system of record: SQLModel tables, the engine, and Alembic migrations."""

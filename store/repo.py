@@ -1,0 +1,218 @@
+"""Store operations shared by activities, the API and the CLI.
+
+Each write is one transaction and is idempotent by its request key: an activity retried
+after its first attempt committed gets the first attempt's result back.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from domain.contracts import (
+    ApplicationState,
+    CancelApplicationInput,
+    EligibilityResult,
+    GatewayView,
+    RecordApplicationInput,
+    RecordConsentInput,
+    RecordedApplication,
+)
+from domain.errors import ErrorCode
+from domain.journey import IneligibleReason, gateway_ineligibility
+from store.tables import Account, CircleApplication, Consent, Enrollment, Gateway
+
+
+class RuleViolation(Exception):
+    """A domain rule refused the operation; ``code`` is an ``ErrorCode``."""
+
+    def __init__(self, code: ErrorCode) -> None:
+        super().__init__(code.value)
+        self.code = code
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes even for timezone-aware columns; we store UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
+    """The account's gateways with eligibility and the latest application of each."""
+    gateways = session.exec(
+        select(Gateway).where(Gateway.account_id == account_id).order_by(col(Gateway.gateway_id))
+    ).all()
+    latest: dict[str, CircleApplication] = {}
+    for app in session.exec(
+        select(CircleApplication)
+        .where(CircleApplication.account_id == account_id)
+        .order_by(col(CircleApplication.id))
+    ):
+        latest[app.gateway_id] = app
+    views = []
+    for gw in gateways:
+        reasons = gateway_ineligibility(gw.model, gw.pv_unit_in_use, gw.battery_unit_in_use)
+        app = latest.get(gw.gateway_id)
+        views.append(
+            GatewayView(
+                gateway_id=gw.gateway_id,
+                pcs_serial=gw.pcs_serial,
+                model=gw.model,
+                eligible=not reasons,
+                reasons=reasons,
+                application=ApplicationState(app.status) if app else ApplicationState.NONE,
+                applied_at=_aware(app.applied_at) if app else None,
+                cancelled_at=_aware(app.cancelled_at) if app else None,
+            )
+        )
+    return views
+
+
+def check_eligibility(engine: Engine, account_id: str) -> EligibilityResult:
+    with Session(engine) as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            return EligibilityResult(eligible=False, reason=IneligibleReason.ACCOUNT_NOT_FOUND)
+        views = gateway_views(session, account_id)
+    if account.holder_type != "individual":
+        reason: IneligibleReason | None = IneligibleReason.CORPORATE_ACCOUNT
+    elif not any(v.eligible for v in views):
+        reason = IneligibleReason.NO_ELIGIBLE_GATEWAY
+    else:
+        reason = None
+    return EligibilityResult(eligible=reason is None, reason=reason, gateways=views)
+
+
+def record_consent(engine: Engine, inp: RecordConsentInput) -> None:
+    with Session(engine) as session:
+        if session.exec(select(Consent).where(Consent.request_key == inp.key)).first():
+            return
+        session.add(
+            Consent(
+                request_key=inp.key,
+                account_id=inp.account_id,
+                document=inp.terms.document,
+                version=inp.terms.version,
+                content_sha256=inp.terms.content_sha256,
+                decision=inp.decision,
+                decided_at=inp.decided_at,
+                channel=inp.channel,
+            )
+        )
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:
+            # A concurrent retry of the same request committed first: same outcome.
+            session.rollback()
+
+
+def _recorded(session: Session, app: CircleApplication, pcs_serial: str) -> RecordedApplication:
+    applied_at = _aware(app.applied_at)
+    assert applied_at is not None
+    return RecordedApplication(
+        gateway_id=app.gateway_id,
+        pcs_serial=pcs_serial,
+        applied_at=applied_at,
+        gateways=gateway_views(session, app.account_id),
+    )
+
+
+def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedApplication:
+    """Record 申込確定 for one gateway, or raise ``RuleViolation``.
+
+    The partial unique index on active applications decides races: of two concurrent
+    applications for one gateway, exactly one commits.
+    """
+    with Session(engine) as session:
+        gateway = session.get(Gateway, inp.gateway_id)
+        if gateway is None or gateway.account_id != inp.account_id:
+            raise RuleViolation(ErrorCode.GATEWAY_NOT_OWNED)
+        existing = session.exec(
+            select(CircleApplication).where(CircleApplication.request_key == inp.key)
+        ).first()
+        if existing is not None:
+            return _recorded(session, existing, gateway.pcs_serial)
+        if gateway_ineligibility(gateway.model, gateway.pv_unit_in_use, gateway.battery_unit_in_use):
+            raise RuleViolation(ErrorCode.GATEWAY_NOT_ELIGIBLE)
+        app = CircleApplication(
+            request_key=inp.key,
+            gateway_id=gateway.gateway_id,
+            account_id=inp.account_id,
+            status="active",
+            applied_at=inp.applied_at,
+        )
+        session.add(app)
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:
+            session.rollback()
+            again = session.exec(
+                select(CircleApplication).where(CircleApplication.request_key == inp.key)
+            ).first()
+            if again is not None:
+                return _recorded(session, again, gateway.pcs_serial)
+            raise RuleViolation(ErrorCode.GATEWAY_ALREADY_APPLIED) from None
+        session.refresh(app)
+        return _recorded(session, app, gateway.pcs_serial)
+
+
+def cancel_application(engine: Engine, inp: CancelApplicationInput) -> list[GatewayView]:
+    """Cancel (解約) the gateway's active application; idempotent for one request key."""
+    with Session(engine) as session:
+        app = session.exec(
+            select(CircleApplication).where(
+                CircleApplication.gateway_id == inp.gateway_id,
+                CircleApplication.account_id == inp.account_id,
+                CircleApplication.status == "active",
+            )
+        ).first()
+        if app is not None:
+            app.status = "cancelled"
+            app.cancelled_at = inp.cancelled_at
+            session.add(app)
+            session.commit()
+        else:
+            already = session.exec(
+                select(CircleApplication).where(
+                    CircleApplication.gateway_id == inp.gateway_id,
+                    CircleApplication.account_id == inp.account_id,
+                    CircleApplication.cancelled_at == inp.cancelled_at,
+                )
+            ).first()
+            if already is None:
+                raise RuleViolation(ErrorCode.APPLICATION_NOT_FOUND)
+        return gateway_views(session, inp.account_id)
+
+
+def workflow_id_for(session: Session, account_id: str) -> str | None:
+    row = session.get(Enrollment, account_id)
+    return row.workflow_id if row else None
+
+
+def create_account(engine: Engine, account: Account, gateways: list[Gateway]) -> Account:
+    """Register a monitoring account with its gateways, all or nothing."""
+    with Session(engine) as session:
+        if session.exec(select(Account).where(Account.email == account.email)).first():
+            raise RuleViolation(ErrorCode.ACCOUNT_EXISTS)
+        taken = session.exec(
+            select(Gateway).where(col(Gateway.gateway_id).in_([g.gateway_id for g in gateways]))
+        ).first()
+        if taken is not None:
+            raise RuleViolation(ErrorCode.GATEWAY_REGISTERED)
+        session.add(account)
+        session.flush()
+        for gateway in gateways:
+            gateway.account_id = account.id
+            session.add(gateway)
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:
+            session.rollback()
+            raise RuleViolation(ErrorCode.ACCOUNT_EXISTS) from None
+        session.refresh(account)
+        session.expunge(account)
+        return account

@@ -1,0 +1,130 @@
+"""SQLModel tables.
+
+Uniqueness rules live here, as database constraints, because Temporal's workflow-ID policy
+only sees closed workflows within the namespace's retention:
+- one *active* circle application per gateway (a partial unique index, on SQLite and
+  PostgreSQL alike), so two concurrent applications cannot both succeed;
+- one outbox row per mail idempotency key, so a retried mail activity never sends twice;
+- one ledger row per consent request key, so a retried consent activity records once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_public_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Account(SQLModel, table=True):
+    """A monitoring-service account (遠隔モニタリングサービス). User ID is the e-mail."""
+
+    __tablename__ = "monitoring_accounts"
+
+    id: str = Field(default_factory=new_public_id, primary_key=True, max_length=32)
+    email: str = Field(sa_column=sa.Column(sa.String(254), nullable=False, unique=True))
+    password_hash: str = Field(max_length=255)
+    display_name: str = Field(max_length=200)
+    holder_type: str = Field(max_length=20)  # "individual" | "corporate"
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+    )
+
+
+class Gateway(SQLModel, table=True):
+    """A gateway as the monitoring registry knows it."""
+
+    __tablename__ = "gateways"
+
+    gateway_id: str = Field(primary_key=True, max_length=12)
+    pcs_serial: str = Field(max_length=8)
+    model: str = Field(max_length=40)
+    pv_unit_in_use: bool
+    battery_unit_in_use: bool
+    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+
+
+class Enrollment(SQLModel, table=True):
+    """Maps an account to its journey's opaque workflow ID."""
+
+    __tablename__ = "enrollments"
+
+    account_id: str = Field(foreign_key="monitoring_accounts.id", primary_key=True, max_length=32)
+    workflow_id: str = Field(unique=True, max_length=80)
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+    )
+
+
+class Consent(SQLModel, table=True):
+    """The consent ledger: who agreed (or declined) to which version of which document.
+
+    It outlives the workflow: the consent transfers the right to the CO2-reduction value.
+    """
+
+    __tablename__ = "consents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_key: str = Field(unique=True, max_length=200)
+    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    document: str = Field(max_length=80)
+    version: str = Field(max_length=40)
+    content_sha256: str = Field(max_length=64)
+    decision: str = Field(max_length=10)  # "agreed" | "declined"
+    decided_at: datetime = Field(sa_type=sa.DateTime(timezone=True))  # type: ignore[call-overload]
+    channel: str = Field(max_length=20)
+
+
+class CircleApplication(SQLModel, table=True):
+    """One circle application (申込) of one gateway; cancelled ones stay as history."""
+
+    __tablename__ = "circle_applications"
+    __table_args__ = (
+        sa.Index(
+            "uq_circle_applications_active_gateway",
+            "gateway_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'active'"),
+            postgresql_where=sa.text("status = 'active'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_key: str = Field(unique=True, max_length=200)
+    gateway_id: str = Field(foreign_key="gateways.gateway_id", index=True, max_length=12)
+    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    status: str = Field(max_length=10)  # "active" | "cancelled"
+    applied_at: datetime = Field(sa_type=sa.DateTime(timezone=True))  # type: ignore[call-overload]
+    cancelled_at: datetime | None = Field(
+        default=None, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+    )
+
+
+class OutboxMail(SQLModel, table=True):
+    """Every mail, keyed by its idempotency key. ``sent`` rows are never sent again."""
+
+    __tablename__ = "mail_outbox"
+
+    key: str = Field(primary_key=True, max_length=200)
+    kind: str = Field(max_length=40)
+    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    message_id: str = Field(max_length=255)
+    subject: str = Field(max_length=255)
+    status: str = Field(max_length=10)  # "sending" | "sent" | "failed"
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+    )
+    sent_at: datetime | None = Field(
+        default=None, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+    )

@@ -1,0 +1,58 @@
+"""Test data: accounts and gateways with fresh IDs for every test."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from api.security import hash_password
+from store import repo
+from store.tables import Account, Gateway
+
+_ALPHABET = string.ascii_uppercase + string.digits
+PASSWORD = "Test-Password-123"
+_HASH = hash_password(PASSWORD)
+
+
+def random_id(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+@dataclass
+class Customer:
+    account_id: str
+    email: str
+    name: str
+    eligible_gateway: str
+    eligible_pcs: str
+    other_gateway: str  # same account, battery unit not in use
+
+
+def add_customer(
+    engine: Engine,
+    *,
+    holder_type: str = "individual",
+    name: str = "髙橋 太郎",
+    second_eligible: bool = False,
+) -> Customer:
+    email = f"customer-{random_id(10).lower()}@example.com"
+    gw1, gw2 = random_id(12), random_id(12)
+    pcs1 = random_id(8)
+    account = repo.create_account(
+        engine,
+        Account(email=email, password_hash=_HASH, display_name=name, holder_type=holder_type),
+        [
+            Gateway(
+                account_id="", gateway_id=gw1, pcs_serial=pcs1, model="KPBP-A",
+                pv_unit_in_use=True, battery_unit_in_use=True,
+            ),
+            Gateway(
+                account_id="", gateway_id=gw2, pcs_serial=random_id(8), model="SMART_PV_MULTI",
+                pv_unit_in_use=True, battery_unit_in_use=second_eligible,
+            ),
+        ],
+    )
+    return Customer(account.id, email, name, gw1, pcs1, gw2)

@@ -1,0 +1,123 @@
+"""Running EnrollmentWorkflow on a test server with real store activities."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities.registry import RegistryActivities
+from domain.contracts import (
+    EnrollmentInput,
+    EnrollmentStatus,
+    MailKind,
+    MailReceipt,
+    MailRequest,
+    TermsDocument,
+)
+from domain.journey import ReminderPolicy, Stage
+from workflows.enrollment import EnrollmentWorkflow
+
+TERMS = TermsDocument(
+    document="omron_circle_member_terms",
+    version="2025-03-26",
+    content_sha256="ab" * 32,
+    url="https://example.invalid/terms",
+)
+SIGNUP_URL = "https://smile-e-pt.example/signup"
+
+
+@dataclass
+class MailRecorder:
+    """Stands in for ``send_mail`` (by name); notes when each mail was scheduled."""
+
+    calls: list[tuple[MailRequest, datetime]] = field(default_factory=list)
+
+    @activity.defn(name="send_mail")
+    async def send_mail(self, req: MailRequest) -> MailReceipt:
+        self.calls.append((req, activity.info().current_attempt_scheduled_time))
+        return MailReceipt(key=req.key, message_id=f"<{uuid.uuid4().hex}@test>")
+
+    def of_kind(self, kind: MailKind) -> list[tuple[MailRequest, datetime]]:
+        return [(req, at) for req, at in self.calls if req.kind == kind]
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, engine: Engine, recorder: MailRecorder
+) -> AsyncIterator[str]:
+    task_queue = f"test-{uuid.uuid4().hex}"
+    registry = RegistryActivities(engine)
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[EnrollmentWorkflow],
+            activities=[
+                registry.check_eligibility,
+                registry.record_consent,
+                registry.record_application,
+                registry.cancel_application,
+                recorder.send_mail,
+            ],
+            activity_executor=executor,
+        ):
+            yield task_queue
+
+
+async def start(
+    client: Client,
+    task_queue: str,
+    account_id: str,
+    policy: ReminderPolicy | None = None,
+    **kwargs: object,
+) -> WorkflowHandle[EnrollmentWorkflow, object]:
+    return await client.start_workflow(
+        EnrollmentWorkflow.run,
+        EnrollmentInput(
+            account_id=account_id,
+            circle_terms=TERMS,
+            points_signup_url=SIGNUP_URL,
+            reminders=policy or ReminderPolicy(),
+        ),
+        id=f"enrollment-{account_id}-{uuid.uuid4().hex[:6]}",
+        task_queue=task_queue,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (in real time) for work already due, such as an activity after a timer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def wait_stage(
+    handle: WorkflowHandle[EnrollmentWorkflow, object], stage: Stage
+) -> EnrollmentStatus:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        if status.stage == stage:
+            return status
+        if loop.time() > deadline:
+            raise AssertionError(f"stage is {status.stage}, expected {stage}")
+        await asyncio.sleep(0.05)
+
+
+def near(actual: datetime, expected: datetime, slack: timedelta = timedelta(seconds=5)) -> bool:
+    return expected - timedelta(seconds=1) <= actual <= expected + slack

@@ -1,0 +1,86 @@
+"""Run a worker for every workflow and activity on the one task queue.
+
+``python worker.py`` waits for Temporal, registers the search attributes, migrates the
+store, and polls until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.engine import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.mail import MailActivities, MailRenderer, SmtpSettings
+from activities.registry import RegistryActivities
+from config import Settings, get_settings
+from store.engine import make_engine, migrate
+from temporal_client import connect, ensure_search_attributes
+from workflows.enrollment import EnrollmentWorkflow
+
+WORKFLOWS = [EnrollmentWorkflow]
+
+
+def mail_renderer(settings: Settings) -> MailRenderer:
+    return MailRenderer(
+        {
+            "monitoring_site_url": settings.monitoring_site_url,
+            "circle_info_url": settings.circle_terms_url,
+            "points_signup_url": settings.points_signup_url,
+            "support_phone": "0120-066-825",
+            "support_hours": "平日 9:00～17:00 (土日祝、当社休日を除く)",
+        }
+    )
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings:
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.mail_from,
+        domain=settings.mail_domain,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        start_tls=settings.smtp_start_tls,
+        timeout=settings.smtp_timeout_seconds,
+    )
+
+
+def build_worker(
+    client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor
+) -> Worker:
+    registry = RegistryActivities(engine)
+    mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            registry.check_eligibility,
+            registry.record_consent,
+            registry.record_application,
+            registry.cancel_application,
+            mail.send_mail,
+        ],
+        activity_executor=executor,
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    client = await connect(settings.temporal_address, settings.temporal_namespace, wait=60)
+    await ensure_search_attributes(client, settings.temporal_namespace)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        worker = build_worker(client, settings, engine, executor)
+        logging.getLogger("worker").info("polling task queue %s", settings.task_queue)
+        await worker.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

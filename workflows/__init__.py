@@ -1,0 +1,1 @@
+"""Workflows: deterministic, sandboxed; one workflow class per module."""

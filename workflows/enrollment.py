@@ -1,0 +1,400 @@
+"""EnrollmentWorkflow: one customer's circle journey, from monitoring account to enrolled.
+
+Workflow ID: ``enrollment-<account id>`` (the account ID is an opaque UUID, never the
+e-mail). Input: ``EnrollmentInput``; result: ``EnrollmentResult``.
+
+Messages
+- update ``give_consent(ConsentRequest) -> ConsentResult``: 同意する on the current terms.
+- update ``decline() -> DeclineResult``: 同意しない; ends the journey as declined.
+- update ``apply_gateway(ApplyRequest) -> ApplicationReceipt``: 申込確定 for one gateway.
+- update ``cancel_application(CancelRequest) -> CancelReceipt``: 解約; the journey ends as
+  withdrawn when no active application is left.
+- signal ``points_registered(PointsRegistered)``: the points signup joined; → enrolled.
+- query ``get_status() -> EnrollmentStatus``.
+
+Timers
+- reminders while the customer stalls in a stage that awaits them (consent, application,
+  points signup): at the configured delays after the stage was entered, deferred out of the
+  JST quiet hours, capped; after the last one the journey is dormant and flagged for an
+  operator (``EcoNeedsOperator``), and any customer action revives it.
+
+Every update validator checks what the workflow's own state can tell (stage, terms version,
+known gateways), so an obviously wrong request is refused without touching history; the
+store has the last word inside the handler, through an activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.mail import MailActivities
+    from activities.registry import RegistryActivities
+    from domain import search_attributes as sa
+    from domain.contracts import (
+        ApplicationReceipt,
+        ApplicationState,
+        ApplyRequest,
+        CancelApplicationInput,
+        CancelReceipt,
+        CancelRequest,
+        ConsentRequest,
+        ConsentResult,
+        DeclineResult,
+        EnrollmentInput,
+        EnrollmentResult,
+        EnrollmentStatus,
+        GatewayView,
+        MailKind,
+        MailRequest,
+        PointsRegistered,
+        RecordApplicationInput,
+        RecordConsentInput,
+        format_jst,
+    )
+    from domain.errors import ErrorCode, message_for
+    from domain.journey import IneligibleReason, Stage, next_reminder_at
+
+STORE_TIMEOUT = timedelta(seconds=30)
+MAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+# How long a mail may keep failing temporarily before an operator is asked to look.
+MAIL_GIVE_UP_AFTER = timedelta(days=1)
+
+AWAITED = {
+    Stage.AWAITING_CONSENT: "consent",
+    Stage.AWAITING_APPLICATION: "application",
+    Stage.AWAITING_POINTS_SIGNUP: "points_signup",
+}
+APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Stage.ENROLLED)
+
+
+def _refusal(code: ErrorCode) -> ApplicationError:
+    return ApplicationError(message_for(code), type=code.value, non_retryable=True)
+
+
+@workflow.defn
+class EnrollmentWorkflow:
+    @workflow.init
+    def __init__(self, inp: EnrollmentInput) -> None:
+        # State is set here, not in run(): an update or signal may arrive first.
+        self._inp = inp
+        self._stage = Stage.CHECKING
+        self._stage_entered_at = workflow.now()
+        self._ineligible_reason: IneligibleReason | None = None
+        self._gateways: list[GatewayView] = []
+        self._reminders_sent = 0
+        self._dormant = False
+        self._mail_trouble = False
+        self._points_gateway: str | None = None
+        self._lock = asyncio.Lock()
+        self._mail_tasks: list[asyncio.Task[None]] = []
+
+    @workflow.run
+    async def run(self, inp: EnrollmentInput) -> EnrollmentResult:
+        self._publish()
+        result = await workflow.execute_activity_method(
+            RegistryActivities.check_eligibility,
+            inp.account_id,
+            start_to_close_timeout=STORE_TIMEOUT,
+        )
+        self._gateways = result.gateways
+        if not result.eligible:
+            self._ineligible_reason = result.reason
+            self._enter(Stage.INELIGIBLE)
+            return self._finish_result()
+        self._enter(Stage.AWAITING_CONSENT)
+        self._mail(MailKind.INVITATION, "invitation", {})
+        while not self._stage.is_final:
+            await self._follow_up(self._stage)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._mail_tasks)
+        return self._finish_result()
+
+    # ---- updates -------------------------------------------------------------------
+
+    @workflow.update
+    async def give_consent(self, req: ConsentRequest) -> ConsentResult:
+        async with self._lock:
+            self._require_stage(Stage.AWAITING_CONSENT)
+            now = workflow.now()
+            await self._store(
+                RegistryActivities.record_consent,
+                RecordConsentInput(
+                    key=self._request_key("consent"),
+                    account_id=self._inp.account_id,
+                    terms=self._inp.circle_terms,
+                    decision="agreed",
+                    decided_at=now,
+                    channel=req.channel,
+                ),
+            )
+            self._enter(Stage.AWAITING_APPLICATION)
+            return ConsentResult(stage=self._stage, consented_at=now)
+
+    @give_consent.validator
+    def validate_give_consent(self, req: ConsentRequest) -> None:
+        self._require_stage(Stage.AWAITING_CONSENT)
+        if req.terms_version != self._inp.circle_terms.version:
+            raise _refusal(ErrorCode.TERMS_VERSION_OUTDATED)
+
+    @workflow.update
+    async def decline(self) -> DeclineResult:
+        async with self._lock:
+            self._require_stage(Stage.AWAITING_CONSENT)
+            now = workflow.now()
+            await self._store(
+                RegistryActivities.record_consent,
+                RecordConsentInput(
+                    key=self._request_key("decline"),
+                    account_id=self._inp.account_id,
+                    terms=self._inp.circle_terms,
+                    decision="declined",
+                    decided_at=now,
+                    channel="web",
+                ),
+            )
+            self._enter(Stage.DECLINED)
+            return DeclineResult(stage=self._stage, declined_at=now)
+
+    @decline.validator
+    def validate_decline(self) -> None:
+        self._require_stage(Stage.AWAITING_CONSENT)
+
+    @workflow.update
+    async def apply_gateway(self, req: ApplyRequest) -> ApplicationReceipt:
+        async with self._lock:
+            self._require_stage(*APPLYING_STAGES)
+            now = workflow.now()
+            recorded = await self._store(
+                RegistryActivities.record_application,
+                RecordApplicationInput(
+                    key=self._request_key("apply"),
+                    account_id=self._inp.account_id,
+                    gateway_id=req.gateway_id,
+                    applied_at=now,
+                ),
+            )
+            self._gateways = recorded.gateways
+            receipt = ApplicationReceipt(
+                gateway_id=recorded.gateway_id,
+                pcs_serial=recorded.pcs_serial,
+                applied_at=recorded.applied_at,
+                points_signup_url=self._inp.points_signup_url,
+            )
+            self._mail(
+                MailKind.APPLICATION_COMPLETE,
+                f"application:{recorded.gateway_id}:{recorded.applied_at.isoformat()}",
+                {
+                    "applied_at": receipt.applied_at_jst,
+                    "gateway_id": receipt.gateway_id,
+                    "pcs_serial": receipt.pcs_serial,
+                },
+            )
+            if self._stage == Stage.AWAITING_APPLICATION:
+                self._enter(
+                    Stage.ENROLLED if self._points_gateway else Stage.AWAITING_POINTS_SIGNUP
+                )
+            return receipt
+
+    @apply_gateway.validator
+    def validate_apply_gateway(self, req: ApplyRequest) -> None:
+        self._require_stage(*APPLYING_STAGES)
+        known = self._gateway(req.gateway_id)
+        if known is None:
+            return  # the registry may know a gateway added since; the store decides
+        if known.application == ApplicationState.ACTIVE:
+            raise _refusal(ErrorCode.GATEWAY_ALREADY_APPLIED)
+        if not known.eligible:
+            raise _refusal(ErrorCode.GATEWAY_NOT_ELIGIBLE)
+
+    @workflow.update
+    async def cancel_application(self, req: CancelRequest) -> CancelReceipt:
+        async with self._lock:
+            self._require_active_application(req.gateway_id)
+            now = workflow.now()
+            self._gateways = await self._store(
+                RegistryActivities.cancel_application,
+                CancelApplicationInput(
+                    key=self._request_key("cancel"),
+                    account_id=self._inp.account_id,
+                    gateway_id=req.gateway_id,
+                    cancelled_at=now,
+                ),
+            )
+            gateway = self._gateway(req.gateway_id)
+            self._mail(
+                MailKind.APPLICATION_CANCELLED,
+                f"cancellation:{req.gateway_id}:{now.isoformat()}",
+                {
+                    "cancelled_at": format_jst(now),
+                    "gateway_id": req.gateway_id,
+                    "pcs_serial": gateway.pcs_serial if gateway else "",
+                },
+            )
+            if not any(g.application == ApplicationState.ACTIVE for g in self._gateways):
+                self._enter(Stage.WITHDRAWN)
+            return CancelReceipt(gateway_id=req.gateway_id, cancelled_at=now, stage=self._stage)
+
+    @cancel_application.validator
+    def validate_cancel_application(self, req: CancelRequest) -> None:
+        self._require_active_application(req.gateway_id)
+
+    # ---- signals and queries -------------------------------------------------------
+
+    @workflow.signal
+    def points_registered(self, event: PointsRegistered) -> None:
+        self._points_gateway = event.gateway_id
+        if self._stage == Stage.AWAITING_POINTS_SIGNUP:
+            self._enter(Stage.ENROLLED)
+
+    @workflow.query
+    def get_status(self) -> EnrollmentStatus:
+        return EnrollmentStatus(
+            stage=self._stage,
+            stage_entered_at=self._stage_entered_at,
+            ineligible_reason=self._ineligible_reason,
+            gateways=self._gateways,
+            reminders_sent=self._reminders_sent,
+            next_reminder_at=self._next_reminder_at(),
+            dormant=self._dormant,
+            circle_terms_version=self._inp.circle_terms.version,
+            points_member_gateway_id=self._points_gateway,
+        )
+
+    # ---- the reminder loop ---------------------------------------------------------
+
+    async def _follow_up(self, stage: Stage) -> None:
+        """Wait for the stage to change, reminding the customer while it does not."""
+        left = lambda: self._stage != stage  # noqa: E731
+        while self._stage == stage:
+            due = self._next_reminder_at()
+            if due is None:
+                await workflow.wait_condition(left)
+                return
+            delay = due - workflow.now()
+            if delay > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        left, timeout=delay, timeout_summary=f"reminder {self._reminders_sent + 1}"
+                    )
+                    return
+                except TimeoutError:
+                    pass
+            await self._remind(stage)
+
+    def _next_reminder_at(self) -> datetime | None:
+        if not self._stage.awaits_customer:
+            return None
+        return next_reminder_at(
+            self._stage_entered_at, self._reminders_sent, self._inp.reminders
+        )
+
+    async def _remind(self, stage: Stage) -> None:
+        number = self._reminders_sent + 1
+        key = f"reminder:{stage.value}:{self._stage_entered_at.isoformat()}:{number}"
+        self._mail(
+            MailKind.REMINDER, key, {"awaited": AWAITED[stage], "reminder_number": str(number)}
+        )
+        self._reminders_sent = number
+        if number >= len(self._inp.reminders.delays):
+            self._dormant = True
+            workflow.logger.info("journey dormant after %d reminders at %s", number, stage)
+        self._publish()
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _enter(self, stage: Stage) -> None:
+        self._stage = stage
+        self._stage_entered_at = workflow.now()
+        self._reminders_sent = 0
+        self._dormant = False
+        self._publish()
+
+    def _publish(self) -> None:
+        workflow.upsert_search_attributes(
+            [
+                sa.STAGE.value_set(self._stage.value),
+                sa.STAGE_ENTERED_AT.value_set(self._stage_entered_at),
+                sa.REMINDER_COUNT.value_set(self._reminders_sent),
+                sa.NEEDS_OPERATOR.value_set(self._dormant or self._mail_trouble),
+            ]
+        )
+        workflow.set_current_details(
+            f"stage **{self._stage.value}** since {self._stage_entered_at.isoformat()}; "
+            f"reminders sent: {self._reminders_sent}"
+            + ("; dormant" if self._dormant else "")
+            + ("; a mail could not be delivered" if self._mail_trouble else "")
+        )
+
+    def _finish_result(self) -> EnrollmentResult:
+        return EnrollmentResult(stage=self._stage, ineligible_reason=self._ineligible_reason)
+
+    def _require_stage(self, *stages: Stage) -> None:
+        if self._stage in stages:
+            return
+        raise _refusal(ErrorCode.JOURNEY_CLOSED if self._stage.is_final else ErrorCode.WRONG_STAGE)
+
+    def _require_active_application(self, gateway_id: str) -> None:
+        if self._stage.is_final:
+            raise _refusal(ErrorCode.JOURNEY_CLOSED)
+        gateway = self._gateway(gateway_id)
+        if gateway is None or gateway.application != ApplicationState.ACTIVE:
+            raise _refusal(ErrorCode.APPLICATION_NOT_FOUND)
+
+    def _gateway(self, gateway_id: str) -> GatewayView | None:
+        return next((g for g in self._gateways if g.gateway_id == gateway_id), None)
+
+    def _request_key(self, what: str) -> str:
+        info = workflow.current_update_info()
+        update_id = info.id if info else "run"
+        return f"{workflow.info().workflow_id}:{what}:{update_id}"
+
+    async def _store(self, activity: Any, arg: Any) -> Any:
+        """Run a store activity; a rule refusal becomes this update's own failure."""
+        try:
+            return await workflow.execute_activity_method(
+                activity, arg, start_to_close_timeout=STORE_TIMEOUT
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+                raise ApplicationError(
+                    cause.message, type=cause.type, non_retryable=True
+                ) from None
+            raise
+
+    def _mail(self, kind: MailKind, key: str, context: dict[str, str]) -> None:
+        """Send a mail in the background: an update answers without waiting for SMTP."""
+        request = MailRequest(
+            key=f"{workflow.info().workflow_id}:{key}",
+            kind=kind,
+            account_id=self._inp.account_id,
+            context=context,
+        )
+        self._mail_tasks.append(asyncio.create_task(self._deliver(request)))
+
+    async def _deliver(self, request: MailRequest) -> None:
+        try:
+            await workflow.execute_activity_method(
+                MailActivities.send_mail,
+                request,
+                start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
+                retry_policy=MAIL_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "mail %s not delivered: %s", request.kind.value, type(err.cause).__name__
+            )
+            self._mail_trouble = True
+            self._publish()
