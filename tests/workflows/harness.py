@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.registry import RegistryActivities
@@ -51,16 +51,53 @@ class MailRecorder:
         return [(req, at) for req, at in self.calls if req.kind == kind]
 
 
+@dataclass
+class Journeys:
+    """Starts journeys on the worker's task queue; terminates the ones left running.
+
+    A workflow left running with timers would stop the time-skipping server from skipping
+    in the tests that follow (its workflow tasks would have no worker).
+    """
+
+    client: Client
+    task_queue: str
+    handles: list[WorkflowHandle[EnrollmentWorkflow, object]] = field(default_factory=list)
+
+    async def start(
+        self, account_id: str, policy: ReminderPolicy | None = None, **kwargs: object
+    ) -> WorkflowHandle[EnrollmentWorkflow, object]:
+        handle = await self.client.start_workflow(
+            EnrollmentWorkflow.run,
+            EnrollmentInput(
+                account_id=account_id,
+                circle_terms=TERMS,
+                points_signup_url=SIGNUP_URL,
+                reminders=policy or ReminderPolicy(),
+            ),
+            id=f"enrollment-{account_id}-{uuid.uuid4().hex[:6]}",
+            task_queue=self.task_queue,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.handles.append(handle)
+        return handle
+
+    async def terminate_running(self) -> None:
+        for handle in self.handles:
+            description = await handle.describe()
+            if description.status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
+
+
 @asynccontextmanager
 async def running_worker(
     client: Client, engine: Engine, recorder: MailRecorder
-) -> AsyncIterator[str]:
-    task_queue = f"test-{uuid.uuid4().hex}"
+) -> AsyncIterator[Journeys]:
+    journeys = Journeys(client, f"test-{uuid.uuid4().hex}")
     registry = RegistryActivities(engine)
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with Worker(
             client,
-            task_queue=task_queue,
+            task_queue=journeys.task_queue,
             workflows=[EnrollmentWorkflow],
             activities=[
                 registry.check_eligibility,
@@ -71,28 +108,10 @@ async def running_worker(
             ],
             activity_executor=executor,
         ):
-            yield task_queue
-
-
-async def start(
-    client: Client,
-    task_queue: str,
-    account_id: str,
-    policy: ReminderPolicy | None = None,
-    **kwargs: object,
-) -> WorkflowHandle[EnrollmentWorkflow, object]:
-    return await client.start_workflow(
-        EnrollmentWorkflow.run,
-        EnrollmentInput(
-            account_id=account_id,
-            circle_terms=TERMS,
-            points_signup_url=SIGNUP_URL,
-            reminders=policy or ReminderPolicy(),
-        ),
-        id=f"enrollment-{account_id}-{uuid.uuid4().hex[:6]}",
-        task_queue=task_queue,
-        **kwargs,  # type: ignore[arg-type]
-    )
+            try:
+                yield journeys
+            finally:
+                await journeys.terminate_running()
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -28,7 +28,6 @@ from tests.workflows.harness import (
     MailRecorder,
     eventually,
     running_worker,
-    start,
     wait_stage,
 )
 from workflows.enrollment import EnrollmentWorkflow
@@ -46,8 +45,8 @@ async def refused(call: object) -> str:
 async def test_whole_circle_journey(ts_env: WorkflowEnvironment, sqlite_engine: Engine) -> None:
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as tq:
-        handle = await start(ts_env.client, tq, customer.account_id)
+    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(customer.account_id)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
         assert {g.gateway_id: g.eligible for g in status.gateways} == {
             customer.eligible_gateway: True,
@@ -105,8 +104,8 @@ async def test_whole_circle_journey(ts_env: WorkflowEnvironment, sqlite_engine: 
 
 async def test_decline_ends_the_journey(ts_env: WorkflowEnvironment, sqlite_engine: Engine) -> None:
     customer = add_customer(sqlite_engine)
-    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as tq:
-        handle = await start(ts_env.client, tq, customer.account_id)
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle = await journeys.start(customer.account_id)
         await wait_stage(handle, Stage.AWAITING_CONSENT)
         declined = await handle.execute_update(EnrollmentWorkflow.decline)
         assert declined.stage == Stage.DECLINED
@@ -121,8 +120,8 @@ async def test_corporate_account_is_ineligible_and_not_invited(
 ) -> None:
     customer = add_customer(sqlite_engine, holder_type="corporate")
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as tq:
-        handle = await start(ts_env.client, tq, customer.account_id)
+    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(customer.account_id)
         result = await handle.result()
     assert result.stage == Stage.INELIGIBLE
     assert result.ineligible_reason == IneligibleReason.CORPORATE_ACCOUNT
@@ -148,8 +147,8 @@ async def test_account_without_eligible_gateway_is_ineligible(
         ],
     )
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as tq:
-        handle = await start(ts_env.client, tq, account.id)
+    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(account.id)
         result = await handle.result()
         status = await handle.query(EnrollmentWorkflow.get_status)
     assert result.ineligible_reason == IneligibleReason.NO_ELIGIBLE_GATEWAY
@@ -162,8 +161,8 @@ async def test_refusals_carry_their_reason_codes(
 ) -> None:
     customer = add_customer(sqlite_engine)
     stranger = add_customer(sqlite_engine)
-    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as tq:
-        handle = await start(ts_env.client, tq, customer.account_id)
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle = await journeys.start(customer.account_id)
         await wait_stage(handle, Stage.AWAITING_CONSENT)
         apply = EnrollmentWorkflow.apply_gateway
 
@@ -210,8 +209,8 @@ async def test_cancelling_one_of_two_applications_keeps_the_journey(
 ) -> None:
     customer = add_customer(sqlite_engine, second_eligible=True)
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as tq:
-        handle = await start(ts_env.client, tq, customer.account_id)
+    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(customer.account_id)
         await wait_stage(handle, Stage.AWAITING_CONSENT)
         await handle.execute_update(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
@@ -233,13 +232,10 @@ async def test_cancelling_one_of_two_applications_keeps_the_journey(
 async def test_signal_before_run_is_kept(ts_env: WorkflowEnvironment, sqlite_engine: Engine) -> None:
     """Signal-with-start delivers before run() starts: state lives in @workflow.init."""
     customer = add_customer(sqlite_engine)
-    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as tq:
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
         from datetime import UTC, datetime
 
-        handle = await start(
-            ts_env.client,
-            tq,
-            customer.account_id,
+        handle = await journeys.start(customer.account_id,
             start_signal="points_registered",
             start_signal_args=[
                 PointsRegistered(
