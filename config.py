@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parent
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ECOKATSU_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ECOKATSU_", env_file=None, extra="ignore", populate_by_name=True
+    )
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"

@@ -19,6 +19,7 @@ from api.errors import STATUS, ApiError
 from config import Settings
 from domain.contracts import EnrollmentInput, EnrollmentStatus
 from domain.errors import ErrorCode
+from domain.journey import Stage
 from workflows.enrollment import EnrollmentWorkflow
 
 T = TypeVar("T")
@@ -68,7 +69,11 @@ async def answer(settings: Settings, call: Awaitable[T]) -> T:
         raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError(ErrorCode.JOURNEY_NOT_FOUND) from None
+            # An update to a journey that has ended: "workflow execution already completed".
+            closed = "already completed" in err.message
+            raise ApiError(
+                ErrorCode.JOURNEY_CLOSED if closed else ErrorCode.JOURNEY_NOT_FOUND
+            ) from None
         if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
             raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
         raise
@@ -76,3 +81,23 @@ async def answer(settings: Settings, call: Awaitable[T]) -> T:
 
 async def status_of(client: Client, settings: Settings, account_id: str) -> EnrollmentStatus:
     return await answer(settings, handle_for(client, account_id).query(EnrollmentWorkflow.get_status))
+
+
+async def settled_status_of(
+    client: Client, settings: Settings, account_id: str
+) -> EnrollmentStatus:
+    """The status once the eligibility check is done (it takes milliseconds).
+
+    Polled with queries, which leave nothing in history, rather than an update, which
+    would add events each time a customer reloads the page.
+    """
+
+    async def settle() -> EnrollmentStatus:
+        handle = handle_for(client, account_id)
+        while True:
+            status = await handle.query(EnrollmentWorkflow.get_status)
+            if status.stage != Stage.CHECKING:
+                return status
+            await asyncio.sleep(0.05)
+
+    return await answer(settings, settle())

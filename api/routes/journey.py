@@ -61,7 +61,7 @@ async def start_or_resume(
     if session.get(Enrollment, account.id) is None:
         session.add(Enrollment(account_id=account.id, workflow_id=workflow_id))
         session.commit()
-    state = await journeys.status_of(client, settings, account.id)
+    state = await journeys.settled_status_of(client, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=workflow_id)
 
 

@@ -1,0 +1,280 @@
+"""A customer's circle journey through the HTTP API, end to end, reading the real mail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.api.conftest import SYSTEM_KEY, Stack
+from tests.factories import PASSWORD, add_customer
+from tests.pii import assert_absent, history_bytes
+
+FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
+
+
+async def test_walk_through_the_circle_journey(stack: Stack) -> None:
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+
+    started = await stack.call("POST", "/v1/journey", headers=auth)
+    assert started.status_code == 200, started.text
+    journey = started.json()
+    assert journey["stage"] == "awaiting_consent"
+    assert journey["workflow_id"] == f"enrollment-{customer.account_id}"
+    assert customer.email not in journey["workflow_id"]
+
+    [invitation] = await stack.sink.wait_for(1)
+    assert invitation.envelope_to == [customer.email]
+    assert "お申込みのご案内" in invitation.subject
+    assert f"{customer.name} 様" in invitation.text
+
+    # Starting again resumes the same journey; no second invitation.
+    again = await stack.call("POST", "/v1/journey", headers=auth)
+    assert again.json()["stage_entered_at"] == journey["stage_entered_at"]
+
+    terms = (await stack.call("GET", "/v1/terms")).json()
+    assert len(terms["content_sha256"]) == 64 and "第2条" in terms["text"]
+    consent = await stack.call(
+        "POST", "/v1/journey/consent", headers=auth,
+        json={"agree": True, "terms_version": terms["version"]},
+    )
+    assert consent.status_code == 200, consent.text
+    assert consent.json()["stage"] == "awaiting_application"
+
+    gateways = (await stack.call("GET", "/v1/journey/gateways", headers=auth)).json()["gateways"]
+    assert {g["gateway_id"]: (g["eligible"], g["reasons"]) for g in gateways} == {
+        customer.eligible_gateway: (True, []),
+        customer.other_gateway: (False, ["battery_unit_not_in_use"]),
+    }
+
+    not_eligible = await stack.call(
+        "POST", "/v1/journey/applications", headers=auth,
+        json={"gateway_id": customer.other_gateway},
+    )
+    assert not_eligible.status_code == 409
+    assert not_eligible.json()["detail"][0]["code"] == "gateway_not_eligible"
+
+    applied = await stack.call(
+        "POST", "/v1/journey/applications", headers=auth,
+        json={"gateway_id": customer.eligible_gateway.translate(FULLWIDTH)},
+    )
+    assert applied.status_code == 201, applied.text
+    done = applied.json()
+    assert (done["gateway_id"], done["pcs_serial"]) == (
+        customer.eligible_gateway, customer.eligible_pcs
+    )
+    assert done["points_signup_url"] == stack.settings.points_signup_url
+
+    mails = await stack.sink.wait_for(2)
+    complete = mails[1]
+    assert complete.envelope_to == [customer.email]
+    assert "お申込み完了のお知らせ" in complete.subject
+    assert f"申込完了日時： {done['applied_at_jst']}" in complete.text
+    assert f"ゲートウェイID： {customer.eligible_gateway}" in complete.text
+    assert f"パワーコンディショナ製造番号： {customer.eligible_pcs}" in complete.text
+    assert stack.settings.points_signup_url in complete.links
+
+    twice = await stack.call(
+        "POST", "/v1/journey/applications", headers=auth,
+        json={"gateway_id": customer.eligible_gateway},
+    )
+    assert (twice.status_code, twice.json()["detail"][0]["code"]) == (
+        409, "gateway_already_applied"
+    )
+
+    status = (await stack.call("GET", "/v1/journey", headers=auth)).json()
+    assert status["stage"] == "awaiting_points_signup"
+    assert status["next_reminder_at"] is not None
+
+    cancelled = await stack.call(
+        "DELETE", f"/v1/journey/applications/{customer.eligible_gateway}", headers=auth
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["stage"] == "withdrawn"
+    mails = await stack.sink.wait_for(3)
+    assert "解約" in mails[2].subject and customer.eligible_gateway in mails[2].text
+
+    # What Temporal keeps holds no personal data: not in the ID, the search attributes,
+    # or anywhere in the history (inputs, results, failures).
+    handle = stack.client.get_workflow_handle(journey["workflow_id"])
+    history = history_bytes(await handle.fetch_history())
+    assert customer.eligible_gateway.encode() in history  # the search does find what is there
+    assert_absent(history, customer.email, customer.name, PASSWORD)
+    described = await handle.describe()
+    assert customer.email not in json.dumps(
+        {k.name: str(v) for k, v in described.typed_search_attributes}
+    )
+
+
+async def test_refusals_map_to_statuses_and_codes(stack: Stack) -> None:
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+
+    assert (await stack.call("GET", "/v1/journey")).status_code == 401
+    not_started = await stack.call("GET", "/v1/journey", headers=auth)
+    assert (not_started.status_code, not_started.json()["detail"][0]["code"]) == (
+        404, "journey_not_found"
+    )
+    await stack.call("POST", "/v1/journey", headers=auth)
+
+    early = await stack.call(
+        "POST", "/v1/journey/applications", headers=auth,
+        json={"gateway_id": customer.eligible_gateway},
+    )
+    assert (early.status_code, early.json()["detail"][0]["code"]) == (409, "wrong_stage")
+
+    outdated = await stack.call(
+        "POST", "/v1/journey/consent", headers=auth,
+        json={"agree": True, "terms_version": "2022-07-01"},
+    )
+    assert (outdated.status_code, outdated.json()["detail"][0]["code"]) == (
+        422, "terms_version_outdated"
+    )
+
+    bad_id = await stack.call(
+        "POST", "/v1/journey/applications", headers=auth, json={"gateway_id": "ＧＷ-1"}
+    )
+    assert bad_id.status_code == 422
+    [item] = bad_id.json()["detail"]
+    assert item["loc"] == ["body", "gateway_id"] and item["code"] == "invalid_gateway_id"
+    assert "ＧＷ-1" not in bad_id.text and "半角英数字12桁" in item["message"]
+
+    bad_path = await stack.call("DELETE", "/v1/journey/applications/nope", headers=auth)
+    assert (bad_path.status_code, bad_path.json()["detail"][0]["loc"]) == (
+        422, ["path", "gateway_id"]
+    )
+
+    declined = await stack.call(
+        "POST", "/v1/journey/consent", headers=auth,
+        json={"agree": False, "terms_version": "2025-03-26"},
+    )
+    assert declined.json()["stage"] == "declined"
+    closed = await stack.call(
+        "POST", "/v1/journey/consent", headers=auth,
+        json={"agree": True, "terms_version": "2025-03-26"},
+    )
+    assert (closed.status_code, closed.json()["detail"][0]["code"]) == (409, "journey_closed")
+
+    # A declined journey can be started anew (eligibility is checked again).
+    restarted = await stack.call("POST", "/v1/journey", headers=auth)
+    assert restarted.json()["stage"] == "awaiting_consent"
+
+
+async def test_login_and_validation_never_echo_secrets(stack: Stack) -> None:
+    customer = add_customer(stack.engine)
+    wrong = await stack.call(
+        "POST", "/v1/session", json={"user_id": customer.email, "password": "Wrong-Secret-99"}
+    )
+    unknown = await stack.call(
+        "POST", "/v1/session", json={"user_id": "nobody@example.com", "password": "Wrong-Secret-99"}
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+    assert "Wrong-Secret-99" not in wrong.text
+
+    rejected = await stack.call(
+        "POST", "/v1/system/accounts", headers={"X-System-Key": SYSTEM_KEY},
+        json={
+            "email": "not-an-address",
+            "password": "Sh0rt!",
+            "display_name": "x",
+            "holder_type": "individual",
+            "gateways": [{"gateway_id": "ＧＷ１", "pcs_serial": "12345678", "model": "KPBP-A",
+                          "pv_unit_in_use": True, "battery_unit_in_use": True}],
+        },
+    )
+    assert rejected.status_code == 422
+    codes = {tuple(i["loc"]): i["code"] for i in rejected.json()["detail"]}
+    assert codes == {
+        ("body", "email"): "invalid_email",
+        ("body", "password"): "invalid_input",
+        ("body", "gateways", 0, "gateway_id"): "invalid_gateway_id",
+    }
+    for echoed in ("Sh0rt!", "not-an-address", "ＧＷ１"):
+        assert echoed not in rejected.text
+
+
+async def test_monitoring_system_announces_accounts(stack: Stack) -> None:
+    key = {"X-System-Key": SYSTEM_KEY}
+    body = {
+        "email": "Announced.Customer@Example.com",
+        "password": "Announced-Pass-2026",
+        "display_name": "告知 太郎",
+        "holder_type": "individual",
+        "gateways": [{"gateway_id": "ｇｗ９９９９９９９９９９", "pcs_serial": "pcs99999",
+                      "model": "KPBP-A", "pv_unit_in_use": True, "battery_unit_in_use": True}],
+    }
+    assert (await stack.call("POST", "/v1/system/accounts", json=body)).status_code == 403
+    wrong_key = await stack.call(
+        "POST", "/v1/system/accounts", json=body, headers={"X-System-Key": "nope"}
+    )
+    assert wrong_key.status_code == 403
+
+    created = await stack.call("POST", "/v1/system/accounts", json=body, headers=key)
+    assert created.status_code == 201, created.text
+    assert "announced" not in created.json()["workflow_id"].lower()
+    [mail] = await stack.sink.wait_for(1)
+    assert mail.envelope_to == ["announced.customer@example.com"]
+
+    login = await stack.call(
+        "POST", "/v1/session",
+        json={"user_id": "announced.customer@example.com", "password": "Announced-Pass-2026"},
+    )
+    auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    gateways = (await stack.call("GET", "/v1/journey/gateways", headers=auth)).json()["gateways"]
+    assert [(g["gateway_id"], g["pcs_serial"]) for g in gateways] == [("GW9999999999", "PCS99999")]
+
+    duplicate = await stack.call("POST", "/v1/system/accounts", json=body, headers=key)
+    assert (duplicate.status_code, duplicate.json()["detail"][0]["code"]) == (409, "account_exists")
+
+    corporate = {**body, "email": "corp@example.com", "holder_type": "corporate",
+                 "gateways": [{**body["gateways"][0], "gateway_id": "GW8888888888"}]}  # type: ignore[dict-item]
+    created = await stack.call("POST", "/v1/system/accounts", json=corporate, headers=key)
+    handle = stack.client.get_workflow_handle(created.json()["workflow_id"])
+    result = await handle.result()
+    assert result["stage"] == "ineligible" and result["ineligible_reason"] == "corporate_account"
+    await asyncio.sleep(0.5)
+    assert len(stack.sink.received) == 1  # no invitation for the corporate account
+
+
+async def test_operators_find_journeys_by_stage(stack: Stack) -> None:
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+    workflow_id = (await stack.call("POST", "/v1/journey", headers=auth)).json()["workflow_id"]
+    key = {"X-System-Key": SYSTEM_KEY}
+    for _ in range(100):  # visibility is eventually consistent
+        listed = await stack.call(
+            "GET", "/v1/system/journeys", params={"stage": "awaiting_consent"}, headers=key
+        )
+        rows = {r["workflow_id"]: r for r in listed.json()["journeys"]}
+        if workflow_id in rows:
+            break
+        await asyncio.sleep(0.1)
+    row = rows[workflow_id]
+    assert (row["stage"], row["reminder_count"], row["needs_operator"]) == (
+        "awaiting_consent", 0, False
+    )
+    flagged = await stack.call(
+        "GET", "/v1/system/journeys", params={"needs_operator": "true"}, headers=key
+    )
+    assert workflow_id not in {r["workflow_id"] for r in flagged.json()["journeys"]}
+    assert (await stack.call("GET", "/v1/system/journeys")).status_code == 403
+
+
+async def test_a_deferred_mail_is_retried_by_temporal_and_arrives_once(stack: Stack) -> None:
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+    stack.sink.handler.scripted_replies.append("451 4.3.0 try again later")
+    await stack.call("POST", "/v1/journey", headers=auth)
+    await stack.sink.wait_for(1, timeout=30)
+    await asyncio.sleep(1)
+    assert len(stack.sink.received) == 1
+
+
+async def test_without_a_worker_the_api_answers_503(stack_without_worker: Stack) -> None:
+    stack = stack_without_worker
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+    response = await stack.call("POST", "/v1/journey", headers=auth)
+    assert response.status_code == 503
+    assert response.json()["detail"][0]["code"] == "worker_unavailable"

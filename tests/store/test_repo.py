@@ -1,0 +1,176 @@
+"""Store rules, on SQLite and PostgreSQL alike (``store_engine`` runs each test on both)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from domain.contracts import (
+    CancelApplicationInput,
+    RecordApplicationInput,
+    RecordConsentInput,
+)
+from domain.errors import ErrorCode
+from store import repo
+from store.tables import Account, CircleApplication, Consent, Gateway
+from tests.factories import add_customer, random_id
+from tests.workflows.harness import TERMS
+
+
+def apply(engine: Engine, account_id: str, gateway_id: str, key: str | None = None) -> object:
+    return repo.record_application(
+        engine,
+        RecordApplicationInput(
+            key=key or random_id(16),
+            account_id=account_id,
+            gateway_id=gateway_id,
+            applied_at=datetime.now(UTC),
+        ),
+    )
+
+
+def test_application_rules(store_engine: Engine) -> None:
+    customer = add_customer(store_engine)
+    stranger = add_customer(store_engine)
+    with pytest.raises(repo.RuleViolation) as err:
+        apply(store_engine, customer.account_id, stranger.eligible_gateway)
+    assert err.value.code == ErrorCode.GATEWAY_NOT_OWNED
+    with pytest.raises(repo.RuleViolation) as err:
+        apply(store_engine, customer.account_id, "NOSUCHGATEWY")
+    assert err.value.code == ErrorCode.GATEWAY_NOT_OWNED
+    with pytest.raises(repo.RuleViolation) as err:
+        apply(store_engine, customer.account_id, customer.other_gateway)
+    assert err.value.code == ErrorCode.GATEWAY_NOT_ELIGIBLE
+
+    recorded = repo.record_application(
+        store_engine,
+        RecordApplicationInput(
+            key="k1",
+            account_id=customer.account_id,
+            gateway_id=customer.eligible_gateway,
+            applied_at=datetime(2026, 6, 20, 10, 25, tzinfo=UTC),
+        ),
+    )
+    assert recorded.pcs_serial == customer.eligible_pcs  # type: ignore[attr-defined]
+    assert recorded.applied_at == datetime(2026, 6, 20, 10, 25, tzinfo=UTC)  # type: ignore[attr-defined]
+    # The same request again (an activity retry) is the same application, not a refusal.
+    again = apply(store_engine, customer.account_id, customer.eligible_gateway, key="k1")
+    assert again == recorded
+    with pytest.raises(repo.RuleViolation) as err:
+        apply(store_engine, customer.account_id, customer.eligible_gateway)
+    assert err.value.code == ErrorCode.GATEWAY_ALREADY_APPLIED
+
+
+def test_one_active_application_under_concurrency(store_engine: Engine) -> None:
+    customer = add_customer(store_engine)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            apply(store_engine, customer.account_id, customer.eligible_gateway)
+            outcomes.append("applied")
+        except repo.RuleViolation as exc:
+            outcomes.append(exc.code.value)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["applied", "gateway_already_applied"]
+    with Session(store_engine) as session:
+        rows = session.exec(
+            select(CircleApplication).where(
+                CircleApplication.gateway_id == customer.eligible_gateway
+            )
+        ).all()
+    assert [r.status for r in rows] == ["active"]
+
+
+def test_cancel_then_apply_again(store_engine: Engine) -> None:
+    customer = add_customer(store_engine)
+    apply(store_engine, customer.account_id, customer.eligible_gateway)
+    cancel = CancelApplicationInput(
+        key="c1",
+        account_id=customer.account_id,
+        gateway_id=customer.eligible_gateway,
+        cancelled_at=datetime.now(UTC),
+    )
+    views = repo.cancel_application(store_engine, cancel)
+    assert {v.gateway_id: v.application.value for v in views}[customer.eligible_gateway] == (
+        "cancelled"
+    )
+    # A retried cancellation is not an error; a cancellation with nothing active is.
+    repo.cancel_application(store_engine, cancel)
+    with pytest.raises(repo.RuleViolation) as err:
+        repo.cancel_application(
+            store_engine, cancel.model_copy(update={"cancelled_at": datetime.now(UTC)})
+        )
+    assert err.value.code == ErrorCode.APPLICATION_NOT_FOUND
+    apply(store_engine, customer.account_id, customer.eligible_gateway)
+
+
+def test_consent_ledger_records_once_per_request(store_engine: Engine) -> None:
+    customer = add_customer(store_engine)
+    entry = RecordConsentInput(
+        key="consent-1",
+        account_id=customer.account_id,
+        terms=TERMS,
+        decision="agreed",
+        decided_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
+        channel="web",
+    )
+    repo.record_consent(store_engine, entry)
+    repo.record_consent(store_engine, entry)
+    with Session(store_engine) as session:
+        rows = session.exec(select(Consent).where(Consent.account_id == customer.account_id)).all()
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row.document, row.version, row.content_sha256, row.decision) == (
+        TERMS.document, TERMS.version, TERMS.content_sha256, "agreed"
+    )
+    stored = row.decided_at if row.decided_at.tzinfo else row.decided_at.replace(tzinfo=UTC)
+    assert stored == entry.decided_at
+
+
+def test_accounts_and_gateways_are_unique(store_engine: Engine) -> None:
+    customer = add_customer(store_engine)
+    with pytest.raises(repo.RuleViolation) as err:
+        repo.create_account(
+            store_engine,
+            Account(email=customer.email, password_hash="x", display_name="x",
+                    holder_type="individual"),
+            [],
+        )
+    assert err.value.code == ErrorCode.ACCOUNT_EXISTS
+    with pytest.raises(repo.RuleViolation) as err:
+        repo.create_account(
+            store_engine,
+            Account(email="new@example.com", password_hash="x", display_name="x",
+                    holder_type="individual"),
+            [Gateway(account_id="", gateway_id=customer.eligible_gateway, pcs_serial="ABCDEFGH",
+                     model="KPBP-A", pv_unit_in_use=True, battery_unit_in_use=True)],
+        )
+    assert err.value.code == ErrorCode.GATEWAY_REGISTERED
+    with Session(store_engine) as session:
+        assert session.exec(select(Account).where(Account.email == "new@example.com")).first() is None
+
+
+def test_eligibility_reasons(store_engine: Engine) -> None:
+    corporate = add_customer(store_engine, holder_type="corporate")
+    result = repo.check_eligibility(store_engine, corporate.account_id)
+    assert (result.eligible, result.reason) == (False, "corporate_account")
+    customer = add_customer(store_engine)
+    result = repo.check_eligibility(store_engine, customer.account_id)
+    assert result.eligible and result.reason is None
+    assert {g.gateway_id: g.reasons for g in result.gateways} == {
+        customer.eligible_gateway: [],
+        customer.other_gateway: ["battery_unit_not_in_use"],
+    }
+    assert repo.check_eligibility(store_engine, "missing").reason == "account_not_found"
