@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import formataddr, format_datetime
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 
 import aiosmtplib
@@ -131,7 +131,8 @@ class MailActivities:
     def _finish(self, key: str, status: str, error: str | None = None) -> None:
         with Session(self._engine) as session:
             row = session.get(OutboxMail, key)
-            assert row is not None
+            if row is None:  # claimed moments ago; nothing to update if it vanished
+                return
             row.status = status
             row.last_error = error
             if status == "sent":
@@ -179,7 +180,9 @@ class MailActivities:
                     type="mail_rejected",
                     non_retryable=True,
                 ) from None
-            raise ApplicationError(f"SMTP deferred the mail ({code})", type="mail_deferred") from None
+            raise ApplicationError(
+                f"SMTP deferred the mail ({code})", type="mail_deferred"
+            ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Connection problems are temporary; the Temporal retry policy backs off.
             await asyncio.to_thread(self._finish, req.key, "sending", type(exc).__name__)

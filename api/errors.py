@@ -83,14 +83,16 @@ def _body(items: list[ErrorItem]) -> dict[str, Any]:
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+    if not isinstance(exc, ApiError):  # registered for ApiError only
+        raise exc
     item = ErrorItem(loc=exc.loc, code=exc.code, message=message_for(exc.code))
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(_body([item]), status_code=exc.status, headers=headers)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):  # registered for it only
+        raise exc
     items = []
     for err in exc.errors():
         cause = (err.get("ctx") or {}).get("error")

@@ -10,7 +10,12 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -80,7 +85,9 @@ async def answer(settings: Settings, call: Awaitable[T]) -> T:
 
 
 async def status_of(client: Client, settings: Settings, account_id: str) -> EnrollmentStatus:
-    return await answer(settings, handle_for(client, account_id).query(EnrollmentWorkflow.get_status))
+    return await answer(
+        settings, handle_for(client, account_id).query(EnrollmentWorkflow.get_status)
+    )
 
 
 async def settled_status_of(

@@ -58,4 +58,3 @@ def create_app(
         return {"status": "ok"}
 
     return app
-

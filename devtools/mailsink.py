@@ -32,12 +32,12 @@ class ReceivedMail:
     @property
     def text(self) -> str:
         part = self.message.get_body(preferencelist=("plain",))
-        return part.get_content() if part is not None else ""  # type: ignore[no-any-return]
+        return part.get_content() if part is not None else ""
 
     @property
     def html(self) -> str:
         part = self.message.get_body(preferencelist=("html",))
-        return part.get_content() if part is not None else ""  # type: ignore[no-any-return]
+        return part.get_content() if part is not None else ""
 
     @property
     def links(self) -> list[str]:
@@ -52,11 +52,12 @@ class SinkHandler:
     # SMTP reply codes to give to the next DATA commands, for failure tests ("451 ...").
     scripted_replies: list[str] = field(default_factory=list)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.scripted_replies:
             return self.scripted_replies.pop(0)
         message = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(message, EmailMessage)
+        if not isinstance(message, EmailMessage):
+            return "554 Message could not be parsed"
         mail = ReceivedMail(envelope_to=list(envelope.rcpt_tos), message=message)
         self.received.append(mail)
         if self.directory is not None:
@@ -108,4 +109,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-

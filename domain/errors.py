@@ -47,7 +47,9 @@ MESSAGES: dict[str, str] = {
         "パワーコンディショナ製造番号は半角英数字8桁で入力してください"
         "（全角の英数字は半角に変換して受け付けます）。"
     ),
-    ErrorCode.INVALID_EMAIL: "メールアドレスの形式が正しくありません（半角英数字で入力してください）。",
+    ErrorCode.INVALID_EMAIL: (
+        "メールアドレスの形式が正しくありません（半角英数字で入力してください）。"
+    ),
     ErrorCode.INVALID_INPUT: "入力内容が正しくありません。",
     ErrorCode.TERMS_VERSION_OUTDATED: (
         "会員規約が改定されています。最新の会員規約をご確認のうえ、あらためて同意してください。"

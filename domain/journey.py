@@ -5,13 +5,13 @@ All pure: the workflow calls these with ``workflow.now()`` and its own state.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, model_validator
 
 JST = timezone(timedelta(hours=9), "JST")
-UTC = timezone.utc
+UTC = UTC
 
 
 class Stage(StrEnum):

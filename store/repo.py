@@ -34,11 +34,13 @@ class RuleViolation(Exception):
         self.code = code
 
 
-def _aware(moment: datetime | None) -> datetime | None:
+def _utc(moment: datetime) -> datetime:
     # SQLite returns naive datetimes even for timezone-aware columns; we store UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _utc_or_none(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _utc(moment)
 
 
 def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
@@ -47,12 +49,12 @@ def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
         select(Gateway).where(Gateway.account_id == account_id).order_by(col(Gateway.gateway_id))
     ).all()
     latest: dict[str, CircleApplication] = {}
-    for app in session.exec(
+    for application in session.exec(
         select(CircleApplication)
         .where(CircleApplication.account_id == account_id)
         .order_by(col(CircleApplication.id))
     ):
-        latest[app.gateway_id] = app
+        latest[application.gateway_id] = application
     views = []
     for gw in gateways:
         reasons = gateway_ineligibility(gw.model, gw.pv_unit_in_use, gw.battery_unit_in_use)
@@ -65,8 +67,8 @@ def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
                 eligible=not reasons,
                 reasons=reasons,
                 application=ApplicationState(app.status) if app else ApplicationState.NONE,
-                applied_at=_aware(app.applied_at) if app else None,
-                cancelled_at=_aware(app.cancelled_at) if app else None,
+                applied_at=_utc(app.applied_at) if app else None,
+                cancelled_at=_utc_or_none(app.cancelled_at) if app else None,
             )
         )
     return views
@@ -111,12 +113,10 @@ def record_consent(engine: Engine, inp: RecordConsentInput) -> None:
 
 
 def _recorded(session: Session, app: CircleApplication, pcs_serial: str) -> RecordedApplication:
-    applied_at = _aware(app.applied_at)
-    assert applied_at is not None
     return RecordedApplication(
         gateway_id=app.gateway_id,
         pcs_serial=pcs_serial,
-        applied_at=applied_at,
+        applied_at=_utc(app.applied_at),
         gateways=gateway_views(session, app.account_id),
     )
 
@@ -136,7 +136,9 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
         ).first()
         if existing is not None:
             return _recorded(session, existing, gateway.pcs_serial)
-        if gateway_ineligibility(gateway.model, gateway.pv_unit_in_use, gateway.battery_unit_in_use):
+        if gateway_ineligibility(
+            gateway.model, gateway.pv_unit_in_use, gateway.battery_unit_in_use
+        ):
             raise RuleViolation(ErrorCode.GATEWAY_NOT_ELIGIBLE)
         app = CircleApplication(
             request_key=inp.key,

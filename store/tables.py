@@ -36,7 +36,8 @@ class Account(SQLModel, table=True):
     display_name: str = Field(max_length=200)
     holder_type: str = Field(max_length=20)  # "individual" | "corporate"
     created_at: datetime = Field(
-        default_factory=utcnow, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+        default_factory=utcnow,
+        sa_type=sa.DateTime(timezone=True),
     )
 
 
@@ -61,7 +62,8 @@ class Enrollment(SQLModel, table=True):
     account_id: str = Field(foreign_key="monitoring_accounts.id", primary_key=True, max_length=32)
     workflow_id: str = Field(unique=True, max_length=80)
     started_at: datetime = Field(
-        default_factory=utcnow, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+        default_factory=utcnow,
+        sa_type=sa.DateTime(timezone=True),
     )
 
 
@@ -80,7 +82,7 @@ class Consent(SQLModel, table=True):
     version: str = Field(max_length=40)
     content_sha256: str = Field(max_length=64)
     decision: str = Field(max_length=10)  # "agreed" | "declined"
-    decided_at: datetime = Field(sa_type=sa.DateTime(timezone=True))  # type: ignore[call-overload]
+    decided_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     channel: str = Field(max_length=20)
 
 
@@ -103,9 +105,10 @@ class CircleApplication(SQLModel, table=True):
     gateway_id: str = Field(foreign_key="gateways.gateway_id", index=True, max_length=12)
     account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
     status: str = Field(max_length=10)  # "active" | "cancelled"
-    applied_at: datetime = Field(sa_type=sa.DateTime(timezone=True))  # type: ignore[call-overload]
+    applied_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     cancelled_at: datetime | None = Field(
-        default=None, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+        default=None,
+        sa_type=sa.DateTime(timezone=True),
     )
 
 
@@ -123,8 +126,10 @@ class OutboxMail(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(
-        default_factory=utcnow, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+        default_factory=utcnow,
+        sa_type=sa.DateTime(timezone=True),
     )
     sent_at: datetime | None = Field(
-        default=None, sa_type=sa.DateTime(timezone=True)  # type: ignore[call-overload]
+        default=None,
+        sa_type=sa.DateTime(timezone=True),
     )

@@ -46,12 +46,20 @@ def add_customer(
         Account(email=email, password_hash=_HASH, display_name=name, holder_type=holder_type),
         [
             Gateway(
-                account_id="", gateway_id=gw1, pcs_serial=pcs1, model="KPBP-A",
-                pv_unit_in_use=True, battery_unit_in_use=True,
+                account_id="",
+                gateway_id=gw1,
+                pcs_serial=pcs1,
+                model="KPBP-A",
+                pv_unit_in_use=True,
+                battery_unit_in_use=True,
             ),
             Gateway(
-                account_id="", gateway_id=gw2, pcs_serial=random_id(8), model="SMART_PV_MULTI",
-                pv_unit_in_use=True, battery_unit_in_use=second_eligible,
+                account_id="",
+                gateway_id=gw2,
+                pcs_serial=random_id(8),
+                model="SMART_PV_MULTI",
+                pv_unit_in_use=True,
+                battery_unit_in_use=second_eligible,
             ),
         ],
     )

@@ -295,9 +295,7 @@ class EnrollmentWorkflow:
     def _next_reminder_at(self) -> datetime | None:
         if not self._stage.awaits_customer:
             return None
-        return next_reminder_at(
-            self._stage_entered_at, self._reminders_sent, self._inp.reminders
-        )
+        return next_reminder_at(self._stage_entered_at, self._reminders_sent, self._inp.reminders)
 
     async def _remind(self, stage: Stage) -> None:
         number = self._reminders_sent + 1
@@ -368,9 +366,7 @@ class EnrollmentWorkflow:
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
-                raise ApplicationError(
-                    cause.message, type=cause.type, non_retryable=True
-                ) from None
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
             raise
 
     def _mail(self, kind: MailKind, key: str, context: dict[str, str]) -> None:

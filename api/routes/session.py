@@ -23,7 +23,8 @@ def log_in(body: LoginRequest, session: SessionDep, tokens: TokensDep) -> LoginR
     account = session.exec(
         select(Account).where(Account.email == body.user_id.strip().lower())
     ).first()
-    if not verify_password(account.password_hash if account else None, body.password):
+    # Verified even for an unknown user ID, so both answers take the same time.
+    verified = verify_password(account.password_hash if account else None, body.password)
+    if account is None or not verified:
         raise ApiError(ErrorCode.LOGIN_FAILED)
-    assert account is not None
     return LoginResponse(access_token=tokens.issue(account.id), account_id=account.id)

@@ -87,8 +87,6 @@ async def stack(
 async def stack_without_worker(
     dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
 ) -> AsyncIterator[Stack]:
-    settings = settings_for(
-        sqlite_url, mail_sink, workflow_answer_timeout=timedelta(seconds=2)
-    )
+    settings = settings_for(sqlite_url, mail_sink, workflow_answer_timeout=timedelta(seconds=2))
     async for s in _stack(dev_env, settings, mail_sink, False):
         yield s

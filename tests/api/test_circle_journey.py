@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from tests.api.conftest import SYSTEM_KEY, Stack
 from tests.factories import PASSWORD, add_customer
@@ -35,7 +36,9 @@ async def test_walk_through_the_circle_journey(stack: Stack) -> None:
     terms = (await stack.call("GET", "/v1/terms")).json()
     assert len(terms["content_sha256"]) == 64 and "第2条" in terms["text"]
     consent = await stack.call(
-        "POST", "/v1/journey/consent", headers=auth,
+        "POST",
+        "/v1/journey/consent",
+        headers=auth,
         json={"agree": True, "terms_version": terms["version"]},
     )
     assert consent.status_code == 200, consent.text
@@ -48,20 +51,25 @@ async def test_walk_through_the_circle_journey(stack: Stack) -> None:
     }
 
     not_eligible = await stack.call(
-        "POST", "/v1/journey/applications", headers=auth,
+        "POST",
+        "/v1/journey/applications",
+        headers=auth,
         json={"gateway_id": customer.other_gateway},
     )
     assert not_eligible.status_code == 409
     assert not_eligible.json()["detail"][0]["code"] == "gateway_not_eligible"
 
     applied = await stack.call(
-        "POST", "/v1/journey/applications", headers=auth,
+        "POST",
+        "/v1/journey/applications",
+        headers=auth,
         json={"gateway_id": customer.eligible_gateway.translate(FULLWIDTH)},
     )
     assert applied.status_code == 201, applied.text
     done = applied.json()
     assert (done["gateway_id"], done["pcs_serial"]) == (
-        customer.eligible_gateway, customer.eligible_pcs
+        customer.eligible_gateway,
+        customer.eligible_pcs,
     )
     assert done["points_signup_url"] == stack.settings.points_signup_url
 
@@ -75,11 +83,14 @@ async def test_walk_through_the_circle_journey(stack: Stack) -> None:
     assert stack.settings.points_signup_url in complete.links
 
     twice = await stack.call(
-        "POST", "/v1/journey/applications", headers=auth,
+        "POST",
+        "/v1/journey/applications",
+        headers=auth,
         json={"gateway_id": customer.eligible_gateway},
     )
     assert (twice.status_code, twice.json()["detail"][0]["code"]) == (
-        409, "gateway_already_applied"
+        409,
+        "gateway_already_applied",
     )
 
     status = (await stack.call("GET", "/v1/journey", headers=auth)).json()
@@ -113,22 +124,28 @@ async def test_refusals_map_to_statuses_and_codes(stack: Stack) -> None:
     assert (await stack.call("GET", "/v1/journey")).status_code == 401
     not_started = await stack.call("GET", "/v1/journey", headers=auth)
     assert (not_started.status_code, not_started.json()["detail"][0]["code"]) == (
-        404, "journey_not_found"
+        404,
+        "journey_not_found",
     )
     await stack.call("POST", "/v1/journey", headers=auth)
 
     early = await stack.call(
-        "POST", "/v1/journey/applications", headers=auth,
+        "POST",
+        "/v1/journey/applications",
+        headers=auth,
         json={"gateway_id": customer.eligible_gateway},
     )
     assert (early.status_code, early.json()["detail"][0]["code"]) == (409, "wrong_stage")
 
     outdated = await stack.call(
-        "POST", "/v1/journey/consent", headers=auth,
+        "POST",
+        "/v1/journey/consent",
+        headers=auth,
         json={"agree": True, "terms_version": "2022-07-01"},
     )
     assert (outdated.status_code, outdated.json()["detail"][0]["code"]) == (
-        422, "terms_version_outdated"
+        422,
+        "terms_version_outdated",
     )
 
     bad_id = await stack.call(
@@ -141,16 +158,21 @@ async def test_refusals_map_to_statuses_and_codes(stack: Stack) -> None:
 
     bad_path = await stack.call("DELETE", "/v1/journey/applications/nope", headers=auth)
     assert (bad_path.status_code, bad_path.json()["detail"][0]["loc"]) == (
-        422, ["path", "gateway_id"]
+        422,
+        ["path", "gateway_id"],
     )
 
     declined = await stack.call(
-        "POST", "/v1/journey/consent", headers=auth,
+        "POST",
+        "/v1/journey/consent",
+        headers=auth,
         json={"agree": False, "terms_version": "2025-03-26"},
     )
     assert declined.json()["stage"] == "declined"
     closed = await stack.call(
-        "POST", "/v1/journey/consent", headers=auth,
+        "POST",
+        "/v1/journey/consent",
+        headers=auth,
         json={"agree": True, "terms_version": "2025-03-26"},
     )
     assert (closed.status_code, closed.json()["detail"][0]["code"]) == (409, "journey_closed")
@@ -173,14 +195,23 @@ async def test_login_and_validation_never_echo_secrets(stack: Stack) -> None:
     assert "Wrong-Secret-99" not in wrong.text
 
     rejected = await stack.call(
-        "POST", "/v1/system/accounts", headers={"X-System-Key": SYSTEM_KEY},
+        "POST",
+        "/v1/system/accounts",
+        headers={"X-System-Key": SYSTEM_KEY},
         json={
             "email": "not-an-address",
             "password": "Sh0rt!",
             "display_name": "x",
             "holder_type": "individual",
-            "gateways": [{"gateway_id": "ＧＷ１", "pcs_serial": "12345678", "model": "KPBP-A",
-                          "pv_unit_in_use": True, "battery_unit_in_use": True}],
+            "gateways": [
+                {
+                    "gateway_id": "ＧＷ１",
+                    "pcs_serial": "12345678",
+                    "model": "KPBP-A",
+                    "pv_unit_in_use": True,
+                    "battery_unit_in_use": True,
+                }
+            ],
         },
     )
     assert rejected.status_code == 422
@@ -196,13 +227,19 @@ async def test_login_and_validation_never_echo_secrets(stack: Stack) -> None:
 
 async def test_monitoring_system_announces_accounts(stack: Stack) -> None:
     key = {"X-System-Key": SYSTEM_KEY}
-    body = {
+    gateway = {
+        "gateway_id": "ｇｗ９９９９９９９９９９",
+        "pcs_serial": "pcs99999",
+        "model": "KPBP-A",
+        "pv_unit_in_use": True,
+        "battery_unit_in_use": True,
+    }
+    body: dict[str, Any] = {
         "email": "Announced.Customer@Example.com",
         "password": "Announced-Pass-2026",
         "display_name": "告知 太郎",
         "holder_type": "individual",
-        "gateways": [{"gateway_id": "ｇｗ９９９９９９９９９９", "pcs_serial": "pcs99999",
-                      "model": "KPBP-A", "pv_unit_in_use": True, "battery_unit_in_use": True}],
+        "gateways": [gateway],
     }
     assert (await stack.call("POST", "/v1/system/accounts", json=body)).status_code == 403
     wrong_key = await stack.call(
@@ -217,7 +254,8 @@ async def test_monitoring_system_announces_accounts(stack: Stack) -> None:
     assert mail.envelope_to == ["announced.customer@example.com"]
 
     login = await stack.call(
-        "POST", "/v1/session",
+        "POST",
+        "/v1/session",
         json={"user_id": "announced.customer@example.com", "password": "Announced-Pass-2026"},
     )
     auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
@@ -227,8 +265,12 @@ async def test_monitoring_system_announces_accounts(stack: Stack) -> None:
     duplicate = await stack.call("POST", "/v1/system/accounts", json=body, headers=key)
     assert (duplicate.status_code, duplicate.json()["detail"][0]["code"]) == (409, "account_exists")
 
-    corporate = {**body, "email": "corp@example.com", "holder_type": "corporate",
-                 "gateways": [{**body["gateways"][0], "gateway_id": "GW8888888888"}]}  # type: ignore[dict-item]
+    corporate = {
+        **body,
+        "email": "corp@example.com",
+        "holder_type": "corporate",
+        "gateways": [{**gateway, "gateway_id": "GW8888888888"}],
+    }
     created = await stack.call("POST", "/v1/system/accounts", json=corporate, headers=key)
     handle = stack.client.get_workflow_handle(created.json()["workflow_id"])
     result = await handle.result()
@@ -252,7 +294,9 @@ async def test_operators_find_journeys_by_stage(stack: Stack) -> None:
         await asyncio.sleep(0.1)
     row = rows[workflow_id]
     assert (row["stage"], row["reminder_count"], row["needs_operator"]) == (
-        "awaiting_consent", 0, False
+        "awaiting_consent",
+        0,
+        False,
     )
     flagged = await stack.call(
         "GET", "/v1/system/journeys", params={"needs_operator": "true"}, headers=key

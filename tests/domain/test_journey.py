@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from hypothesis import given
@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from domain import search_attributes
 from domain.journey import (
     JST,
-    UTC,
     GatewayReason,
     ReminderPolicy,
     defer_out_of_quiet_hours,
@@ -24,8 +23,8 @@ from domain.journey import (
 POLICY = ReminderPolicy(delays=[timedelta(days=1), timedelta(days=3)])
 
 
-def jst(*args: int) -> datetime:
-    return datetime(*args, tzinfo=JST)  # type: ignore[misc]
+def jst(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=JST)
 
 
 def test_reminders_follow_the_delays_then_stop() -> None:

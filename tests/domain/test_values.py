@@ -10,8 +10,11 @@ from pydantic import BaseModel, ValidationError
 from domain.errors import FieldRuleError
 from domain.values import GatewayId, PcsSerial, parse_gateway_id, parse_pcs_serial
 
-HALF = st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-               min_size=12, max_size=12)
+HALF = st.text(
+    alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    min_size=12,
+    max_size=12,
+)
 
 
 def to_fullwidth(text: str) -> str:
@@ -75,4 +78,6 @@ def test_annotated_types_give_field_errors_with_codes() -> None:
     [error] = info.value.errors()
     assert error["loc"] == ("gateway_id",)
     assert error["ctx"]["error"].code == "invalid_gateway_id"
-    assert Form(gateway_id="ＧＷ００００００００１２", pcs_serial="pcs00012").pcs_serial == "PCS00012"
+    assert (
+        Form(gateway_id="ＧＷ００００００００１２", pcs_serial="pcs00012").pcs_serial == "PCS00012"
+    )

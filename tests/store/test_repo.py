@@ -55,8 +55,8 @@ def test_application_rules(store_engine: Engine) -> None:
             applied_at=datetime(2026, 6, 20, 10, 25, tzinfo=UTC),
         ),
     )
-    assert recorded.pcs_serial == customer.eligible_pcs  # type: ignore[attr-defined]
-    assert recorded.applied_at == datetime(2026, 6, 20, 10, 25, tzinfo=UTC)  # type: ignore[attr-defined]
+    assert recorded.pcs_serial == customer.eligible_pcs
+    assert recorded.applied_at == datetime(2026, 6, 20, 10, 25, tzinfo=UTC)
     # The same request again (an activity retry) is the same application, not a refusal.
     again = apply(store_engine, customer.account_id, customer.eligible_gateway, key="k1")
     assert again == recorded
@@ -133,7 +133,10 @@ def test_consent_ledger_records_once_per_request(store_engine: Engine) -> None:
     assert len(rows) == 1
     row = rows[0]
     assert (row.document, row.version, row.content_sha256, row.decision) == (
-        TERMS.document, TERMS.version, TERMS.content_sha256, "agreed"
+        TERMS.document,
+        TERMS.version,
+        TERMS.content_sha256,
+        "agreed",
     )
     stored = row.decided_at if row.decided_at.tzinfo else row.decided_at.replace(tzinfo=UTC)
     assert stored == entry.decided_at
@@ -144,22 +147,37 @@ def test_accounts_and_gateways_are_unique(store_engine: Engine) -> None:
     with pytest.raises(repo.RuleViolation) as err:
         repo.create_account(
             store_engine,
-            Account(email=customer.email, password_hash="x", display_name="x",
-                    holder_type="individual"),
+            Account(
+                email=customer.email, password_hash="x", display_name="x", holder_type="individual"
+            ),
             [],
         )
     assert err.value.code == ErrorCode.ACCOUNT_EXISTS
     with pytest.raises(repo.RuleViolation) as err:
         repo.create_account(
             store_engine,
-            Account(email="new@example.com", password_hash="x", display_name="x",
-                    holder_type="individual"),
-            [Gateway(account_id="", gateway_id=customer.eligible_gateway, pcs_serial="ABCDEFGH",
-                     model="KPBP-A", pv_unit_in_use=True, battery_unit_in_use=True)],
+            Account(
+                email="new@example.com",
+                password_hash="x",
+                display_name="x",
+                holder_type="individual",
+            ),
+            [
+                Gateway(
+                    account_id="",
+                    gateway_id=customer.eligible_gateway,
+                    pcs_serial="ABCDEFGH",
+                    model="KPBP-A",
+                    pv_unit_in_use=True,
+                    battery_unit_in_use=True,
+                )
+            ],
         )
     assert err.value.code == ErrorCode.GATEWAY_REGISTERED
     with Session(store_engine) as session:
-        assert session.exec(select(Account).where(Account.email == "new@example.com")).first() is None
+        assert (
+            session.exec(select(Account).where(Account.email == "new@example.com")).first() is None
+        )
 
 
 def test_eligibility_reasons(store_engine: Engine) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
@@ -18,6 +19,7 @@ from temporalio.worker import Worker
 from activities.registry import RegistryActivities
 from domain.contracts import (
     EnrollmentInput,
+    EnrollmentResult,
     EnrollmentStatus,
     MailKind,
     MailReceipt,
@@ -61,11 +63,17 @@ class Journeys:
 
     client: Client
     task_queue: str
-    handles: list[WorkflowHandle[EnrollmentWorkflow, object]] = field(default_factory=list)
+    handles: list[WorkflowHandle[EnrollmentWorkflow, EnrollmentResult]] = field(
+        default_factory=list
+    )
 
     async def start(
-        self, account_id: str, policy: ReminderPolicy | None = None, **kwargs: object
-    ) -> WorkflowHandle[EnrollmentWorkflow, object]:
+        self,
+        account_id: str,
+        policy: ReminderPolicy | None = None,
+        start_signal: str | None = None,
+        start_signal_args: Sequence[Any] = (),
+    ) -> WorkflowHandle[EnrollmentWorkflow, EnrollmentResult]:
         handle = await self.client.start_workflow(
             EnrollmentWorkflow.run,
             EnrollmentInput(
@@ -76,7 +84,8 @@ class Journeys:
             ),
             id=f"enrollment-{account_id}-{uuid.uuid4().hex[:6]}",
             task_queue=self.task_queue,
-            **kwargs,  # type: ignore[arg-type]
+            start_signal=start_signal,
+            start_signal_args=start_signal_args,
         )
         self.handles.append(handle)
         return handle
@@ -125,7 +134,7 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 async def wait_stage(
-    handle: WorkflowHandle[EnrollmentWorkflow, object], stage: Stage
+    handle: WorkflowHandle[EnrollmentWorkflow, EnrollmentResult], stage: Stage
 ) -> EnrollmentStatus:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10

@@ -60,9 +60,7 @@ async def test_whole_circle_journey(ts_env: WorkflowEnvironment, sqlite_engine: 
         assert consent.stage == Stage.AWAITING_APPLICATION
 
         # Full-width input is normalised by the request model (NFKC).
-        fullwidth = customer.eligible_gateway.translate(
-            {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
-        )
+        fullwidth = customer.eligible_gateway.translate({c: c + 0xFEE0 for c in range(0x21, 0x7F)})
         receipt = await handle.execute_update(
             EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=fullwidth)
         )
@@ -80,7 +78,9 @@ async def test_whole_circle_journey(ts_env: WorkflowEnvironment, sqlite_engine: 
 
         await handle.signal(
             EnrollmentWorkflow.points_registered,
-            PointsRegistered(gateway_id=customer.eligible_gateway, registered_at=receipt.applied_at),
+            PointsRegistered(
+                gateway_id=customer.eligible_gateway, registered_at=receipt.applied_at
+            ),
         )
         status = await wait_stage(handle, Stage.ENROLLED)
         assert status.points_member_gateway_id == customer.eligible_gateway
@@ -141,8 +141,12 @@ async def test_account_without_eligible_gateway_is_ineligible(
         ),
         [
             Gateway(
-                account_id="", gateway_id=random_id(12), pcs_serial=random_id(8),
-                model="KPBP-A", pv_unit_in_use=False, battery_unit_in_use=True,
+                account_id="",
+                gateway_id=random_id(12),
+                pcs_serial=random_id(8),
+                model="KPBP-A",
+                pv_unit_in_use=False,
+                battery_unit_in_use=True,
             )
         ],
     )
@@ -166,39 +170,58 @@ async def test_refusals_carry_their_reason_codes(
         await wait_stage(handle, Stage.AWAITING_CONSENT)
         apply = EnrollmentWorkflow.apply_gateway
 
-        assert await refused(
-            handle.execute_update(apply, ApplyRequest(gateway_id=customer.eligible_gateway))
-        ) == "wrong_stage"
-        assert await refused(
-            handle.execute_update(
-                EnrollmentWorkflow.give_consent, ConsentRequest(terms_version="2022-07-01")
+        assert (
+            await refused(
+                handle.execute_update(apply, ApplyRequest(gateway_id=customer.eligible_gateway))
             )
-        ) == "terms_version_outdated"
+            == "wrong_stage"
+        )
+        assert (
+            await refused(
+                handle.execute_update(
+                    EnrollmentWorkflow.give_consent, ConsentRequest(terms_version="2022-07-01")
+                )
+            )
+            == "terms_version_outdated"
+        )
         await handle.execute_update(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
         )
-        assert await refused(
-            handle.execute_update(apply, ApplyRequest(gateway_id=stranger.eligible_gateway))
-        ) == "gateway_not_owned"
-        assert await refused(
-            handle.execute_update(apply, ApplyRequest(gateway_id=customer.other_gateway))
-        ) == "gateway_not_eligible"
-        await handle.execute_update(apply, ApplyRequest(gateway_id=customer.eligible_gateway))
-        assert await refused(
-            handle.execute_update(apply, ApplyRequest(gateway_id=customer.eligible_gateway))
-        ) == "gateway_already_applied"
-        assert await refused(
-            handle.execute_update(
-                EnrollmentWorkflow.cancel_application,
-                CancelRequest(gateway_id=customer.other_gateway),
+        assert (
+            await refused(
+                handle.execute_update(apply, ApplyRequest(gateway_id=stranger.eligible_gateway))
             )
-        ) == "application_not_found"
+            == "gateway_not_owned"
+        )
+        assert (
+            await refused(
+                handle.execute_update(apply, ApplyRequest(gateway_id=customer.other_gateway))
+            )
+            == "gateway_not_eligible"
+        )
+        await handle.execute_update(apply, ApplyRequest(gateway_id=customer.eligible_gateway))
+        assert (
+            await refused(
+                handle.execute_update(apply, ApplyRequest(gateway_id=customer.eligible_gateway))
+            )
+            == "gateway_already_applied"
+        )
+        assert (
+            await refused(
+                handle.execute_update(
+                    EnrollmentWorkflow.cancel_application,
+                    CancelRequest(gateway_id=customer.other_gateway),
+                )
+            )
+            == "application_not_found"
+        )
 
         # Refused by a validator: nothing in history. Accepted: consent, one apply,
         # and the not-owned apply (only the store can tell; its handler failed).
         history = await handle.fetch_history()
         accepted = [
-            e for e in history.events
+            e
+            for e in history.events
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
         ]
         assert len(accepted) == 3
@@ -216,7 +239,9 @@ async def test_cancelling_one_of_two_applications_keeps_the_journey(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
         )
         for gw in (customer.eligible_gateway, customer.other_gateway):
-            await handle.execute_update(EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=gw))
+            await handle.execute_update(
+                EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=gw)
+            )
         receipt = await handle.execute_update(
             EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=customer.other_gateway)
         )
@@ -229,13 +254,16 @@ async def test_cancelling_one_of_two_applications_keeps_the_journey(
         assert cancel_mail.context["gateway_id"] == customer.other_gateway
 
 
-async def test_signal_before_run_is_kept(ts_env: WorkflowEnvironment, sqlite_engine: Engine) -> None:
+async def test_signal_before_run_is_kept(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
     """Signal-with-start delivers before run() starts: state lives in @workflow.init."""
     customer = add_customer(sqlite_engine)
     async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
         from datetime import UTC, datetime
 
-        handle = await journeys.start(customer.account_id,
+        handle = await journeys.start(
+            customer.account_id,
             start_signal="points_registered",
             start_signal_args=[
                 PointsRegistered(

@@ -123,7 +123,9 @@ async def test_a_reminder_due_at_night_waits_for_morning_jst(
     due_around = now + timedelta(days=1)
     quiet_start = (due_around - timedelta(minutes=30)).time().replace(second=0, microsecond=0)
     quiet_end = (due_around + timedelta(minutes=90)).time().replace(second=0, microsecond=0)
-    policy = ReminderPolicy(delays=[timedelta(days=1)], quiet_start=quiet_start, quiet_end=quiet_end)
+    policy = ReminderPolicy(
+        delays=[timedelta(days=1)], quiet_start=quiet_start, quiet_end=quiet_end
+    )
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
     async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:

@@ -1,0 +1,89 @@
+"""Record the EnrollmentWorkflow histories the replay test checks against.
+
+Run ``.venv/bin/python -m tests.replay.record_histories`` after a deliberate, versioned
+change to the workflow, and commit the new files beside the old ones: old histories must
+keep replaying, because running journeys were recorded by the old code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest, PointsRegistered
+from domain.journey import ReminderPolicy, Stage
+from store.engine import make_engine, migrate
+from temporal_client import ensure_search_attributes
+from tests.factories import add_customer
+from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
+from workflows.enrollment import EnrollmentWorkflow
+
+HERE = Path(__file__).resolve().parent / "histories"
+POLICY = ReminderPolicy.model_validate(
+    {"delays": ["P1D", "P3D"], "quiet_start": "00:00", "quiet_end": "00:00"}
+)
+
+
+async def record() -> None:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
+    )
+    await ensure_search_attributes(env.client, env.client.namespace)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/store.sqlite3"
+        migrate(url)
+        engine = make_engine(url)
+        async with running_worker(env.client, engine, MailRecorder()) as journeys:
+            # 1. consent, apply two gateways, points joined, cancel both: withdrawn
+            c = add_customer(engine, second_eligible=True)
+            h = await journeys.start(c.account_id, POLICY)
+            await wait_stage(h, Stage.AWAITING_CONSENT)
+            await h.execute_update(
+                EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+            )
+            for gw in (c.eligible_gateway, c.other_gateway):
+                await h.execute_update(
+                    EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=gw)
+                )
+            await h.signal(
+                EnrollmentWorkflow.points_registered,
+                PointsRegistered(gateway_id=c.eligible_gateway, registered_at=datetime.now(UTC)),
+            )
+            await wait_stage(h, Stage.ENROLLED)
+            for gw in (c.other_gateway, c.eligible_gateway):
+                await h.execute_update(
+                    EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=gw)
+                )
+            await h.result()
+            (HERE / "enrollment_withdrawn.json").write_text((await h.fetch_history()).to_json())
+
+            # 2. stalls: both reminders, dormant, then the customer declines
+            c = add_customer(engine)
+            h = await journeys.start(c.account_id, POLICY)
+            await wait_stage(h, Stage.AWAITING_CONSENT)
+            await env.sleep(timedelta(days=4))
+            await asyncio.sleep(1)
+            await h.execute_update(EnrollmentWorkflow.decline)
+            await h.result()
+            (HERE / "enrollment_dormant_then_declined.json").write_text(
+                (await h.fetch_history()).to_json()
+            )
+
+            # 3. corporate account: ineligible
+            c = add_customer(engine, holder_type="corporate")
+            h = await journeys.start(c.account_id, POLICY)
+            await h.result()
+            (HERE / "enrollment_ineligible.json").write_text((await h.fetch_history()).to_json())
+        engine.dispose()
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
