@@ -1,7 +1,8 @@
 """Run a worker for every workflow and activity on the one task queue.
 
-``python worker.py`` waits for Temporal, registers the search attributes, migrates the
-store, and polls until interrupted.
+``python worker.py`` waits for Temporal, registers the search attributes, and polls until
+interrupted. The store is migrated beforehand (``python cli.py migrate``), once, not by
+each of several workers at the same time.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from temporalio.worker import Worker
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
 from activities.registry import RegistryActivities
 from config import Settings, get_settings
-from store.engine import make_engine, migrate
+from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
 
@@ -72,7 +73,6 @@ def build_worker(
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
-    migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     client = await connect(settings.temporal_address, settings.temporal_namespace, wait=60)
     await ensure_search_attributes(client, settings.temporal_namespace)

@@ -84,6 +84,15 @@ async def stack(
 
 
 @pytest.fixture
+async def stack_on_postgresql(
+    dev_env: WorkflowEnvironment, pg_url: str, mail_sink: MailSink
+) -> AsyncIterator[Stack]:
+    """The API and worker with the store on PostgreSQL, as docker-compose runs them."""
+    async for s in _stack(dev_env, settings_for(pg_url, mail_sink), mail_sink, True):
+        yield s
+
+
+@pytest.fixture
 async def stack_without_worker(
     dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
 ) -> AsyncIterator[Stack]:

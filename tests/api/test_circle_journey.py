@@ -14,6 +14,14 @@ FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
 
 
 async def test_walk_through_the_circle_journey(stack: Stack) -> None:
+    await walk_through(stack)
+
+
+async def test_walk_through_with_the_store_on_postgresql(stack_on_postgresql: Stack) -> None:
+    await walk_through(stack_on_postgresql)
+
+
+async def walk_through(stack: Stack) -> None:
     customer = add_customer(stack.engine)
     auth = await stack.login(customer)
 
