@@ -29,14 +29,32 @@ PG_ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, for every timer."""
+async def _time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(BIN / "temporal-test-server"),
     )
     await ensure_search_attributes(env.client, env.client.namespace)
+    return env
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, shared by tests that do not skip time."""
+    env = await _time_skipping()
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def ts_clock() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own, for tests that skip time.
+
+    Whatever an earlier test left on a shared server can keep its clock locked (seen: a
+    workflow started with signal-with-start and then terminated), and every ``env.sleep``
+    would hang.
+    """
+    env = await _time_skipping()
     yield env
     await env.shutdown()
 

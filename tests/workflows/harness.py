@@ -91,10 +91,25 @@ class Journeys:
         return handle
 
     async def terminate_running(self) -> None:
+        """Terminate, but only once no activity is in flight.
+
+        The time-skipping server keeps time locked while an activity or workflow task is in
+        progress; terminating the workflow in that moment can leave the lock held, and
+        every later ``env.sleep`` hangs.
+        """
+        loop = asyncio.get_running_loop()
         for handle in self.handles:
-            description = await handle.describe()
-            if description.status == WorkflowExecutionStatus.RUNNING:
-                await handle.terminate("test finished")
+            deadline = loop.time() + 10
+            while True:
+                description = await handle.describe()
+                raw = description.raw_description
+                busy = bool(raw.pending_activities) or raw.HasField("pending_workflow_task")
+                if description.status != WorkflowExecutionStatus.RUNNING:
+                    break
+                if not busy or loop.time() > deadline:
+                    await handle.terminate("test finished")
+                    break
+                await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

@@ -280,3 +280,8 @@ async def test_signal_before_run_is_kept(
         )
         status = await wait_stage(handle, Stage.ENROLLED)
         assert status.points_member_gateway_id == customer.eligible_gateway
+        await handle.execute_update(
+            EnrollmentWorkflow.cancel_application,
+            CancelRequest(gateway_id=customer.eligible_gateway),
+        )
+        assert (await handle.result()).stage == Stage.WITHDRAWN

@@ -37,21 +37,21 @@ def reminders(mails: MailRecorder) -> list[tuple[str, datetime]]:
 
 
 async def test_each_reminder_at_its_time_then_dormant_then_revived(
-    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
     policy = ReminderPolicy.model_validate({"delays": ["P1D", "P3D"], **NO_QUIET})
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+    async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
         handle = await journeys.start(customer.account_id, policy)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
         entered = status.stage_entered_at
         assert status.next_reminder_at == entered + timedelta(days=1)
 
-        await skip_to(ts_env, entered + timedelta(hours=23))
+        await skip_to(ts_clock, entered + timedelta(hours=23))
         assert reminders(mails) == []
 
-        await skip_to(ts_env, entered + timedelta(days=1, minutes=1))
+        await skip_to(ts_clock, entered + timedelta(days=1, minutes=1))
         await eventually(lambda: len(reminders(mails)) == 1)
         awaited, at = reminders(mails)[0]
         assert awaited == "consent"
@@ -60,7 +60,7 @@ async def test_each_reminder_at_its_time_then_dormant_then_revived(
         assert (status.reminders_sent, status.dormant) == (1, False)
         assert status.next_reminder_at == entered + timedelta(days=3)
 
-        await skip_to(ts_env, entered + timedelta(days=3, minutes=1))
+        await skip_to(ts_clock, entered + timedelta(days=3, minutes=1))
         await eventually(lambda: len(reminders(mails)) == 2)
         assert near(reminders(mails)[1][1], entered + timedelta(days=3))
         status = await handle.query(EnrollmentWorkflow.get_status)
@@ -71,7 +71,7 @@ async def test_each_reminder_at_its_time_then_dormant_then_revived(
         assert described.typed_search_attributes.get(sa.STAGE) == "awaiting_consent"
 
         # The cap: a month later, still two.
-        await skip_to(ts_env, entered + timedelta(days=30))
+        await skip_to(ts_clock, entered + timedelta(days=30))
         assert len(reminders(mails)) == 2
 
         # Revival: the dormant customer acts, the journey goes on and is unflagged.
@@ -88,38 +88,38 @@ async def test_each_reminder_at_its_time_then_dormant_then_revived(
             status.stage_entered_at
         )
 
-        await skip_to(ts_env, status.stage_entered_at + timedelta(days=1, minutes=1))
+        await skip_to(ts_clock, status.stage_entered_at + timedelta(days=1, minutes=1))
         await eventually(lambda: len(reminders(mails)) == 3)
         assert reminders(mails)[2][0] == "application"
 
 
 async def test_the_awaited_step_stops_the_reminders(
-    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
     policy = ReminderPolicy.model_validate({"delays": ["P2D"], **NO_QUIET})
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+    async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
         handle = await journeys.start(customer.account_id, policy)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
-        await skip_to(ts_env, status.stage_entered_at + timedelta(days=1))
+        await skip_to(ts_clock, status.stage_entered_at + timedelta(days=1))
         await handle.execute_update(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
         )
         consented = await wait_stage(handle, Stage.AWAITING_APPLICATION)
         # Past the consent reminder's time: none was sent for consent.
-        await skip_to(ts_env, status.stage_entered_at + timedelta(days=2, hours=1))
+        await skip_to(ts_clock, status.stage_entered_at + timedelta(days=2, hours=1))
         assert reminders(mails) == []
-        await skip_to(ts_env, consented.stage_entered_at + timedelta(days=2, minutes=1))
+        await skip_to(ts_clock, consented.stage_entered_at + timedelta(days=2, minutes=1))
         await eventually(lambda: len(reminders(mails)) == 1)
         assert reminders(mails)[0][0] == "application"
 
 
 async def test_a_reminder_due_at_night_waits_for_morning_jst(
-    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
     # Quiet hours placed around the first reminder's due time, wherever the clock is.
-    now = (await ts_env.get_current_time()).astimezone(JST)
+    now = (await ts_clock.get_current_time()).astimezone(JST)
     due_around = now + timedelta(days=1)
     quiet_start = (due_around - timedelta(minutes=30)).time().replace(second=0, microsecond=0)
     quiet_end = (due_around + timedelta(minutes=90)).time().replace(second=0, microsecond=0)
@@ -128,7 +128,7 @@ async def test_a_reminder_due_at_night_waits_for_morning_jst(
     )
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+    async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
         handle = await journeys.start(customer.account_id, policy)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
         naive_due = status.stage_entered_at + timedelta(days=1)
@@ -138,9 +138,9 @@ async def test_a_reminder_due_at_night_waits_for_morning_jst(
         assert expected.astimezone(JST).time() == quiet_end
         assert status.next_reminder_at == expected
 
-        await skip_to(ts_env, naive_due + timedelta(minutes=5))
+        await skip_to(ts_clock, naive_due + timedelta(minutes=5))
         assert reminders(mails) == []
-        await skip_to(ts_env, expected + timedelta(minutes=1))
+        await skip_to(ts_clock, expected + timedelta(minutes=1))
         await eventually(lambda: len(reminders(mails)) == 1)
         at = reminders(mails)[0][1]
         assert near(at, expected)
