@@ -19,6 +19,18 @@ class ErrorCode(StrEnum):
     INVALID_EMAIL = "invalid_email"
     INVALID_INPUT = "invalid_input"
     TERMS_VERSION_OUTDATED = "terms_version_outdated"
+    INVALID_NAME = "invalid_name"
+    CORPORATE_NAME = "corporate_name"
+    INVALID_FURIGANA = "invalid_furigana"
+    INVALID_POSTAL_CODE = "invalid_postal_code"
+    UNKNOWN_POSTAL_CODE = "unknown_postal_code"
+    INVALID_PREFECTURE = "invalid_prefecture"
+    PREFECTURE_MISMATCH = "prefecture_mismatch"
+    INVALID_ADDRESS = "invalid_address"
+    ADDRESS_USE_HYPHENS = "address_use_hyphens"
+    INVALID_PHONE = "invalid_phone"
+    INVALID_PASSWORD = "invalid_password"  # noqa: S105 (an error code)
+    PASSWORD_MISMATCH = "password_mismatch"  # noqa: S105 (an error code)
     # authentication (401/403)
     NOT_AUTHENTICATED = "not_authenticated"
     LOGIN_FAILED = "login_failed"
@@ -51,6 +63,36 @@ MESSAGES: dict[str, str] = {
         "メールアドレスの形式が正しくありません（半角英数字で入力してください）。"
     ),
     ErrorCode.INVALID_INPUT: "入力内容が正しくありません。",
+    ErrorCode.INVALID_NAME: "氏名を50文字以内で入力してください。",
+    ErrorCode.CORPORATE_NAME: "個人の方のみ登録可能です。法人の方は登録できません。",
+    ErrorCode.INVALID_FURIGANA: (
+        "フリガナは全角カタカナで入力してください"
+        "（ひらがな・半角カタカナは全角カタカナに変換して受け付けます）。"
+    ),
+    ErrorCode.INVALID_POSTAL_CODE: (
+        "郵便番号は半角数字7桁（例：000-0000）で入力してください"
+        "（全角数字は半角に変換して受け付けます）。"
+    ),
+    ErrorCode.UNKNOWN_POSTAL_CODE: "この郵便番号は存在しません。ご確認ください。",
+    ErrorCode.INVALID_PREFECTURE: "都道府県を選択してください。",
+    ErrorCode.PREFECTURE_MISMATCH: "都道府県が郵便番号と一致しません。",
+    ErrorCode.INVALID_ADDRESS: (
+        "以降の住所を100文字以内で入力してください"
+        "（全角の英数字・記号は半角に変換して受け付けます）。"
+    ),
+    ErrorCode.ADDRESS_USE_HYPHENS: (
+        "「丁目」、「番地」は半角ハイフンで入力し、「号」は入力しないでください"
+        "（例：1丁目2番地3号 → 1-2-3）。"
+    ),
+    ErrorCode.INVALID_PHONE: (
+        "電話番号を半角数字で、3つの欄に分けて入力してください"
+        "（全角数字は半角に変換して受け付けます）。"
+    ),
+    ErrorCode.INVALID_PASSWORD: (
+        "パスワードは半角英数字記号で、英大文字・英小文字・数字・記号をそれぞれ最低1文字ずつ"
+        "含めた、10文字以上100文字以下で入力してください（全角文字は使えません）。"
+    ),
+    ErrorCode.PASSWORD_MISMATCH: "確認用パスワードがパスワードと一致しません。",
     ErrorCode.TERMS_VERSION_OUTDATED: (
         "会員規約が改定されています。最新の会員規約をご確認のうえ、あらためて同意してください。"
     ),
