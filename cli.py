@@ -62,7 +62,7 @@ def setup_temporal(wait: Annotated[float, typer.Option(help="Seconds to wait")] 
 
     async def run() -> list[str]:
         settings = get_settings()
-        client = await connect(settings.temporal_address, settings.temporal_namespace, wait=wait)
+        client = await connect(settings, wait=wait)
         return await ensure_search_attributes(client, settings.temporal_namespace)
 
     added = asyncio.run(run())
@@ -100,7 +100,7 @@ def journeys(
 
     async def run() -> None:
         settings = get_settings()
-        client = await connect(settings.temporal_address, settings.temporal_namespace)
+        client = await connect(settings)
         for row in await list_journey_rows(client, stage, needs_operator, limit):
             typer.echo(
                 f"{row.workflow_id}  {row.run_status:<10} {row.stage or '-':<24} "

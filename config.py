@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import time, timedelta
 from functools import lru_cache
@@ -25,6 +26,12 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "eco-katsu"
+    # Payload encryption: key ID → base64 of 32 random bytes; the current key seals.
+    # The default is for a laptop only: set your own in every other place.
+    codec_keys: dict[str, SecretStr] = Field(
+        default_factory=lambda: {"dev-1": SecretStr("ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=")}
+    )
+    codec_key_id: str = "dev-1"
     # How long the API waits for a workflow to answer an update or query before 503.
     workflow_answer_timeout: timedelta = timedelta(seconds=15)
 
@@ -66,6 +73,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(default=SecretStr("dev-only-change-me"))
     session_max_age: timedelta = timedelta(hours=12)
     system_api_key: SecretStr = Field(default=SecretStr("dev-system-key"))
+
+    def codec_key_bytes(self) -> dict[str, bytes]:
+        return {k: base64.b64decode(v.get_secret_value()) for k, v in self.codec_keys.items()}
 
     def reminder_policy(self) -> ReminderPolicy:
         return ReminderPolicy(

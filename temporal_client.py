@@ -11,21 +11,30 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+from codec import encrypted_converter
+from config import Settings
 from domain import search_attributes
 
 log = logging.getLogger(__name__)
 
 
-async def connect(address: str, namespace: str, *, wait: float = 0.0) -> Client:
-    """Connect with the pydantic data converter; retry for up to ``wait`` seconds."""
+def converter_for(settings: Settings) -> DataConverter:
+    """Pydantic payloads, encrypted with the configured keys; failures encoded too."""
+    return encrypted_converter(settings.codec_key_bytes(), settings.codec_key_id)
+
+
+async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
+    """Connect with the encrypted pydantic converter; retry for up to ``wait`` seconds."""
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         try:
             return await Client.connect(
-                address, namespace=namespace, data_converter=pydantic_data_converter
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=converter_for(settings),
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:

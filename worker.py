@@ -74,7 +74,7 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     engine = make_engine(settings.database_url)
-    client = await connect(settings.temporal_address, settings.temporal_namespace, wait=60)
+    client = await connect(settings, wait=60)
     await ensure_search_attributes(client, settings.temporal_namespace)
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, engine, executor)

@@ -35,9 +35,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.engine = engine or make_engine(settings.database_url)
-        app.state.client = client or await connect(
-            settings.temporal_address, settings.temporal_namespace, wait=60
-        )
+        app.state.client = client or await connect(settings, wait=60)
         app.state.tokens = SessionTokens(
             settings.secret_key.get_secret_value(),
             int(settings.session_max_age.total_seconds()),

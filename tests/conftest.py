@@ -15,15 +15,18 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from codec import encrypted_converter
 from devtools.mailsink import MailSink
 from domain import search_attributes
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
 
 BIN = Path(sys.executable).parent
+# The whole suite runs with payload encryption on, under a test key.
+TEST_KEYS = {"test-1": bytes(range(32))}
+CONVERTER = encrypted_converter(TEST_KEYS, "test-1")
 PG_ADMIN_URL = os.environ.get(
     "ECOKATSU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -31,7 +34,7 @@ PG_ADMIN_URL = os.environ.get(
 
 async def _time_skipping() -> WorkflowEnvironment:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         test_server_existing_path=str(BIN / "temporal-test-server"),
     )
     await ensure_search_attributes(env.client, env.client.namespace)
@@ -63,7 +66,7 @@ async def ts_clock() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real dev server (the one ``make run`` uses), for what time-skipping cannot do."""
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",

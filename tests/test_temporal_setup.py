@@ -5,19 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain import search_attributes
 from temporal_client import ensure_search_attributes
-from tests.conftest import BIN
+from tests.conftest import BIN, CONVERTER
 
 NAMES = sorted(k.name for k in search_attributes.ALL)
 
 
 async def start(db: Path) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         dev_server_existing_path=str(BIN / "temporal"),
         dev_server_database_filename=str(db),
         dev_server_log_level="error",

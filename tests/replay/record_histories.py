@@ -13,13 +13,13 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest, PointsRegistered
 from domain.journey import ReminderPolicy, Stage
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
+from tests.conftest import CONVERTER
 from tests.factories import add_customer
 from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
 from workflows.enrollment import EnrollmentWorkflow
@@ -32,7 +32,7 @@ POLICY = ReminderPolicy.model_validate(
 
 async def record() -> None:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
     )
     await ensure_search_attributes(env.client, env.client.namespace)

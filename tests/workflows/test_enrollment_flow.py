@@ -18,10 +18,12 @@ from domain.contracts import (
     MailKind,
     PointsRegistered,
 )
+from domain.errors import ErrorCode, message_for
 from domain.journey import IneligibleReason, Stage
 from store import repo
 from store.tables import Account, Consent, Gateway
 from tests.factories import add_customer, random_id
+from tests.pii import assert_absent, history_bytes
 from tests.workflows.harness import (
     SIGNUP_URL,
     TERMS,
@@ -225,6 +227,9 @@ async def test_refusals_carry_their_reason_codes(
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
         ]
         assert len(accepted) == 3
+        # The handler's refusal is in history, but its message is not in plaintext
+        # (failure attributes are encoded into the encrypted payload).
+        assert_absent(history_bytes(history), message_for(ErrorCode.GATEWAY_NOT_OWNED))
 
 
 async def test_cancelling_one_of_two_applications_keeps_the_journey(
