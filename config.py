@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.contracts import TermsDocument
 from domain.journey import ReminderPolicy
+from domain.signup import SignupPolicy
 
 ROOT = Path(__file__).resolve().parent
 
@@ -55,6 +56,25 @@ class Settings(BaseSettings):
     monitoring_site_url: str = "https://regist.kp-net.com/"
     points_signup_url: str = "https://smile-e-pt.eco-megane.jp/signup"
 
+    # スマイルeポイント signup: the link in the mail is <registration url>#<token> (a
+    # fragment never reaches a server, so the token is in no access log).
+    points_registration_url: str = "https://smile-e-pt.eco-megane.jp/registration"
+    points_login_url: str = "https://smile-e-pt.eco-megane.jp/login"
+    points_inquiry_url: str = "https://smile-e-pt.eco-megane.jp/inquiry"
+    points_terms_version: str = "2022-07-01"
+    points_terms_file: Path = ROOT / "terms" / "smile-e-point-terms.ja.txt"
+    points_terms_url: str = "https://www.eco-megane.jp/smile-e-pt_terms_of_service"
+    points_privacy_version: str = "2022-07-01"
+    points_privacy_file: Path = ROOT / "terms" / "smile-e-point-privacy.ja.txt"
+    points_privacy_url: str = "https://www.eco-megane.jp/smile-e-pt_privacy"
+    signup_link_ttl: timedelta = timedelta(hours=24)
+    signup_resend_cooldown: timedelta = timedelta(minutes=1)
+    signup_resend_daily_cap: int = 5
+    signup_idle_reminder_after: timedelta = timedelta(days=2)
+    signup_abandon_after: timedelta = timedelta(days=7)
+    # Mail-sending requests per address and per client address, per hour (API).
+    signup_requests_per_hour: int = 10
+
     # Circle member terms (a new version needs a new consent)
     circle_terms_version: str = "2025-03-26"
     circle_terms_file: Path = ROOT / "terms" / "circle-member-terms.ja.txt"
@@ -83,13 +103,47 @@ class Settings(BaseSettings):
         )
 
     def circle_terms(self) -> TermsDocument:
-        content = self.circle_terms_file.read_bytes()
-        return TermsDocument(
-            document="omron_circle_member_terms",
-            version=self.circle_terms_version,
-            content_sha256=hashlib.sha256(content).hexdigest(),
-            url=self.circle_terms_url,
+        return _document(
+            "omron_circle_member_terms",
+            self.circle_terms_version,
+            self.circle_terms_file,
+            self.circle_terms_url,
         )
+
+    def points_terms(self) -> TermsDocument:
+        return _document(
+            "smile_e_point_terms",
+            self.points_terms_version,
+            self.points_terms_file,
+            self.points_terms_url,
+        )
+
+    def points_privacy(self) -> TermsDocument:
+        return _document(
+            "smile_e_point_privacy",
+            self.points_privacy_version,
+            self.points_privacy_file,
+            self.points_privacy_url,
+        )
+
+    def signup_policy(self) -> SignupPolicy:
+        return SignupPolicy(
+            link_ttl=self.signup_link_ttl,
+            resend_cooldown=self.signup_resend_cooldown,
+            resend_daily_cap=self.signup_resend_daily_cap,
+            idle_reminder_after=self.signup_idle_reminder_after,
+            abandon_after=self.signup_abandon_after,
+        )
+
+
+def _document(document: str, version: str, path: Path, url: str) -> TermsDocument:
+    content = path.read_bytes()
+    return TermsDocument(
+        document=document,
+        version=version,
+        content_sha256=hashlib.sha256(content).hexdigest(),
+        url=url,
+    )
 
 
 @lru_cache

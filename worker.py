@@ -17,12 +17,14 @@ from temporalio.worker import Worker
 
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
 from activities.registry import RegistryActivities
+from activities.signup import SignupActivities
 from config import Settings, get_settings
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.point_signup import PointSignupWorkflow
 
-WORKFLOWS = [EnrollmentWorkflow]
+WORKFLOWS = [EnrollmentWorkflow, PointSignupWorkflow]
 
 
 def mail_renderer(settings: Settings) -> MailRenderer:
@@ -33,6 +35,10 @@ def mail_renderer(settings: Settings) -> MailRenderer:
             "points_signup_url": settings.points_signup_url,
             "support_phone": "0120-066-825",
             "support_hours": "平日 9:00～17:00 (土日祝、当社休日を除く)",
+            "points_login_url": settings.points_login_url,
+            "points_inquiry_url": settings.points_inquiry_url,
+            "points_terms_url": settings.points_terms_url,
+            "points_privacy_url": settings.points_privacy_url,
         }
     )
 
@@ -55,6 +61,7 @@ def build_worker(
 ) -> Worker:
     registry = RegistryActivities(engine)
     mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
+    signup = SignupActivities(engine, mail, settings.points_registration_url)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -65,6 +72,10 @@ def build_worker(
             registry.record_application,
             registry.cancel_application,
             mail.send_mail,
+            signup.issue_link,
+            signup.match_gateway,
+            signup.register_member,
+            signup.release_signup,
         ],
         activity_executor=executor,
     )

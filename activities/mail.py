@@ -23,12 +23,12 @@ from pathlib import Path
 import aiosmtplib
 import jinja2
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.contracts import MailKind, MailReceipt, MailRequest
-from store.tables import Account, OutboxMail
+from store.tables import Account, OutboxMail, PointSignup, PointsMember
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -97,16 +97,23 @@ class MailActivities:
         self._smtp = smtp
         self._renderer = renderer
 
-    def _recipient(self, account_id: str) -> tuple[str, str]:
+    def _recipient(self, req: MailRequest) -> tuple[str, str]:
+        """(name, address): an account's, or a signup's (whose name is its member's)."""
         with Session(self._engine) as session:
-            account = session.get(Account, account_id)
-            if account is None:
-                raise ApplicationError(
-                    "recipient account not found",
-                    type="mail_recipient_unknown",
-                    non_retryable=True,
-                )
-            return account.display_name, account.email
+            if req.account_id is not None:
+                account = session.get(Account, req.account_id)
+                if account is not None:
+                    return account.display_name, account.email
+            elif req.signup_id is not None:
+                signup = session.get(PointSignup, req.signup_id)
+                if signup is not None:
+                    member = session.exec(
+                        select(PointsMember).where(PointsMember.signup_id == signup.id)
+                    ).first()
+                    return (member.name if member else ""), signup.email
+        raise ApplicationError(
+            "mail recipient not found", type="mail_recipient_unknown", non_retryable=True
+        )
 
     def _claim(self, req: MailRequest, subject: str, message_id: str) -> bool:
         """Claim the outbox row for this key; False when the mail was already sent."""
@@ -119,6 +126,7 @@ class MailActivities:
                     key=req.key,
                     kind=req.kind.value,
                     account_id=req.account_id,
+                    signup_id=req.signup_id,
                     message_id=message_id,
                     subject=subject,
                     status="sending",
@@ -140,9 +148,9 @@ class MailActivities:
             session.add(row)
             session.commit()
 
-    def _render(self, req: MailRequest, name: str) -> RenderedMail:
+    def _render(self, req: MailRequest, name: str, secret: dict[str, str]) -> RenderedMail:
         try:
-            return self._renderer.render(req.kind, {"name": name, **req.context})
+            return self._renderer.render(req.kind, {"name": name, **req.context, **secret})
         except jinja2.TemplateError as exc:
             raise ApplicationError(
                 f"mail template {req.kind.value} failed: {type(exc).__name__}",
@@ -152,8 +160,13 @@ class MailActivities:
 
     @activity.defn
     async def send_mail(self, req: MailRequest) -> MailReceipt:
-        name, address = await asyncio.to_thread(self._recipient, req.account_id)
-        mail = self._render(req, name)
+        return await self.deliver(req)
+
+    async def deliver(self, req: MailRequest, secret: dict[str, str] | None = None) -> MailReceipt:
+        """Render and send once per key. ``secret`` values (a link token) reach the mail
+        but neither the workflow nor the outbox."""
+        name, address = await asyncio.to_thread(self._recipient, req)
+        mail = self._render(req, name, secret or {})
         message_id = message_id_for(req.key, self._smtp.domain)
         if not await asyncio.to_thread(self._claim, req, mail.subject, message_id):
             return MailReceipt(key=req.key, message_id=message_id, already_sent=True)

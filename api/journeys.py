@@ -24,6 +24,7 @@ from api.errors import STATUS, ApiError
 from config import Settings
 from domain.contracts import EnrollmentInput, EnrollmentStatus
 from domain.errors import ErrorCode
+from domain.ids import enrollment_workflow_id
 from domain.journey import Stage
 from workflows.enrollment import EnrollmentWorkflow
 
@@ -31,8 +32,7 @@ T = TypeVar("T")
 
 
 def workflow_id_for(account_id: str) -> str:
-    """Opaque: the account ID is a random UUID, never the e-mail."""
-    return f"enrollment-{account_id}"
+    return enrollment_workflow_id(account_id)
 
 
 async def start_journey(client: Client, settings: Settings, account_id: str) -> str:

@@ -167,14 +167,21 @@ class MailKind(StrEnum):
     APPLICATION_COMPLETE = "application_complete"
     APPLICATION_CANCELLED = "application_cancelled"
     REMINDER = "reminder"
+    SIGNUP_LINK = "signup_link"
+    SIGNUP_ALREADY_MEMBER = "signup_already_member"
+    SIGNUP_EXPIRED = "signup_expired"
+    SIGNUP_REMINDER = "signup_reminder"
+    SIGNUP_COMPLETE = "signup_complete"
 
 
 class MailRequest(BaseModel):
-    """One mail to one account. ``key`` is its idempotency key (and Message-ID seed)."""
+    """One mail to an account, or to a points signup's address. ``key`` is its idempotency
+    key (and Message-ID seed)."""
 
     key: str
     kind: MailKind
-    account_id: str
+    account_id: str | None = None
+    signup_id: str | None = None
     context: dict[str, str] = Field(default_factory=dict)
 
 

@@ -31,6 +31,23 @@ class ErrorCode(StrEnum):
     INVALID_PHONE = "invalid_phone"
     INVALID_PASSWORD = "invalid_password"  # noqa: S105 (an error code)
     PASSWORD_MISMATCH = "password_mismatch"  # noqa: S105 (an error code)
+    SERVICE_OTHER_SITE = "service_other_site"
+    # points signup links and steps
+    LINK_UNKNOWN = "link_unknown"
+    LINK_EXPIRED = "link_expired"
+    LINK_REPLACED = "link_replaced"
+    LINK_USED = "link_used"
+    SIGNUP_COMPLETED = "signup_completed"
+    SIGNUP_CLOSED = "signup_closed"
+    SESSION_INVALID = "session_invalid"
+    DOCUMENTS_NOT_PRESENTED = "documents_not_presented"
+    SIGNUP_INCOMPLETE = "signup_incomplete"
+    GATEWAY_NOT_APPLIED = "gateway_not_applied"
+    GATEWAY_ALREADY_MEMBER = "gateway_already_member"
+    EMAIL_ALREADY_MEMBER = "email_already_member"
+    RESEND_TOO_SOON = "resend_too_soon"
+    RESEND_LIMIT = "resend_limit"
+    RATE_LIMITED = "rate_limited"
     # authentication (401/403)
     NOT_AUTHENTICATED = "not_authenticated"
     LOGIN_FAILED = "login_failed"
@@ -96,6 +113,44 @@ MESSAGES: dict[str, str] = {
     ErrorCode.TERMS_VERSION_OUTDATED: (
         "会員規約が改定されています。最新の会員規約をご確認のうえ、あらためて同意してください。"
     ),
+    ErrorCode.SERVICE_OTHER_SITE: (
+        "ちくでんエコめがねをご利用中の方は、このサイトではなく株式会社NTTスマイルエナジーの"
+        "登録受付サイトからお手続きください（両サービスご利用中の方は一度だけ登録してください）。"
+    ),
+    ErrorCode.LINK_UNKNOWN: (
+        "このURLは無効です。登録受付サイトから、メールアドレスの入力をやり直してください。"
+    ),
+    ErrorCode.LINK_EXPIRED: (
+        "URLの有効期限（24時間）が切れています。"
+        "登録受付サイトより再度メールアドレスのご登録を行ってください。"
+    ),
+    ErrorCode.LINK_REPLACED: (
+        "このURLは、新しいURLの発行により無効になりました。最新のメールに記載のURLをご利用ください。"
+    ),
+    ErrorCode.LINK_USED: (
+        "このURLは使用済みです。手続きを続けるには、登録受付サイトから"
+        "メールアドレスの入力をやり直してください（入力済みの内容は引き継がれます）。"
+    ),
+    ErrorCode.SIGNUP_COMPLETED: "会員登録は完了しています。マイページからログインしてください。",
+    ErrorCode.SIGNUP_CLOSED: (
+        "この会員登録の手続きは終了しました。登録受付サイトから、はじめからお手続きください。"
+    ),
+    ErrorCode.SESSION_INVALID: (
+        "手続きの有効期限が切れたか、新しいURLが発行されています。メールのURLから再度お進みください。"
+    ),
+    ErrorCode.DOCUMENTS_NOT_PRESENTED: (
+        "上記2つの規約を確認してから同意してください（両方の規約を開くとチェックが有効になります）。"
+    ),
+    ErrorCode.SIGNUP_INCOMPLETE: "未入力の手続きがあります。前の画面から入力してください。",
+    ErrorCode.GATEWAY_NOT_APPLIED: (
+        "ゲートウェイIDとパワーコンディショナ製造番号の組み合わせが、「みんなでつくるエコ活サークル」の"
+        "お申込み内容と一致しません。お申込み完了のお知らせメールをご確認ください。"
+    ),
+    ErrorCode.GATEWAY_ALREADY_MEMBER: "このゲートウェイは既にスマイルeポイントに登録されています。",
+    ErrorCode.EMAIL_ALREADY_MEMBER: "このメールアドレスは既に登録されています。",
+    ErrorCode.RESEND_TOO_SOON: "しばらく時間をおいてから再度お試しください。",
+    ErrorCode.RESEND_LIMIT: "本日の送信回数の上限に達しました。明日以降に再度お試しください。",
+    ErrorCode.RATE_LIMITED: "リクエストが多すぎます。しばらく時間をおいてから再度お試しください。",
     ErrorCode.NOT_AUTHENTICATED: "ログインしてください。",
     ErrorCode.LOGIN_FAILED: "ユーザID（メールアドレス）またはパスワードが正しくありません。",
     ErrorCode.SYSTEM_KEY_INVALID: "システム連携キーが正しくありません。",

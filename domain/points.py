@@ -161,6 +161,25 @@ AddressLine = Annotated[str, _rule(normalise_address)]
 Phone = Annotated[list[str], AfterValidator(normalise_phone)]
 
 
+class AddressRecord(BaseModel):
+    """An address already validated (what workflows and the store carry)."""
+
+    postal_code: str
+    prefecture: str
+    address: str
+
+
+class CustomerRecord(BaseModel):
+    """Customer information already validated: no validators run again when a workflow
+    decodes it (they would do I/O, a postal-code look-up, inside the sandbox)."""
+
+    name: str
+    furigana: str
+    address: AddressRecord
+    installation_address: AddressRecord | None = None
+    phone: list[str]
+
+
 class Address(BaseModel):
     """郵便番号・都道府県・以降の住所; the prefecture must be the postal code's."""
 
@@ -195,3 +214,8 @@ class CustomerInfo(BaseModel):
         if self.installation_same_as_address:
             self.installation_address = None
         return self
+
+    def to_record(self) -> CustomerRecord:
+        return CustomerRecord.model_validate(
+            self.model_dump(exclude={"installation_same_as_address"})
+        )

@@ -119,7 +119,13 @@ class OutboxMail(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=200)
     kind: str = Field(max_length=40)
-    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    # The recipient: a monitoring account, or a points signup (which has only an e-mail).
+    account_id: str | None = Field(
+        default=None, foreign_key="monitoring_accounts.id", index=True, max_length=32
+    )
+    signup_id: str | None = Field(
+        default=None, foreign_key="point_signups.id", index=True, max_length=32
+    )
     message_id: str = Field(max_length=255)
     subject: str = Field(max_length=255)
     status: str = Field(max_length=10)  # "sending" | "sent" | "failed"
@@ -133,3 +139,68 @@ class OutboxMail(SQLModel, table=True):
         default=None,
         sa_type=sa.DateTime(timezone=True),
     )
+
+
+class PointSignup(SQLModel, table=True):
+    """One スマイルeポイント signup, keyed by an opaque ID; its e-mail is reserved while
+    it is pending (a partial unique index), so two signups never race for one address."""
+
+    __tablename__ = "point_signups"
+    __table_args__ = (
+        sa.Index(
+            "uq_point_signups_pending_email",
+            "email",
+            unique=True,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+    id: str = Field(default_factory=new_public_id, primary_key=True, max_length=32)
+    workflow_id: str = Field(unique=True, max_length=80)
+    email: str = Field(max_length=254, index=True)
+    status: str = Field(max_length=12)  # "pending" | "registered" | "abandoned" | "refused"
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    closed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class SignupLink(SQLModel, table=True):
+    """A signup link. Only the token's SHA-256 is stored, never the token."""
+
+    __tablename__ = "signup_links"
+    __table_args__ = (sa.UniqueConstraint("signup_id", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    signup_id: str = Field(foreign_key="point_signups.id", index=True, max_length=32)
+    seq: int
+    token_sha256: str = Field(unique=True, max_length=64)
+    issued_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    mailed: bool = False
+
+
+class PointsMember(SQLModel, table=True):
+    """A スマイルeポイント member. E-mail and gateway are unique for good: a cancelled
+    member's row stays (status "cancelled") as the tombstone that stops a re-join."""
+
+    __tablename__ = "points_members"
+
+    id: int | None = Field(default=None, primary_key=True)
+    signup_id: str = Field(foreign_key="point_signups.id", unique=True, max_length=32)
+    email: str = Field(unique=True, max_length=254)
+    gateway_id: str = Field(foreign_key="gateways.gateway_id", unique=True, max_length=12)
+    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    service: str = Field(max_length=20)
+    name: str = Field(max_length=50)
+    furigana: str = Field(max_length=50)
+    postal_code: str = Field(max_length=8)
+    prefecture: str = Field(max_length=4)
+    address: str = Field(max_length=100)
+    installation_postal_code: str | None = Field(default=None, max_length=8)
+    installation_prefecture: str | None = Field(default=None, max_length=4)
+    installation_address: str | None = Field(default=None, max_length=100)
+    phone: str = Field(max_length=15)
+    password_hash: str = Field(max_length=255)
+    status: str = Field(max_length=10)  # "active" | "cancelled"
+    registered_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    cancelled_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))

@@ -30,11 +30,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.mail import MailActivities
     from activities.registry import RegistryActivities
     from domain import search_attributes as sa
     from domain.contracts import (
@@ -60,15 +58,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.errors import ErrorCode, message_for
     from domain.journey import IneligibleReason, Stage, next_reminder_at
+    from workflows.mailing import send_in_background
 
 STORE_TIMEOUT = timedelta(seconds=30)
-MAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-)
-# How long a mail may keep failing temporarily before an operator is asked to look.
-MAIL_GIVE_UP_AFTER = timedelta(days=1)
 
 AWAITED = {
     Stage.AWAITING_CONSENT: "consent",
@@ -377,20 +369,8 @@ class EnrollmentWorkflow:
             account_id=self._inp.account_id,
             context=context,
         )
-        self._mail_tasks.append(asyncio.create_task(self._deliver(request)))
+        send_in_background(self._mail_tasks, request, self._mail_failed)
 
-    async def _deliver(self, request: MailRequest) -> None:
-        try:
-            await workflow.execute_activity_method(
-                MailActivities.send_mail,
-                request,
-                start_to_close_timeout=timedelta(minutes=2),
-                schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
-                retry_policy=MAIL_RETRY,
-            )
-        except ActivityError as err:
-            workflow.logger.warning(
-                "mail %s not delivered: %s", request.kind.value, type(err.cause).__name__
-            )
-            self._mail_trouble = True
-            self._publish()
+    def _mail_failed(self) -> None:
+        self._mail_trouble = True
+        self._publish()

@@ -26,6 +26,7 @@ from domain.contracts import (
     MailRequest,
     TermsDocument,
 )
+from domain.ids import enrollment_workflow_id
 from domain.journey import ReminderPolicy, Stage
 from workflows.enrollment import EnrollmentWorkflow
 
@@ -82,7 +83,7 @@ class Journeys:
                 points_signup_url=SIGNUP_URL,
                 reminders=policy or ReminderPolicy(),
             ),
-            id=f"enrollment-{account_id}-{uuid.uuid4().hex[:6]}",
+            id=enrollment_workflow_id(account_id),  # accounts are fresh in every test
             task_queue=self.task_queue,
             start_signal=start_signal,
             start_signal_args=start_signal_args,

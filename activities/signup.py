@@ -1,0 +1,65 @@
+"""Activities of the points signup: links, the gateway check, registration, release.
+
+``issue_link`` makes the token, keeps only its hash, and mails the link itself: the token
+never passes through the workflow (whose history is stored) nor the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+
+from activities.mail import MailActivities
+from activities.registry import _refuse_on_rule
+from domain.contracts import MailKind, MailRequest, format_jst
+from domain.ids import signup_workflow_id
+from domain.signup import (
+    GatewayMatch,
+    IssueLinkInput,
+    LinkIssued,
+    Registered,
+    RegisterMemberInput,
+)
+from store import points
+
+
+class SignupActivities:
+    def __init__(self, engine: Engine, mail: MailActivities, registration_url: str) -> None:
+        self._engine = engine
+        self._mail = mail
+        self._registration_url = registration_url
+
+    @activity.defn
+    async def issue_link(self, inp: IssueLinkInput) -> LinkIssued:
+        token, issued = await asyncio.to_thread(points.issue_link, self._engine, inp)
+        if token is None:
+            return issued  # mailed on an earlier attempt
+        await self._mail.deliver(
+            MailRequest(
+                key=f"{signup_workflow_id(inp.signup_id)}:link:{inp.seq}",
+                kind=MailKind.SIGNUP_LINK,
+                signup_id=inp.signup_id,
+                context={"expires_at": format_jst(issued.expires_at)},
+            ),
+            secret={"link_url": f"{self._registration_url}#{token}"},
+        )
+        await asyncio.to_thread(points.mark_link_mailed, self._engine, inp.signup_id, inp.seq)
+        return issued
+
+    @activity.defn
+    def match_gateway(self, gateway_id: str, pcs_serial: str) -> GatewayMatch:
+        return _refuse_on_rule(
+            lambda: points.match_applied_gateway(self._engine, gateway_id, pcs_serial)
+        )
+
+    @activity.defn
+    def register_member(self, inp: RegisterMemberInput) -> Registered:
+        member = _refuse_on_rule(lambda: points.register_member(self._engine, inp))
+        return Registered(gateway_id=member.gateway_id, registered_at=inp.registered_at)
+
+    @activity.defn
+    def release_signup(self, signup_id: str, at: datetime) -> None:
+        points.release_signup(self._engine, signup_id, at)

@@ -1,0 +1,11 @@
+"""Workflow IDs: opaque, derived from store IDs (random UUIDs), never from an e-mail."""
+
+from __future__ import annotations
+
+
+def enrollment_workflow_id(account_id: str) -> str:
+    return f"enrollment-{account_id}"
+
+
+def signup_workflow_id(signup_id: str) -> str:
+    return f"signup-{signup_id}"

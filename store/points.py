@@ -1,0 +1,249 @@
+"""Store operations of the スマイルeポイント signup: reservation, links, members.
+
+The rules that must outlive Temporal's retention are constraints here: one pending signup
+per e-mail (the reservation), one member per e-mail and per gateway, and cancelled members
+kept as tombstones so that nobody re-joins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from domain.errors import ErrorCode
+from domain.ids import signup_workflow_id
+from domain.signup import GatewayMatch, IssueLinkInput, LinkIssued, RegisterMemberInput
+from store.repo import RuleViolation
+from store.tables import CircleApplication, Consent, Gateway, PointSignup, PointsMember, SignupLink
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SignupTicket:
+    signup_id: str
+    workflow_id: str
+    already_member: bool
+
+
+def open_signup(engine: Engine, email: str) -> SignupTicket:
+    """The pending signup of this address, or a new one (the reservation).
+
+    An address that is (or was) a member gets a signup of its own that reserves nothing:
+    its workflow only mails the address what happened.
+    """
+    with Session(engine) as session:
+        if session.exec(select(PointsMember).where(PointsMember.email == email)).first():
+            signup = PointSignup(email=email, status="refused", workflow_id="")
+            signup.workflow_id = signup_workflow_id(signup.id)
+            session.add(signup)
+            session.commit()
+            return SignupTicket(signup.id, signup.workflow_id, already_member=True)
+        for _ in range(2):
+            pending = session.exec(
+                select(PointSignup).where(
+                    PointSignup.email == email, PointSignup.status == "pending"
+                )
+            ).first()
+            if pending is not None:
+                return SignupTicket(pending.id, pending.workflow_id, already_member=False)
+            signup = PointSignup(email=email, status="pending", workflow_id="")
+            signup.workflow_id = signup_workflow_id(signup.id)
+            session.add(signup)
+            try:
+                session.commit()
+                return SignupTicket(signup.id, signup.workflow_id, already_member=False)
+            except sa.exc.IntegrityError:
+                session.rollback()  # a concurrent entry reserved it first: use that one
+        raise RuntimeError("could not reserve the address")
+
+
+def issue_link(engine: Engine, inp: IssueLinkInput) -> tuple[str | None, LinkIssued]:
+    """Create link ``seq`` of a signup: (token, what the workflow may know).
+
+    Idempotent: a retry for a link already mailed returns no token (nothing to send
+    again); a retry for one not yet mailed gets a fresh token (the old one never left).
+    """
+    token = secrets.token_urlsafe(32)  # 256 bits
+    with Session(engine) as session:
+        link = session.exec(
+            select(SignupLink).where(
+                SignupLink.signup_id == inp.signup_id, SignupLink.seq == inp.seq
+            )
+        ).first()
+        if link is not None and link.mailed:
+            return None, _issued(link)
+        if link is None:
+            link = SignupLink(
+                signup_id=inp.signup_id,
+                seq=inp.seq,
+                token_sha256=token_hash(token),
+                issued_at=inp.issued_at,
+                expires_at=inp.issued_at + inp.ttl,
+            )
+        else:
+            link.token_sha256 = token_hash(token)
+        session.add(link)
+        session.commit()
+        session.refresh(link)
+        return token, _issued(link)
+
+
+def _issued(link: SignupLink) -> LinkIssued:
+    return LinkIssued(
+        seq=link.seq,
+        token_sha256=link.token_sha256,
+        issued_at=_utc(link.issued_at),
+        expires_at=_utc(link.expires_at),
+    )
+
+
+def mark_link_mailed(engine: Engine, signup_id: str, seq: int) -> None:
+    with Session(engine) as session:
+        link = session.exec(
+            select(SignupLink).where(SignupLink.signup_id == signup_id, SignupLink.seq == seq)
+        ).one()
+        link.mailed = True
+        session.add(link)
+        session.commit()
+
+
+def signup_for_token(engine: Engine, token: str) -> PointSignup | None:
+    """The signup a link token belongs to (looked up by the token's hash)."""
+    with Session(engine) as session:
+        link = session.exec(
+            select(SignupLink).where(SignupLink.token_sha256 == token_hash(token))
+        ).first()
+        signup = session.get(PointSignup, link.signup_id) if link else None
+        if signup is not None:
+            session.expunge(signup)
+        return signup
+
+
+def signup_email(engine: Engine, signup_id: str) -> str | None:
+    with Session(engine) as session:
+        signup = session.get(PointSignup, signup_id)
+        return signup.email if signup else None
+
+
+def match_applied_gateway(engine: Engine, gateway_id: str, pcs_serial: str) -> GatewayMatch:
+    """The gateway must back a confirmed (active) circle application and no member yet.
+
+    A wrong serial and an unapplied gateway get the same answer, so the pair cannot be
+    probed one half at a time.
+    """
+    with Session(engine) as session:
+        gateway = session.get(Gateway, gateway_id)
+        applied = session.exec(
+            select(CircleApplication).where(
+                CircleApplication.gateway_id == gateway_id,
+                CircleApplication.status == "active",
+            )
+        ).first()
+        if gateway is None or applied is None or gateway.pcs_serial != pcs_serial:
+            raise RuleViolation(ErrorCode.GATEWAY_NOT_APPLIED)
+        if session.exec(select(PointsMember).where(PointsMember.gateway_id == gateway_id)).first():
+            raise RuleViolation(ErrorCode.GATEWAY_ALREADY_MEMBER)
+        return GatewayMatch(
+            gateway_id=gateway_id, pcs_serial=pcs_serial, account_id=gateway.account_id
+        )
+
+
+def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
+    """Create the member, record the two consents, close the reservation: one transaction.
+
+    Idempotent by signup. Uniqueness of e-mail and gateway is the database's to decide.
+    """
+    with Session(engine) as session:
+        existing = session.exec(
+            select(PointsMember).where(PointsMember.signup_id == inp.signup_id)
+        ).first()
+        if existing is not None:
+            session.expunge(existing)
+            return existing
+        signup = session.get(PointSignup, inp.signup_id)
+        if signup is None:
+            raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
+        info = inp.info
+        installation = info.installation_address
+        member = PointsMember(
+            signup_id=inp.signup_id,
+            email=signup.email,
+            gateway_id=inp.gateway.gateway_id,
+            account_id=inp.gateway.account_id,
+            service=inp.service.value,
+            name=info.name,
+            furigana=info.furigana,
+            postal_code=info.address.postal_code,
+            prefecture=info.address.prefecture,
+            address=info.address.address,
+            installation_postal_code=installation.postal_code if installation else None,
+            installation_prefecture=installation.prefecture if installation else None,
+            installation_address=installation.address if installation else None,
+            phone="-".join(info.phone),
+            password_hash=inp.password_hash,
+            status="active",
+            registered_at=inp.registered_at,
+        )
+        session.add(member)
+        for terms, agreed_at in inp.agreed:
+            session.add(
+                Consent(
+                    request_key=f"{inp.signup_id}:{terms.document}",
+                    account_id=inp.gateway.account_id,
+                    document=terms.document,
+                    version=terms.version,
+                    content_sha256=terms.content_sha256,
+                    decision="agreed",
+                    decided_at=agreed_at,
+                    channel="points_signup",
+                )
+            )
+        signup.status = "registered"
+        signup.closed_at = inp.registered_at
+        session.add(signup)
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:
+            session.rollback()
+            taken = session.exec(
+                select(PointsMember).where(PointsMember.gateway_id == inp.gateway.gateway_id)
+            ).first()
+            code = ErrorCode.GATEWAY_ALREADY_MEMBER if taken else ErrorCode.EMAIL_ALREADY_MEMBER
+            raise RuleViolation(code) from None
+        session.refresh(member)
+        session.expunge(member)
+        return member
+
+
+def release_signup(engine: Engine, signup_id: str, at: datetime) -> None:
+    """An abandoned signup gives its e-mail reservation back."""
+    with Session(engine) as session:
+        signup = session.get(PointSignup, signup_id)
+        if signup is not None and signup.status == "pending":
+            signup.status = "abandoned"
+            signup.closed_at = at
+            session.add(signup)
+            session.commit()
+
+
+def cancel_member(engine: Engine, email: str, at: datetime) -> None:
+    """解約 of the points membership: the row stays, as the tombstone."""
+    with Session(engine) as session:
+        member = session.exec(select(PointsMember).where(PointsMember.email == email)).one()
+        member.status = "cancelled"
+        member.cancelled_at = at
+        session.add(member)
+        session.commit()

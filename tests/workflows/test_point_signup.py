@@ -1,0 +1,440 @@
+"""PointSignupWorkflow on the time-skipping server, with the real store and real SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from api.security import hash_password
+from devtools.mailsink import MailSink
+from domain.contracts import ConsentRequest
+from domain.journey import Stage
+from domain.signup import (
+    AgreeRequest,
+    BeginRequest,
+    CustomerEntry,
+    GatewayEntry,
+    PresentDocument,
+    RegisterRequest,
+    Service,
+    SignupStatus,
+    SignupView,
+)
+from store import points
+from store.tables import Consent, PointSignup, PointsMember
+from tests.factories import add_customer
+from tests.pii import assert_absent, history_bytes
+from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
+from tests.workflows.signup_harness import (
+    INFO,
+    QUICK,
+    SETTINGS,
+    applied_customer,
+    hashed,
+    signup_worker,
+    start_signup,
+    token_in,
+)
+from workflows.enrollment import EnrollmentWorkflow
+from workflows.point_signup import PointSignupWorkflow
+
+PASSWORD = "Sm1le-e-Point!"
+
+
+async def refused(call: object) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await call  # type: ignore[misc]
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type
+    return cause.type
+
+
+async def skip_to(env: WorkflowEnvironment, moment: object) -> None:
+    now = await env.get_current_time()
+    if moment > now:  # type: ignore[operator]
+        await env.sleep(moment - now)  # type: ignore[operator]
+
+
+def mails_to(sink: MailSink, email: str, subject_part: str) -> int:
+    return sum(1 for m in sink.received if m.envelope_to == [email] and subject_part in m.subject)
+
+
+async def walk_to_confirmation(
+    handle: WorkflowHandle[PointSignupWorkflow, SignupView],
+    sink: MailSink,
+    email: str,
+    gateway: str,
+    pcs: str,
+) -> int:
+    token = hashed(token_in(sink, email))
+    begun = await handle.execute_update(
+        PointSignupWorkflow.begin,
+        BeginRequest(token_sha256=token, service=Service.OMRON_MONITORING),
+    )
+    seq = begun.seq
+    for doc in (SETTINGS.points_terms(), SETTINGS.points_privacy()):
+        await handle.execute_update(
+            PointSignupWorkflow.present_document, PresentDocument(seq=seq, document=doc.document)
+        )
+    await handle.execute_update(
+        PointSignupWorkflow.agree,
+        AgreeRequest(
+            seq=seq,
+            service_terms_version=SETTINGS.points_terms_version,
+            privacy_policy_version=SETTINGS.points_privacy_version,
+        ),
+    )
+    await handle.execute_update(
+        PointSignupWorkflow.enter_gateway, GatewayEntry(seq=seq, gateway_id=gateway, pcs_serial=pcs)
+    )
+    await handle.execute_update(
+        PointSignupWorkflow.enter_customer,
+        CustomerEntry(seq=seq, info=INFO, password_hash=hash_password(PASSWORD)),
+    )
+    return seq
+
+
+async def test_the_link_is_valid_for_24_hours_to_the_second(
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    env = ts_clock
+    async with signup_worker(env.client, sqlite_engine, mail_sink) as settings:
+        early = await start_signup(env.client, settings, sqlite_engine, "early@example.com", QUICK)
+        late = await start_signup(env.client, settings, sqlite_engine, "late@example.com", QUICK)
+        await mail_sink.wait_for(2)
+        early_view = await early.query(PointSignupWorkflow.get_signup)
+        late_view = await late.query(PointSignupWorkflow.get_signup)
+        assert early_view.link_expires_at and late_view.link_expires_at
+        assert late_view.link_expires_at - early_view.link_expires_at < timedelta(seconds=5)
+
+        await skip_to(env, early_view.link_expires_at - timedelta(seconds=1))
+        begun = await early.execute_update(
+            PointSignupWorkflow.begin,
+            BeginRequest(
+                token_sha256=hashed(token_in(mail_sink, "early@example.com")),
+                service=Service.OMRON_MONITORING,
+            ),
+        )
+        assert begun.seq == 1
+
+        await skip_to(env, late_view.link_expires_at + timedelta(seconds=1))
+        late_token = hashed(token_in(mail_sink, "late@example.com"))
+        assert await late.query(PointSignupWorkflow.link_state, late_token) == "link_expired"
+        assert (
+            await refused(
+                late.execute_update(
+                    PointSignupWorkflow.begin,
+                    BeginRequest(token_sha256=late_token, service=Service.OMRON_MONITORING),
+                )
+            )
+            == "link_expired"
+        )
+        await mail_sink.wait_for(3)
+        await asyncio.sleep(0.3)
+        assert mails_to(mail_sink, "late@example.com", "有効期限が切れました") == 1
+        assert mails_to(mail_sink, "early@example.com", "有効期限が切れました") == 0
+
+        # Never renewed: abandoned after the policy's time, and the address is free again.
+        await skip_to(env, late_view.link_expires_at + QUICK.abandon_after + timedelta(minutes=1))
+        assert (await late.result()).status == SignupStatus.ABANDONED
+        assert mails_to(mail_sink, "late@example.com", "有効期限が切れました") == 1
+        assert points.open_signup(sqlite_engine, "late@example.com").workflow_id != late.id
+        # The early one was used, then left idle as long: abandoned too.
+        assert (await early.result()).status == SignupStatus.ABANDONED
+
+
+async def test_a_new_request_replaces_the_link_and_a_used_token_is_spent(
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    env = ts_clock
+    email = "replace@example.com"
+    async with signup_worker(env.client, sqlite_engine, mail_sink) as settings:
+        handle = await start_signup(env.client, settings, sqlite_engine, email, QUICK)
+        first = hashed(token_in(mail_sink, email))
+        assert await refused(handle.execute_update(PointSignupWorkflow.request_link)) == (
+            "resend_too_soon"
+        )
+        await env.sleep(timedelta(minutes=2))
+        # Entering the address again reaches the same signup (the reservation).
+        assert points.open_signup(sqlite_engine, email).workflow_id == handle.id
+        await handle.execute_update(PointSignupWorkflow.request_link)
+        await mail_sink.wait_for(2)
+        second = hashed(token_in(mail_sink, email))
+        assert first != second
+
+        assert await handle.query(PointSignupWorkflow.link_state, first) == "link_replaced"
+        assert (
+            await refused(
+                handle.execute_update(
+                    PointSignupWorkflow.begin,
+                    BeginRequest(token_sha256=first, service=Service.OMRON_MONITORING),
+                )
+            )
+            == "link_replaced"
+        )
+        # The other service is refused, and the token is not spent by that.
+        assert (
+            await refused(
+                handle.execute_update(
+                    PointSignupWorkflow.begin,
+                    BeginRequest(token_sha256=second, service=Service.CHIKUDEN_ECO_MEGANE),
+                )
+            )
+            == "service_other_site"
+        )
+        await handle.execute_update(
+            PointSignupWorkflow.begin,
+            BeginRequest(token_sha256=second, service=Service.OMRON_MONITORING),
+        )
+        assert (
+            await refused(
+                handle.execute_update(
+                    PointSignupWorkflow.begin,
+                    BeginRequest(token_sha256=second, service=Service.OMRON_MONITORING),
+                )
+            )
+            == "link_used"
+        )
+        assert await handle.query(PointSignupWorkflow.link_state, "0" * 64) == "link_unknown"
+
+        # The daily cap (3 in this policy).
+        await env.sleep(timedelta(minutes=2))
+        await handle.execute_update(PointSignupWorkflow.request_link)
+        await env.sleep(timedelta(minutes=2))
+        assert await refused(handle.execute_update(PointSignupWorkflow.request_link)) == (
+            "resend_limit"
+        )
+        await handle.terminate("test finished")
+
+
+async def test_an_idle_signup_is_reminded_then_abandoned(
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    env = ts_clock
+    email = "idle@example.com"
+    async with signup_worker(env.client, sqlite_engine, mail_sink) as settings:
+        handle = await start_signup(env.client, settings, sqlite_engine, email, QUICK)
+        await handle.execute_update(
+            PointSignupWorkflow.begin,
+            BeginRequest(
+                token_sha256=hashed(token_in(mail_sink, email)), service=Service.OMRON_MONITORING
+            ),
+        )
+        begun_at = await env.get_current_time()
+        await skip_to(env, begun_at + QUICK.idle_reminder_after - timedelta(minutes=5))
+        assert mails_to(mail_sink, email, "完了していません") == 0
+        await skip_to(env, begun_at + QUICK.idle_reminder_after + timedelta(minutes=5))
+        await mail_sink.wait_for(2)
+        assert mails_to(mail_sink, email, "完了していません") == 1
+        # The link expired meanwhile, but a used link does not expire the signup.
+        assert (await handle.query(PointSignupWorkflow.get_signup)).status == "in_progress"
+
+        await skip_to(env, begun_at + QUICK.abandon_after + timedelta(minutes=5))
+        assert (await handle.result()).status == SignupStatus.ABANDONED
+        assert mails_to(mail_sink, email, "完了していません") == 1
+        with Session(sqlite_engine) as session:
+            row = session.exec(
+                select(PointSignup).where(PointSignup.workflow_id == handle.id)
+            ).one()
+        assert row.status == "abandoned"
+
+
+async def test_a_whole_signup_registers_one_member_and_enrolls_the_journey(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    env = ts_env
+    customer = add_customer(sqlite_engine)  # the journey below applies for the gateway
+    email = "member@example.com"
+    async with (
+        running_worker(env.client, sqlite_engine, MailRecorder()) as journeys,
+        signup_worker(env.client, sqlite_engine, mail_sink) as settings,
+    ):
+        journey = await journeys.start(customer.account_id)
+        await wait_stage(journey, Stage.AWAITING_CONSENT)
+        await journey.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        from domain.contracts import ApplyRequest
+
+        await journey.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+        )
+        await wait_stage(journey, Stage.AWAITING_POINTS_SIGNUP)
+        # the journey's workflow ID is the one the signup signals
+        signup = await start_signup(env.client, settings, sqlite_engine, email)
+        seq = await walk_to_confirmation(
+            signup, mail_sink, email, customer.eligible_gateway, customer.eligible_pcs
+        )
+        view = await signup.query(PointSignupWorkflow.get_signup)
+        assert view.password == "********" and view.info == INFO
+        assert view.gateway_id == customer.eligible_gateway
+
+        first, second = await asyncio.gather(
+            signup.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq)),
+            signup.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq)),
+        )
+        assert first == second
+        assert (await signup.result()).status == SignupStatus.REGISTERED
+        with Session(sqlite_engine) as session:
+            members = session.exec(select(PointsMember)).all()
+            ledger = session.exec(select(Consent).where(Consent.channel == "points_signup")).all()
+        assert [(m.email, m.gateway_id, m.phone) for m in members] == [
+            (email, customer.eligible_gateway, "06-1234-5678")
+        ]
+        assert PASSWORD not in members[0].password_hash
+        assert sorted(c.document for c in ledger) == [
+            "smile_e_point_privacy",
+            "smile_e_point_terms",
+        ]
+
+        await mail_sink.wait_for(2)
+        await asyncio.sleep(0.3)
+        [complete] = [m for m in mail_sink.received if "会員登録完了のお知らせ" in m.subject]
+        assert "笑顔 太郎 様" in complete.text
+        assert f"ゲートウェイID: {customer.eligible_gateway}" in complete.text
+        assert f"パワーコンディショナ製造番号: {customer.eligible_pcs}" in complete.text
+        assert SETTINGS.points_login_url in complete.links
+        assert SETTINGS.points_terms_url in complete.text
+
+        status = await wait_stage(journey, Stage.ENROLLED)
+        assert status.points_member_gateway_id == customer.eligible_gateway
+
+        history = history_bytes(await signup.fetch_history())
+        assert_absent(history, email, PASSWORD, "1234-5678", "笑顔", token_in(mail_sink, email))
+
+        # The same gateway cannot back a second membership; the member's address cannot
+        # sign up again (the mail says so, the screen does not).
+        other = await start_signup(env.client, settings, sqlite_engine, "other@example.com")
+        seq2 = (
+            await other.execute_update(
+                PointSignupWorkflow.begin,
+                BeginRequest(
+                    token_sha256=hashed(token_in(mail_sink, "other@example.com")),
+                    service=Service.OMRON_MONITORING,
+                ),
+            )
+        ).seq
+        for doc in (SETTINGS.points_terms(), SETTINGS.points_privacy()):
+            await other.execute_update(
+                PointSignupWorkflow.present_document,
+                PresentDocument(seq=seq2, document=doc.document),
+            )
+        await other.execute_update(
+            PointSignupWorkflow.agree,
+            AgreeRequest(
+                seq=seq2,
+                service_terms_version=SETTINGS.points_terms_version,
+                privacy_policy_version=SETTINGS.points_privacy_version,
+            ),
+        )
+        assert (
+            await refused(
+                other.execute_update(
+                    PointSignupWorkflow.enter_gateway,
+                    GatewayEntry(
+                        seq=seq2,
+                        gateway_id=customer.eligible_gateway,
+                        pcs_serial=customer.eligible_pcs,
+                    ),
+                )
+            )
+            == "gateway_already_member"
+        )
+        await other.terminate("test finished")
+
+        again = await start_signup(env.client, settings, sqlite_engine, email)
+        assert (await again.result()).status == SignupStatus.ALREADY_MEMBER
+        await asyncio.sleep(0.3)
+        assert mails_to(mail_sink, email, "会員登録についてのお知らせ") == 1
+        await journey.terminate("test finished")
+
+
+async def test_step_refusals(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    customer = applied_customer(sqlite_engine)
+    email = "steps@example.com"
+    async with signup_worker(ts_env.client, sqlite_engine, mail_sink) as settings:
+        handle = await start_signup(ts_env.client, settings, sqlite_engine, email)
+        seq = (
+            await handle.execute_update(
+                PointSignupWorkflow.begin,
+                BeginRequest(
+                    token_sha256=hashed(token_in(mail_sink, email)),
+                    service=Service.OMRON_MONITORING,
+                ),
+            )
+        ).seq
+        agree = AgreeRequest(
+            seq=seq,
+            service_terms_version=SETTINGS.points_terms_version,
+            privacy_policy_version=SETTINGS.points_privacy_version,
+        )
+        assert await refused(handle.execute_update(PointSignupWorkflow.agree, agree)) == (
+            "documents_not_presented"
+        )
+        await handle.execute_update(
+            PointSignupWorkflow.present_document,
+            PresentDocument(seq=seq, document=SETTINGS.points_terms().document),
+        )
+        assert await refused(handle.execute_update(PointSignupWorkflow.agree, agree)) == (
+            "documents_not_presented"
+        )
+        assert (
+            await refused(
+                handle.execute_update(
+                    PointSignupWorkflow.enter_gateway,
+                    GatewayEntry(
+                        seq=seq,
+                        gateway_id=customer.eligible_gateway,
+                        pcs_serial=customer.eligible_pcs,
+                    ),
+                )
+            )
+            == "signup_incomplete"
+        )
+        await handle.execute_update(
+            PointSignupWorkflow.present_document,
+            PresentDocument(seq=seq, document=SETTINGS.points_privacy().document),
+        )
+        await handle.execute_update(PointSignupWorkflow.agree, agree)
+        assert (
+            await refused(
+                handle.execute_update(
+                    PointSignupWorkflow.enter_gateway,
+                    GatewayEntry(
+                        seq=seq, gateway_id=customer.eligible_gateway, pcs_serial="ZZZZZZZZ"
+                    ),
+                )
+            )
+            == "gateway_not_applied"
+        )
+        assert (
+            await refused(
+                handle.execute_update(
+                    PointSignupWorkflow.enter_gateway,
+                    GatewayEntry(seq=seq, gateway_id=customer.other_gateway, pcs_serial="ZZZZZZZZ"),
+                )
+            )
+            == "gateway_not_applied"
+        )
+        assert (
+            await refused(
+                handle.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq))
+            )
+            == "signup_incomplete"
+        )
+        assert (
+            await refused(
+                handle.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq + 1))
+            )
+            == "session_invalid"
+        )
+        await handle.terminate("test finished")

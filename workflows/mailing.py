@@ -1,0 +1,46 @@
+"""Sending mail from a workflow without making a customer's request wait for SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.mail import MailActivities
+    from domain.contracts import MailRequest
+
+MAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+# How long a mail may keep failing temporarily before an operator is asked to look.
+MAIL_GIVE_UP_AFTER = timedelta(days=1)
+
+
+def send_in_background(
+    tasks: list[asyncio.Task[None]], request: MailRequest, on_trouble: Callable[[], None]
+) -> None:
+    """Start the mail activity as a task; the workflow awaits ``tasks`` before it ends."""
+
+    async def deliver() -> None:
+        try:
+            await workflow.execute_activity_method(
+                MailActivities.send_mail,
+                request,
+                start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
+                retry_policy=MAIL_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "mail %s not delivered: %s", request.kind.value, type(err.cause).__name__
+            )
+            on_trouble()
+
+    tasks.append(asyncio.create_task(deliver()))

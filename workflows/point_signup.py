@@ -1,0 +1,427 @@
+"""PointSignupWorkflow: one スマイルeポイント signup, from e-mail entry to member.
+
+Workflow ID: ``signup-<signup id>`` (opaque; the e-mail is only in the store). Started by
+the API with update-with-start of ``request_link``, so entering the same address again
+reaches the same signup. Input: ``SignupInput``; result: ``SignupView``.
+
+Messages
+- update ``request_link() -> RequestLinkResult``: mail a new 24-hour link; the previous
+  link (and any session opened with it) dies. Cooldown and daily cap in the validator.
+  For an address that is or was a member, mails what happened instead.
+- update ``begin(BeginRequest) -> BeginResult``: STEP1, the first form submission; spends
+  the token (opening the link spends nothing). Each link state has its own refusal:
+  ``link_expired``, ``link_replaced``, ``link_used``, ``signup_completed``.
+- updates ``present_document``, ``agree``, ``enter_gateway``, ``enter_customer``,
+  ``register``: the later steps, each tied to the current link's session (``seq``).
+- queries ``get_signup() -> SignupView`` (the confirmation view, password masked) and
+  ``link_state(token_sha256) -> str``.
+
+Timers
+- an unused link expires after 24 h: one "expired, start again" mail;
+- a signup left idle gets one reminder, then is abandoned, which releases the e-mail
+  reservation; so is an expired link never renewed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.signup import SignupActivities
+    from domain.contracts import MailKind, MailRequest, PointsRegistered
+    from domain.errors import ErrorCode, message_for
+    from domain.ids import enrollment_workflow_id
+    from domain.points import CustomerRecord
+    from domain.signup import (
+        AgreeRequest,
+        BeginRequest,
+        BeginResult,
+        CustomerEntry,
+        GatewayEntry,
+        GatewayMatch,
+        IssueLinkInput,
+        LinkIssued,
+        PresentDocument,
+        Registered,
+        RegisterMemberInput,
+        RegisterRequest,
+        RequestLinkResult,
+        Service,
+        SignupInput,
+        SignupStatus,
+        SignupView,
+    )
+    from workflows.mailing import send_in_background
+
+STORE_TIMEOUT = timedelta(seconds=30)
+MASK = "********"
+
+
+def _refusal(code: ErrorCode) -> ApplicationError:
+    return ApplicationError(message_for(code), type=code.value, non_retryable=True)
+
+
+@workflow.defn
+class PointSignupWorkflow:
+    @workflow.init
+    def __init__(self, inp: SignupInput) -> None:
+        self._inp = inp
+        self._status = (
+            SignupStatus.ALREADY_MEMBER if inp.already_member else (SignupStatus.AWAITING_OPEN)
+        )
+        self._started_at = workflow.now()
+        self._link: LinkIssued | None = None
+        self._replaced: list[str] = []  # hashes of links a newer one killed
+        self._spent: list[str] = []  # hashes of links whose token was used
+        self._requests: list[datetime] = []  # link requests, for cooldown and cap
+        self._last_activity = workflow.now()
+        self._reminded_at_activity: datetime | None = None
+        self._expiry_mailed_for = 0
+        self._service: Service | None = None
+        self._presented: list[str] = []
+        self._agreed_at: datetime | None = None
+        self._gateway: GatewayMatch | None = None
+        self._info: CustomerRecord | None = None
+        self._password_hash: str | None = None
+        self._registered: Registered | None = None
+        self._version = 0  # bumped on every change the timers must notice
+        self._lock = asyncio.Lock()
+        self._mail_tasks: list[asyncio.Task[None]] = []
+
+    @workflow.run
+    async def run(self, inp: SignupInput) -> SignupView:
+        while not self._status.is_final:
+            await self._wait_for_change_or(*self._next_deadline())
+        if self._status == SignupStatus.ALREADY_MEMBER:
+            # Stay long enough to take the request this signup was started for.
+            await workflow.wait_condition(lambda: bool(self._requests), timeout=timedelta(hours=1))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._mail_tasks)
+        return self.get_signup()
+
+    # ---- updates -------------------------------------------------------------------
+
+    @workflow.update
+    async def request_link(self) -> RequestLinkResult:
+        async with self._lock:
+            self._check_request_allowed()
+            now = workflow.now()
+            self._requests.append(now)
+            if self._status == SignupStatus.ALREADY_MEMBER:
+                self._mail(MailKind.SIGNUP_ALREADY_MEMBER, f"already-member:{len(self._requests)}")
+                return RequestLinkResult(status=self._status)
+            issued = await self._activity(
+                SignupActivities.issue_link,
+                IssueLinkInput(
+                    signup_id=self._inp.signup_id,
+                    seq=(self._link.seq if self._link else 0) + 1,
+                    issued_at=now,
+                    ttl=self._inp.policy.link_ttl,
+                ),
+            )
+            if self._link is not None:
+                self._replaced.append(self._link.token_sha256)
+            self._link = issued
+            self._status = SignupStatus.AWAITING_OPEN
+            self._touch()
+            return RequestLinkResult(status=self._status)
+
+    @request_link.validator
+    def validate_request_link(self) -> None:
+        self._check_request_allowed()
+
+    @workflow.update
+    async def begin(self, req: BeginRequest) -> BeginResult:
+        async with self._lock:
+            self._check_begin(req)
+            link = self._link
+            if link is None:  # _check_begin refuses first; kept for the type checker
+                raise _refusal(ErrorCode.LINK_UNKNOWN)
+            self._spent.append(link.token_sha256)
+            self._service = req.service
+            self._status = SignupStatus.IN_PROGRESS
+            self._touch()
+            return BeginResult(seq=link.seq)
+
+    @begin.validator
+    def validate_begin(self, req: BeginRequest) -> None:
+        self._check_begin(req)
+
+    @workflow.update
+    async def present_document(self, req: PresentDocument) -> None:
+        self._check_session(req.seq)
+        if req.document not in self._presented:
+            self._presented.append(req.document)
+        self._touch()
+
+    @present_document.validator
+    def validate_present_document(self, req: PresentDocument) -> None:
+        self._check_session(req.seq)
+        if req.document not in self._documents():
+            raise _refusal(ErrorCode.INVALID_INPUT)
+
+    @workflow.update
+    async def agree(self, req: AgreeRequest) -> None:
+        self._check_agree(req)
+        self._agreed_at = workflow.now()
+        self._touch()
+
+    @agree.validator
+    def validate_agree(self, req: AgreeRequest) -> None:
+        self._check_agree(req)
+
+    @workflow.update
+    async def enter_gateway(self, req: GatewayEntry) -> GatewayMatch:
+        async with self._lock:
+            self._check_step(req.seq, needs=[self._agreed_at])
+            self._gateway = await self._activity(
+                SignupActivities.match_gateway, req.gateway_id, req.pcs_serial
+            )
+            self._touch()
+            return self._gateway
+
+    @enter_gateway.validator
+    def validate_enter_gateway(self, req: GatewayEntry) -> None:
+        self._check_step(req.seq, needs=[self._agreed_at])
+
+    @workflow.update
+    async def enter_customer(self, req: CustomerEntry) -> None:
+        self._check_step(req.seq, needs=[self._agreed_at, self._gateway])
+        self._info = req.info
+        self._password_hash = req.password_hash
+        self._touch()
+
+    @enter_customer.validator
+    def validate_enter_customer(self, req: CustomerEntry) -> None:
+        self._check_step(req.seq, needs=[self._agreed_at, self._gateway])
+
+    @workflow.update
+    async def register(self, req: RegisterRequest) -> Registered:
+        async with self._lock:
+            if self._registered is not None:  # a double submission: the same answer
+                return self._registered
+            self._check_register(req)
+            gateway, info, service = self._gateway, self._info, self._service
+            password_hash, agreed_at = self._password_hash, self._agreed_at
+            if not (gateway and info and service and password_hash and agreed_at):
+                raise _refusal(ErrorCode.SIGNUP_INCOMPLETE)
+            registered: Registered = await self._activity(
+                SignupActivities.register_member,
+                RegisterMemberInput(
+                    signup_id=self._inp.signup_id,
+                    service=service,
+                    gateway=gateway,
+                    info=info,
+                    password_hash=password_hash,
+                    agreed=[(doc, agreed_at) for doc in self._documents().values()],
+                    registered_at=workflow.now(),
+                ),
+            )
+            self._registered = registered
+            self._mail(
+                MailKind.SIGNUP_COMPLETE,
+                "complete",
+                {"gateway_id": gateway.gateway_id, "pcs_serial": gateway.pcs_serial},
+            )
+            await self._tell_enrollment(gateway, registered)
+            self._status = SignupStatus.REGISTERED
+            self._touch()
+            return registered
+
+    @register.validator
+    def validate_register(self, req: RegisterRequest) -> None:
+        if self._registered is None:
+            self._check_register(req)
+
+    # ---- queries -------------------------------------------------------------------
+
+    @workflow.query
+    def get_signup(self) -> SignupView:
+        return SignupView(
+            status=self._status,
+            link_seq=self._link.seq if self._link else 0,
+            link_expires_at=self._link.expires_at if self._link else None,
+            service=self._service,
+            documents_presented=list(self._presented),
+            agreed=self._agreed_at is not None,
+            gateway_id=self._gateway.gateway_id if self._gateway else None,
+            pcs_serial=self._gateway.pcs_serial if self._gateway else None,
+            info=self._info,
+            password=MASK if self._password_hash else None,
+            registered_at=self._registered.registered_at if self._registered else None,
+        )
+
+    @workflow.query
+    def link_state(self, token_sha256: str) -> str:
+        """``valid``, or the code of the refusal the link would get."""
+        code = self._link_refusal(token_sha256)
+        return "valid" if code is None else code.value
+
+    # ---- timers --------------------------------------------------------------------
+
+    def _next_deadline(self) -> tuple[datetime | None, Callable[[], Awaitable[None]]]:
+        policy = self._inp.policy
+        if self._status == SignupStatus.AWAITING_OPEN and self._link is not None:
+            return self._link.expires_at, self._expire_link
+        if self._status == SignupStatus.AWAITING_OPEN:  # started, no link asked for yet
+            return self._started_at + policy.abandon_after, self._abandon
+        if self._status == SignupStatus.LINK_EXPIRED and self._link is not None:
+            return self._link.expires_at + policy.abandon_after, self._abandon
+        if self._reminded_at_activity != self._last_activity:
+            return self._last_activity + policy.idle_reminder_after, self._remind
+        return self._last_activity + policy.abandon_after, self._abandon
+
+    async def _wait_for_change_or(
+        self, deadline: datetime | None, action: Callable[[], Awaitable[None]]
+    ) -> None:
+        seen = self._version
+        changed = lambda: self._version != seen  # noqa: E731
+        if deadline is None:
+            await workflow.wait_condition(changed)
+            return
+        delay = deadline - workflow.now()
+        if delay > timedelta(0):
+            try:
+                await workflow.wait_condition(changed, timeout=delay)
+                return
+            except TimeoutError:
+                pass
+        async with self._lock:
+            if self._version == seen:
+                await action()
+
+    async def _expire_link(self) -> None:
+        if self._link is None:
+            return
+        self._status = SignupStatus.LINK_EXPIRED
+        if self._expiry_mailed_for != self._link.seq:
+            self._expiry_mailed_for = self._link.seq
+            self._mail(MailKind.SIGNUP_EXPIRED, f"expired:{self._link.seq}")
+        self._version += 1
+
+    async def _remind(self) -> None:
+        self._reminded_at_activity = self._last_activity
+        self._mail(MailKind.SIGNUP_REMINDER, f"idle:{self._last_activity.isoformat()}")
+        self._version += 1
+
+    async def _abandon(self) -> None:
+        await self._activity(SignupActivities.release_signup, self._inp.signup_id, workflow.now())
+        self._status = SignupStatus.ABANDONED
+        self._version += 1
+
+    # ---- checks --------------------------------------------------------------------
+
+    def _check_request_allowed(self) -> None:
+        if self._status == SignupStatus.REGISTERED:
+            raise _refusal(ErrorCode.SIGNUP_COMPLETED)
+        if self._status == SignupStatus.ABANDONED:
+            raise _refusal(ErrorCode.SIGNUP_CLOSED)
+        now = workflow.now()
+        policy = self._inp.policy
+        if self._requests and now - self._requests[-1] < policy.resend_cooldown:
+            raise _refusal(ErrorCode.RESEND_TOO_SOON)
+        today = [t for t in self._requests if now - t < timedelta(days=1)]
+        if len(today) >= policy.resend_daily_cap:
+            raise _refusal(ErrorCode.RESEND_LIMIT)
+
+    def _link_refusal(self, token_sha256: str) -> ErrorCode | None:
+        if self._status == SignupStatus.REGISTERED:
+            return ErrorCode.SIGNUP_COMPLETED
+        if self._status in (SignupStatus.ABANDONED, SignupStatus.ALREADY_MEMBER):
+            return ErrorCode.SIGNUP_CLOSED
+        current = self._link
+        if current is not None and hmac.compare_digest(current.token_sha256, token_sha256):
+            if token_sha256 in self._spent:
+                return ErrorCode.LINK_USED
+            if workflow.now() >= current.expires_at:
+                return ErrorCode.LINK_EXPIRED
+            return None
+        if any(hmac.compare_digest(old, token_sha256) for old in self._replaced):
+            return ErrorCode.LINK_REPLACED
+        return ErrorCode.LINK_UNKNOWN
+
+    def _check_begin(self, req: BeginRequest) -> None:
+        code = self._link_refusal(req.token_sha256)
+        if code is not None:
+            raise _refusal(code)
+        if req.service != Service.OMRON_MONITORING:
+            raise _refusal(ErrorCode.SERVICE_OTHER_SITE)
+
+    def _check_session(self, seq: int) -> None:
+        if self._status == SignupStatus.REGISTERED:
+            raise _refusal(ErrorCode.SIGNUP_COMPLETED)
+        if self._status.is_final:
+            raise _refusal(ErrorCode.SIGNUP_CLOSED)
+        if self._status != SignupStatus.IN_PROGRESS or self._link is None or seq != self._link.seq:
+            raise _refusal(ErrorCode.SESSION_INVALID)
+
+    def _check_agree(self, req: AgreeRequest) -> None:
+        self._check_session(req.seq)
+        if set(self._documents()) - set(self._presented):
+            raise _refusal(ErrorCode.DOCUMENTS_NOT_PRESENTED)
+        if (req.service_terms_version, req.privacy_policy_version) != (
+            self._inp.service_terms.version,
+            self._inp.privacy_policy.version,
+        ):
+            raise _refusal(ErrorCode.TERMS_VERSION_OUTDATED)
+
+    def _check_step(self, seq: int, needs: list[object]) -> None:
+        self._check_session(seq)
+        if any(step is None for step in needs):
+            raise _refusal(ErrorCode.SIGNUP_INCOMPLETE)
+
+    def _check_register(self, req: RegisterRequest) -> None:
+        self._check_step(req.seq, needs=[self._agreed_at, self._gateway, self._info])
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _documents(self) -> dict[str, Any]:
+        return {
+            self._inp.service_terms.document: self._inp.service_terms,
+            self._inp.privacy_policy.document: self._inp.privacy_policy,
+        }
+
+    def _touch(self) -> None:
+        self._last_activity = workflow.now()
+        self._version += 1
+
+    async def _activity(self, activity: Any, *args: Any) -> Any:
+        """Run an activity; a rule refusal becomes the current update's own failure."""
+        try:
+            return await workflow.execute_activity_method(
+                activity, args=list(args), start_to_close_timeout=STORE_TIMEOUT
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+            raise
+
+    def _mail(self, kind: MailKind, key: str, context: dict[str, str] | None = None) -> None:
+        request = MailRequest(
+            key=f"{workflow.info().workflow_id}:{key}",
+            kind=kind,
+            signup_id=self._inp.signup_id,
+            context=context or {},
+        )
+        send_in_background(self._mail_tasks, request, lambda: None)
+
+    async def _tell_enrollment(self, gateway: GatewayMatch, registered: Registered) -> None:
+        """Signal the customer's journey; a journey that has ended is only logged."""
+        handle = workflow.get_external_workflow_handle(enrollment_workflow_id(gateway.account_id))
+        try:
+            await handle.signal(
+                "points_registered",
+                PointsRegistered(
+                    gateway_id=registered.gateway_id, registered_at=registered.registered_at
+                ),
+            )
+        except Exception as err:
+            workflow.logger.warning("journey not signalled: %s", type(err).__name__)
