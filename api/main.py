@@ -10,8 +10,9 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import errors
-from api.routes import journey, session, system
-from api.security import SessionTokens
+from api.ratelimit import SlidingWindowLimiter
+from api.routes import journey, points, session, system
+from api.security import SessionTokens, SignupSessions
 from config import Settings, get_settings
 from store.engine import make_engine
 from temporal_client import connect
@@ -36,10 +37,12 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine or make_engine(settings.database_url)
         app.state.client = client or await connect(settings, wait=60)
-        app.state.tokens = SessionTokens(
-            settings.secret_key.get_secret_value(),
-            int(settings.session_max_age.total_seconds()),
+        secret = settings.secret_key.get_secret_value()
+        app.state.tokens = SessionTokens(secret, int(settings.session_max_age.total_seconds()))
+        app.state.signup_sessions = SignupSessions(
+            secret, int((settings.signup_abandon_after + settings.signup_link_ttl).total_seconds())
         )
+        app.state.signup_limiter = SlidingWindowLimiter(settings.signup_requests_per_hour, 3600)
         yield
 
     app = FastAPI(
@@ -49,6 +52,7 @@ def create_app(
     app.include_router(session.router)
     app.include_router(journey.router)
     app.include_router(system.router)
+    app.include_router(points.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

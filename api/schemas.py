@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, Field
 from domain.contracts import EnrollmentStatus, GatewayView
 from domain.errors import FieldRuleError
 from domain.journey import GatewayModel
+from domain.points import CustomerInfo
+from domain.signup import Service
 from domain.values import GatewayId, PcsSerial
 
 
@@ -116,3 +118,87 @@ class OperatorJourney(BaseModel):
 
 class OperatorJourneyList(BaseModel):
     journeys: list[OperatorJourney]
+
+
+# ---- スマイルeポイント signup -----------------------------------------------------------
+
+
+def _signup_email(value: str) -> str:
+    """Full-width input is converted (NFKC), then the address must be valid."""
+    import unicodedata
+
+    return _email(unicodedata.normalize("NFKC", value))
+
+
+SignupEmail = Annotated[str, AfterValidator(_signup_email)]
+
+
+class SignupRequest(BaseModel):
+    email: SignupEmail = Field(description="半角英数字 (full-width is converted)")
+
+
+class SignupRequested(BaseModel):
+    """Always the same answer, registered address or not (the mail tells the difference)."""
+
+    message: str = (
+        "メールアドレスに会員登録するためのご案内メールを送信いたしました。"
+        "この段階では、まだ会員登録は完了していません。"
+        "メールに記載されているURLをクリックし、登録手続きを進めてください。"
+        "※URLの有効期限は24時間です。"
+    )
+
+
+class LinkToken(BaseModel):
+    token: str = Field(
+        min_length=20, max_length=200, description="The part after # in the mailed link"
+    )
+
+
+class LinkState(BaseModel):
+    state: Literal[
+        "valid", "link_expired", "link_replaced", "link_used", "signup_completed",
+        "signup_closed", "link_unknown",
+    ]  # fmt: skip
+    message: str
+    expires_at: datetime | None = None
+
+
+class BeginBody(LinkToken):
+    service: Service
+
+
+class SignupSession(BaseModel):
+    session: str = Field(description="Send as header X-Signup-Session on every later step")
+
+
+class DocumentView(BaseModel):
+    document: str
+    version: str
+    content_sha256: str
+    url: str
+    text: str
+
+
+class AgreementBody(BaseModel):
+    agree: Literal[True] = Field(description="上記について確認したので、同意します。")
+    service_terms_version: str
+    privacy_policy_version: str
+
+
+class GatewayBody(BaseModel):
+    gateway_id: GatewayId
+    pcs_serial: PcsSerial
+
+
+class CustomerBody(CustomerInfo):
+    password: str = Field(max_length=200, json_schema_extra={"format": "password"})
+    password_confirmation: str = Field(max_length=200, json_schema_extra={"format": "password"})
+
+
+class RegisteredResponse(BaseModel):
+    """STEP 6 (登録完了): 氏名 … 様 and the my-page address."""
+
+    name: str
+    gateway_id: str
+    registered_at: datetime
+    my_page_url: str

@@ -27,6 +27,29 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
         return False
 
 
+class SignupSessions:
+    """The points signup's session after its link was used: signup ID and link number."""
+
+    def __init__(self, secret: str, max_age_seconds: int) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt="eco-katsu-signup-session")
+        self._max_age = max_age_seconds
+
+    def issue(self, signup_id: str, seq: int) -> str:
+        return self._serializer.dumps({"s": signup_id, "q": seq})
+
+    def read(self, token: str) -> tuple[str, int] | None:
+        try:
+            data = self._serializer.loads(token, max_age=self._max_age)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict):
+            return None
+        signup_id, seq = data.get("s"), data.get("q")
+        if isinstance(signup_id, str) and isinstance(seq, int):
+            return signup_id, seq
+        return None
+
+
 class SessionTokens:
     def __init__(self, secret: str, max_age_seconds: int) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt="eco-katsu-session")

@@ -99,3 +99,12 @@ async def stack_without_worker(
     settings = settings_for(sqlite_url, mail_sink, workflow_answer_timeout=timedelta(seconds=2))
     async for s in _stack(dev_env, settings, mail_sink, False):
         yield s
+
+
+@pytest.fixture
+async def stack_with_tight_limits(
+    dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
+) -> AsyncIterator[Stack]:
+    settings = settings_for(sqlite_url, mail_sink, signup_requests_per_hour=3)
+    async for s in _stack(dev_env, settings, mail_sink, True):
+        yield s

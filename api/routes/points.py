@@ -1,0 +1,343 @@
+"""The スマイルeポイント signup (the guide's pages 9–16), step by step.
+
+The link's token never appears in a URL path or query (access logs record those): the
+mailed link carries it after ``#``, which browsers do not send, and the front end posts it
+in a body. Opening the link (``/link``) spends nothing; the first form (``/begin``) does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Request, status
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+
+from api.deps import ClientDep, EngineDep, SettingsDep
+from api.errors import ApiError, error_responses
+from api.journeys import answer
+from api.schemas import (
+    AgreementBody,
+    BeginBody,
+    CustomerBody,
+    DocumentView,
+    GatewayBody,
+    LinkState,
+    LinkToken,
+    RegisteredResponse,
+    SignupRequest,
+    SignupRequested,
+    SignupSession,
+)
+from api.security import SignupSessions, hash_password
+from domain.errors import ErrorCode, FieldRuleError, message_for
+from domain.ids import signup_workflow_id
+from domain.points import check_password
+from domain.signup import (
+    AgreeRequest,
+    BeginRequest,
+    CustomerEntry,
+    GatewayEntry,
+    PresentDocument,
+    RegisterRequest,
+    SignupInput,
+    SignupView,
+)
+from store import points
+from workflows.point_signup import PointSignupWorkflow
+
+router = APIRouter(prefix="/v1/points", tags=["スマイルeポイント signup"])
+
+Handle = WorkflowHandle[PointSignupWorkflow, SignupView]
+SESSION_ERRORS = (
+    ErrorCode.SESSION_INVALID,
+    ErrorCode.SIGNUP_COMPLETED,
+    ErrorCode.SIGNUP_CLOSED,
+    ErrorCode.WORKER_UNAVAILABLE,
+)
+
+
+def _handle(client: Client, signup_id: str) -> Handle:
+    return client.get_workflow_handle_for(PointSignupWorkflow.run, signup_workflow_id(signup_id))
+
+
+class Step:
+    """The signup a request's ``X-Signup-Session`` belongs to."""
+
+    def __init__(self, signup_id: str, seq: int, handle: Handle) -> None:
+        self.signup_id, self.seq, self.handle = signup_id, seq, handle
+
+
+def current_step(
+    request: Request,
+    client: ClientDep,
+    x_signup_session: Annotated[str | None, Header(description="From POST /begin")] = None,
+) -> Step:
+    sessions: SignupSessions = request.app.state.signup_sessions
+    found = sessions.read(x_signup_session) if x_signup_session else None
+    if found is None:
+        raise ApiError(ErrorCode.SESSION_INVALID)
+    signup_id, seq = found
+    return Step(signup_id, seq, _handle(client, signup_id))
+
+
+StepDep = Annotated[Step, Depends(current_step)]
+
+
+@router.post(
+    "/signups",
+    response_model=SignupRequested,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(
+        ErrorCode.INVALID_EMAIL, ErrorCode.RATE_LIMITED, ErrorCode.WORKER_UNAVAILABLE
+    ),
+)
+async def request_signup(
+    body: SignupRequest,
+    request: Request,
+    engine: EngineDep,
+    client: ClientDep,
+    settings: SettingsDep,
+) -> SignupRequested:
+    """メールアドレスの入力: mail a signup link valid 24 hours.
+
+    The answer is the same for every address: one already registered gets a mail saying
+    so, not a different screen. Entering the address again while a signup is pending
+    mails a new link and kills the old one.
+    """
+    client_address = request.client.host if request.client else "unknown"
+    if not request.app.state.signup_limiter.allow(f"mail:{body.email}", f"ip:{client_address}"):
+        raise ApiError(ErrorCode.RATE_LIMITED)
+    ticket = await asyncio.to_thread(points.open_signup, engine, body.email)
+    start = WithStartWorkflowOperation(
+        PointSignupWorkflow.run,
+        SignupInput(
+            signup_id=ticket.signup_id,
+            already_member=ticket.already_member,
+            service_terms=settings.points_terms(),
+            privacy_policy=settings.points_privacy(),
+            policy=settings.signup_policy(),
+        ),
+        id=ticket.workflow_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    try:
+        await answer(
+            settings,
+            client.execute_update_with_start_workflow(
+                PointSignupWorkflow.request_link, start_workflow_operation=start
+            ),
+        )
+    except ApiError as err:
+        # Too soon or too often for this signup: the screen stays the same.
+        if err.status != 429:
+            raise
+    return SignupRequested()
+
+
+@router.post(
+    "/link",
+    response_model=LinkState,
+    responses=error_responses(ErrorCode.WORKER_UNAVAILABLE),
+)
+async def open_link(
+    body: LinkToken, engine: EngineDep, client: ClientDep, settings: SettingsDep
+) -> LinkState:
+    """The page the mailed link opens: its state, with a message for each. Spends nothing
+    (mail scanners open links)."""
+    signup = await asyncio.to_thread(points.signup_for_token, engine, body.token)
+    if signup is None:
+        return LinkState(state="link_unknown", message=message_for(ErrorCode.LINK_UNKNOWN))
+    handle = _handle(client, signup.id)
+    state = await answer(
+        settings, handle.query(PointSignupWorkflow.link_state, points.token_hash(body.token))
+    )
+    view = await answer(settings, handle.query(PointSignupWorkflow.get_signup))
+    if state == "valid":
+        return LinkState(state="valid", message="", expires_at=view.link_expires_at)
+    return LinkState.model_validate({"state": state, "message": message_for(state)})
+
+
+@router.post(
+    "/begin",
+    response_model=SignupSession,
+    responses=error_responses(
+        ErrorCode.LINK_UNKNOWN,
+        ErrorCode.LINK_EXPIRED,
+        ErrorCode.LINK_REPLACED,
+        ErrorCode.LINK_USED,
+        ErrorCode.SIGNUP_COMPLETED,
+        ErrorCode.SIGNUP_CLOSED,
+        ErrorCode.SERVICE_OTHER_SITE,
+        ErrorCode.WORKER_UNAVAILABLE,
+    ),
+)
+async def begin(
+    body: BeginBody, request: Request, engine: EngineDep, client: ClientDep, settings: SettingsDep
+) -> SignupSession:
+    """STEP1 会員登録開始: the service in use; the first submission spends the link.
+
+    ちくでんエコめがね users are sent to NTT Smile Energy's own site (this system validates
+    the OMRON path only); choosing it does not spend the link.
+    """
+    signup = await asyncio.to_thread(points.signup_for_token, engine, body.token)
+    if signup is None:
+        raise ApiError(ErrorCode.LINK_UNKNOWN)
+    begun = await answer(
+        settings,
+        _handle(client, signup.id).execute_update(
+            PointSignupWorkflow.begin,
+            BeginRequest(token_sha256=points.token_hash(body.token), service=body.service),
+        ),
+    )
+    sessions: SignupSessions = request.app.state.signup_sessions
+    return SignupSession(session=sessions.issue(signup.id, begun.seq))
+
+
+@router.get(
+    "/signup/documents/{document}",
+    response_model=DocumentView,
+    responses=error_responses(*SESSION_ERRORS),
+)
+async def read_document(
+    step: StepDep,
+    settings: SettingsDep,
+    document: str = Path(description="smile_e_point_terms or smile_e_point_privacy"),
+) -> DocumentView:
+    """STEP2: one of the two documents; the agreement counts only after both were shown."""
+    docs = {
+        d.document: (d, path)
+        for d, path in (
+            (settings.points_terms(), settings.points_terms_file),
+            (settings.points_privacy(), settings.points_privacy_file),
+        )
+    }
+    if document not in docs:
+        raise ApiError(ErrorCode.INVALID_INPUT, loc=["path", "document"])
+    view = await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))
+    if document not in view.documents_presented:
+        await answer(
+            settings,
+            step.handle.execute_update(
+                PointSignupWorkflow.present_document,
+                PresentDocument(seq=step.seq, document=document),
+            ),
+        )
+    terms, path = docs[document]
+    return DocumentView(**terms.model_dump(), text=path.read_text(encoding="utf-8"))
+
+
+@router.post(
+    "/signup/agreement",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(
+        *SESSION_ERRORS, ErrorCode.DOCUMENTS_NOT_PRESENTED, ErrorCode.TERMS_VERSION_OUTDATED
+    ),
+)
+async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> None:
+    """STEP2: 上記について確認したので、同意します (both documents, by version)."""
+    await answer(
+        settings,
+        step.handle.execute_update(
+            PointSignupWorkflow.agree,
+            AgreeRequest(
+                seq=step.seq,
+                service_terms_version=body.service_terms_version,
+                privacy_policy_version=body.privacy_policy_version,
+            ),
+        ),
+    )
+
+
+@router.post(
+    "/signup/gateway",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(
+        *SESSION_ERRORS,
+        ErrorCode.INVALID_GATEWAY_ID,
+        ErrorCode.INVALID_PCS_SERIAL,
+        ErrorCode.SIGNUP_INCOMPLETE,
+        ErrorCode.GATEWAY_NOT_APPLIED,
+        ErrorCode.GATEWAY_ALREADY_MEMBER,
+    ),
+)
+async def enter_gateway(body: GatewayBody, step: StepDep, settings: SettingsDep) -> None:
+    """STEP3: the gateway ID (12) and PCS serial (8) of a confirmed circle application."""
+    await answer(
+        settings,
+        step.handle.execute_update(
+            PointSignupWorkflow.enter_gateway,
+            GatewayEntry(seq=step.seq, gateway_id=body.gateway_id, pcs_serial=body.pcs_serial),
+        ),
+    )
+
+
+@router.post(
+    "/signup/customer",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(
+        *SESSION_ERRORS,
+        ErrorCode.INVALID_NAME,
+        ErrorCode.CORPORATE_NAME,
+        ErrorCode.INVALID_FURIGANA,
+        ErrorCode.INVALID_POSTAL_CODE,
+        ErrorCode.UNKNOWN_POSTAL_CODE,
+        ErrorCode.INVALID_PREFECTURE,
+        ErrorCode.PREFECTURE_MISMATCH,
+        ErrorCode.INVALID_ADDRESS,
+        ErrorCode.ADDRESS_USE_HYPHENS,
+        ErrorCode.INVALID_PHONE,
+        ErrorCode.INVALID_PASSWORD,
+        ErrorCode.PASSWORD_MISMATCH,
+        ErrorCode.SIGNUP_INCOMPLETE,
+    ),
+)
+async def enter_customer(body: CustomerBody, step: StepDep, settings: SettingsDep) -> None:
+    """STEP4 お客様情報. The password is hashed (argon2id) here; the workflow sees the hash."""
+    try:
+        check_password(body.password)
+    except FieldRuleError as err:
+        raise ApiError(err.code, loc=["body", "password"]) from None
+    if body.password_confirmation != body.password:
+        raise ApiError(ErrorCode.PASSWORD_MISMATCH, loc=["body", "password_confirmation"])
+    password_hash = await asyncio.to_thread(hash_password, body.password)
+    await answer(
+        settings,
+        step.handle.execute_update(
+            PointSignupWorkflow.enter_customer,
+            CustomerEntry(seq=step.seq, info=body.to_record(), password_hash=password_hash),
+        ),
+    )
+
+
+@router.get("/signup", response_model=SignupView, responses=error_responses(*SESSION_ERRORS))
+async def confirmation(step: StepDep, settings: SettingsDep) -> SignupView:
+    """STEP5 登録内容の確認: everything entered, the password masked."""
+    return await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))
+
+
+@router.post(
+    "/signup/register",
+    response_model=RegisteredResponse,
+    responses=error_responses(
+        *SESSION_ERRORS,
+        ErrorCode.SIGNUP_INCOMPLETE,
+        ErrorCode.GATEWAY_ALREADY_MEMBER,
+        ErrorCode.EMAIL_ALREADY_MEMBER,
+    ),
+)
+async def register(step: StepDep, settings: SettingsDep) -> RegisteredResponse:
+    """STEP5 登録する → STEP6. Submitting twice registers once and answers the same."""
+    registered = await answer(
+        settings,
+        step.handle.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=step.seq)),
+    )
+    view = await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))
+    return RegisteredResponse(
+        name=view.info.name if view.info else "",
+        gateway_id=registered.gateway_id,
+        registered_at=registered.registered_at,
+        my_page_url=settings.points_login_url,
+    )

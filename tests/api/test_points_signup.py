@@ -1,0 +1,286 @@
+"""The スマイルeポイント signup through the API, following the link out of the real mail."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from config import Settings
+from tests.api.conftest import Stack
+from tests.factories import add_customer
+from tests.pii import assert_absent, history_bytes
+
+FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
+PASSWORD = "Sm1le-e-Point!"
+CUSTOMER: dict[str, Any] = {
+    "name": "笑顔 太郎",
+    "furigana": "えがお　たろう",
+    "address": {
+        "postal_code": "５３０－０００１",
+        "prefecture": "大阪府",
+        "address": "大阪市北区梅田１ー２ー３",
+    },
+    "installation_same_as_address": False,
+    "installation_address": {
+        "postal_code": "100-0001",
+        "prefecture": "東京都",
+        "address": "千代田1-1",
+    },
+    "phone": ["０６", "1234", "5678"],
+    "password": PASSWORD,
+    "password_confirmation": PASSWORD,
+}
+
+
+async def applied_customer(stack: Stack) -> tuple[Any, dict[str, str]]:
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+    await stack.call("POST", "/v1/journey", headers=auth)
+    await stack.call(
+        "POST",
+        "/v1/journey/consent",
+        headers=auth,
+        json={"agree": True, "terms_version": Settings().circle_terms_version},
+    )
+    applied = await stack.call(
+        "POST",
+        "/v1/journey/applications",
+        headers=auth,
+        json={"gateway_id": customer.eligible_gateway},
+    )
+    assert applied.status_code == 201
+    return customer, auth
+
+
+async def link_token(stack: Stack, email: str, count: int) -> str:
+    await stack.sink.wait_for(count)
+    mail = [m for m in stack.sink.received if m.envelope_to == [email]][-1]
+    assert "会員登録URLのお知らせ" in mail.subject
+    [link] = [link for link in mail.links if "#" in link]
+    assert link.startswith(Settings().points_registration_url + "#")
+    return link.split("#", 1)[1]
+
+
+async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
+    customer, auth = await applied_customer(stack)
+    await stack.sink.wait_for(2)  # invitation, application complete
+    email = "smile.member@example.com"
+
+    requested = await stack.call(
+        "POST", "/v1/points/signups", json={"email": email.translate(FULLWIDTH)}
+    )
+    assert requested.status_code == 202, requested.text
+    token = await link_token(stack, email, 3)
+    assert len(token) >= 22  # at least 128 bits, URL-safe base64
+
+    opened = await stack.call("POST", "/v1/points/link", json={"token": token})
+    assert opened.json()["state"] == "valid" and opened.json()["expires_at"]
+    assert (await stack.call("POST", "/v1/points/link", json={"token": token})).json()[
+        "state"
+    ] == "valid"
+
+    other_site = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "chikuden_eco_megane"}
+    )
+    assert (other_site.status_code, other_site.json()["detail"][0]["code"]) == (
+        422,
+        "service_other_site",
+    )
+    begun = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "omron_monitoring"}
+    )
+    assert begun.status_code == 200, begun.text
+    session = {"X-Signup-Session": begun.json()["session"]}
+    used = await stack.call("POST", "/v1/points/link", json={"token": token})
+    assert used.json()["state"] == "link_used" and "使用済み" in used.json()["message"]
+    again = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "omron_monitoring"}
+    )
+    assert (again.status_code, again.json()["detail"][0]["code"]) == (410, "link_used")
+
+    early = await stack.call(
+        "POST",
+        "/v1/points/signup/agreement",
+        headers=session,
+        json={
+            "agree": True,
+            "service_terms_version": "2022-07-01",
+            "privacy_policy_version": "2022-07-01",
+        },
+    )
+    assert (early.status_code, early.json()["detail"][0]["code"]) == (
+        409,
+        "documents_not_presented",
+    )
+    for doc in ("smile_e_point_terms", "smile_e_point_privacy"):
+        shown = await stack.call("GET", f"/v1/points/signup/documents/{doc}", headers=session)
+        assert shown.status_code == 200 and len(shown.json()["content_sha256"]) == 64
+    agreed = await stack.call(
+        "POST",
+        "/v1/points/signup/agreement",
+        headers=session,
+        json={
+            "agree": True,
+            "service_terms_version": "2022-07-01",
+            "privacy_policy_version": "2022-07-01",
+        },
+    )
+    assert agreed.status_code == 204, agreed.text
+
+    wrong = await stack.call(
+        "POST",
+        "/v1/points/signup/gateway",
+        headers=session,
+        json={"gateway_id": customer.eligible_gateway, "pcs_serial": "ZZZZ9999"},
+    )
+    assert (wrong.status_code, wrong.json()["detail"][0]["code"]) == (409, "gateway_not_applied")
+    gateway = await stack.call(
+        "POST",
+        "/v1/points/signup/gateway",
+        headers=session,
+        json={
+            "gateway_id": customer.eligible_gateway.translate(FULLWIDTH),
+            "pcs_serial": customer.eligible_pcs.lower(),
+        },
+    )
+    assert gateway.status_code == 204, gateway.text
+
+    entered = await stack.call("POST", "/v1/points/signup/customer", headers=session, json=CUSTOMER)
+    assert entered.status_code == 204, entered.text
+    confirmation = (await stack.call("GET", "/v1/points/signup", headers=session)).json()
+    assert confirmation["password"] == "********"
+    assert confirmation["info"]["furigana"] == "エガオ\u3000タロウ"
+    assert confirmation["info"]["address"] == {
+        "postal_code": "530-0001",
+        "prefecture": "大阪府",
+        "address": "大阪市北区梅田1-2-3",
+    }
+    assert confirmation["info"]["phone"] == ["06", "1234", "5678"]
+    assert (confirmation["gateway_id"], confirmation["pcs_serial"]) == (
+        customer.eligible_gateway,
+        customer.eligible_pcs,
+    )
+    assert PASSWORD not in str(confirmation)
+
+    first, second = await asyncio.gather(
+        stack.call("POST", "/v1/points/signup/register", headers=session),
+        stack.call("POST", "/v1/points/signup/register", headers=session),
+    )
+    assert first.status_code == second.status_code == 200, first.text
+    assert first.json() == second.json()
+    assert first.json()["name"] == "笑顔 太郎"
+
+    await stack.sink.wait_for(4)
+    await asyncio.sleep(0.5)
+    [complete] = [m for m in stack.sink.received if "会員登録完了のお知らせ" in m.subject]
+    assert complete.envelope_to == [email]
+    for expected in (
+        "笑顔 太郎 様",
+        f"ゲートウェイID: {customer.eligible_gateway}",
+        f"パワーコンディショナ製造番号: {customer.eligible_pcs}",
+        "スマイルeポイントサービス利用規約",
+        "個人情報の取扱い",
+    ):
+        assert expected in complete.text
+    assert Settings().points_login_url in complete.links
+
+    journey = (await stack.call("GET", "/v1/journey", headers=auth)).json()
+    for _ in range(50):
+        if journey["stage"] == "enrolled":
+            break
+        await asyncio.sleep(0.1)
+        journey = (await stack.call("GET", "/v1/journey", headers=auth)).json()
+    assert journey["stage"] == "enrolled"
+    assert journey["points_member_gateway_id"] == customer.eligible_gateway
+
+    # Nothing personal in plaintext in what Temporal keeps.
+    signup_ids = [
+        wf.id async for wf in stack.client.list_workflows("WorkflowType = 'PointSignupWorkflow'")
+    ]
+    assert signup_ids and all(email not in wid for wid in signup_ids)
+    for wid in signup_ids:
+        history = history_bytes(await stack.client.get_workflow_handle(wid).fetch_history())
+        assert_absent(
+            history, email, PASSWORD, '"1234","5678"', "06-1234-5678", "笑顔", "梅田", token
+        )
+
+    # The same address again: the same screen; the mail says it is already registered.
+    again = await stack.call("POST", "/v1/points/signups", json={"email": email})
+    assert again.status_code == 202 and again.json() == requested.json()
+    await stack.sink.wait_for(5)
+    assert "会員登録についてのお知らせ" in stack.sink.received[-1].subject
+
+
+async def test_customer_step_field_errors_never_echo(stack: Stack) -> None:
+    await applied_customer(stack)
+    email = "fields@example.com"
+    await stack.call("POST", "/v1/points/signups", json={"email": email})
+    token = await link_token(stack, email, 3)
+    begun = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "omron_monitoring"}
+    )
+    session = {"X-Signup-Session": begun.json()["session"]}
+
+    bad = {
+        **CUSTOMER,
+        "furigana": "Taro",
+        "phone": ["06", "12", "x"],
+        "address": {"postal_code": "000-0000", "prefecture": "大阪府", "address": "1丁目2番地3号"},
+        "name": "株式会社デモ",
+    }
+    response = await stack.call("POST", "/v1/points/signup/customer", headers=session, json=bad)
+    assert response.status_code == 422
+    codes = {tuple(i["loc"][1:]): i["code"] for i in response.json()["detail"]}
+    assert codes[("name",)] == "corporate_name"
+    assert codes[("furigana",)] == "invalid_furigana"
+    assert codes[("phone",)] == "invalid_phone"
+    assert codes[("address", "address")] == "address_use_hyphens"
+
+    weak = await stack.call(
+        "POST",
+        "/v1/points/signup/customer",
+        headers=session,
+        json={**CUSTOMER, "password": "weakpass", "password_confirmation": "weakpass"},
+    )
+    assert weak.json()["detail"][0]["code"] == "invalid_password" and "weakpass" not in weak.text
+    mismatch = await stack.call(
+        "POST",
+        "/v1/points/signup/customer",
+        headers=session,
+        json={**CUSTOMER, "password_confirmation": PASSWORD + "x"},
+    )
+    assert mismatch.json()["detail"][0] == {
+        "loc": ["body", "password_confirmation"],
+        "code": "password_mismatch",
+        "message": "確認用パスワードがパスワードと一致しません。",
+    }
+    assert PASSWORD not in mismatch.text
+    no_session = await stack.call("GET", "/v1/points/signup")
+    assert (no_session.status_code, no_session.json()["detail"][0]["code"]) == (
+        401,
+        "session_invalid",
+    )
+    unknown = await stack.call("POST", "/v1/points/link", json={"token": "x" * 43})
+    assert unknown.json()["state"] == "link_unknown"
+
+
+async def test_mail_requests_are_rate_limited(stack_with_tight_limits: Stack) -> None:
+    stack = stack_with_tight_limits
+    answers = [
+        (
+            await stack.call("POST", "/v1/points/signups", json={"email": f"r{i}@example.com"})
+        ).status_code
+        for i in range(4)
+    ]
+    assert answers == [202, 202, 202, 429]
+
+
+def test_no_route_takes_a_token_in_its_path_or_query() -> None:
+    from api.main import create_app
+
+    spec = create_app(Settings()).openapi()
+    for path, methods in spec["paths"].items():
+        assert "token" not in path
+        for operation in methods.values():
+            for parameter in operation.get("parameters", []):
+                assert parameter["in"] != "query" or "token" not in parameter["name"]
