@@ -12,22 +12,40 @@ import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from devtools.mailsink import MailSink
 from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest, PointsRegistered
 from domain.journey import ReminderPolicy, Stage
+from domain.signup import RegisterRequest
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
 from tests.conftest import CONVERTER
 from tests.factories import add_customer
 from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
+from tests.workflows.signup_harness import applied_customer, signup_worker, start_signup
+from tests.workflows.test_point_signup import walk_to_confirmation
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.point_signup import PointSignupWorkflow
 
 HERE = Path(__file__).resolve().parent / "histories"
 POLICY = ReminderPolicy.model_validate(
     {"delays": ["P1D", "P3D"], "quiet_start": "00:00", "quiet_end": "00:00"}
 )
+
+
+async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
+    """Write a history once: existing files are what running workflows were recorded
+    with, and must keep replaying; a new scenario or version gets a new name."""
+    path = HERE / f"{name}.json"
+    if path.exists():
+        print(f"kept {path.name}")
+        return
+    path.write_text((await handle.fetch_history()).to_json())
+    print(f"recorded {path.name}")
 
 
 async def record() -> None:
@@ -62,7 +80,7 @@ async def record() -> None:
                     EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=gw)
                 )
             await h.result()
-            (HERE / "enrollment_withdrawn.json").write_text((await h.fetch_history()).to_json())
+            await save("enrollment_withdrawn", h)
 
             # 2. stalls: both reminders, dormant, then the customer declines
             c = add_customer(engine)
@@ -72,15 +90,32 @@ async def record() -> None:
             await asyncio.sleep(1)
             await h.execute_update(EnrollmentWorkflow.decline)
             await h.result()
-            (HERE / "enrollment_dormant_then_declined.json").write_text(
-                (await h.fetch_history()).to_json()
-            )
+            await save("enrollment_dormant_then_declined", h)
 
             # 3. corporate account: ineligible
             c = add_customer(engine, holder_type="corporate")
             h = await journeys.start(c.account_id, POLICY)
             await h.result()
-            (HERE / "enrollment_ineligible.json").write_text((await h.fetch_history()).to_json())
+            await save("enrollment_ineligible", h)
+
+        sink = MailSink().start()
+        async with signup_worker(env.client, engine, sink) as settings:
+            # 4. a whole points signup, registered (its journey is not running: logged)
+            c = applied_customer(engine)
+            s = await start_signup(env.client, settings, engine, "replay-member@example.com")
+            seq = await walk_to_confirmation(
+                s, sink, "replay-member@example.com", c.eligible_gateway, c.eligible_pcs
+            )
+            await s.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq))
+            await s.result()
+            await save("signup_registered", s)
+
+            # 5. a link never used: expired mail, then abandoned
+            s = await start_signup(env.client, settings, engine, "replay-idle@example.com")
+            await env.sleep(timedelta(days=9))
+            await s.result()
+            await save("signup_expired_abandoned", s)
+        sink.stop()
         engine.dispose()
     await env.shutdown()
 
