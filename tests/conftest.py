@@ -72,7 +72,28 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_log_level="error",
     )
     yield env
-    await env.shutdown()
+    try:
+        await assert_no_personal_data_in_any_history(env)
+    finally:
+        await env.shutdown()
+
+
+# What the suite types as personal data: every test address is at example.com, and these
+# are the passwords and the phone number the tests enter.
+SUITE_SECRETS = ("@example.com", "Test-Password-123", "Sm1le-e-Point!", "06-1234-5678", "笑顔")
+
+
+async def assert_no_personal_data_in_any_history(env: WorkflowEnvironment) -> None:
+    """After the suite: every workflow history on the dev server, searched."""
+    from tests.pii import assert_absent, history_bytes
+
+    checked = 0
+    async for execution in env.client.list_workflows():
+        handle = env.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        assert_absent(history_bytes(await handle.fetch_history()), *SUITE_SECRETS)
+        assert not any(secret in execution.id for secret in SUITE_SECRETS)
+        checked += 1
+    print(f"searched {checked} workflow histories for personal data")
 
 
 @pytest.fixture
