@@ -33,6 +33,14 @@ class Settings(BaseSettings):
         default_factory=lambda: {"dev-1": SecretStr("ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=")}
     )
     codec_key_id: str = "dev-1"
+    # The codec server (POST /codec/decode, /codec/encode) for the Temporal UI and CLI:
+    # off unless a token is set (sent as "Authorization: Bearer …"), or the local UI mode
+    # is on, which accepts tokenless requests from loopback clients only (make run).
+    codec_server_token: SecretStr | None = None
+    codec_server_local_ui: bool = False
+    codec_cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"]
+    )
     # How long the API waits for a workflow to answer an update or query before 503.
     workflow_answer_timeout: timedelta = timedelta(seconds=15)
 

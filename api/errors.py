@@ -25,6 +25,7 @@ STATUS: dict[str, int] = {
     ErrorCode.NOT_AUTHENTICATED: 401,
     ErrorCode.LOGIN_FAILED: 401,
     ErrorCode.SYSTEM_KEY_INVALID: 403,
+    ErrorCode.CODEC_FORBIDDEN: 403,
     ErrorCode.JOURNEY_NOT_FOUND: 404,
     ErrorCode.APPLICATION_NOT_FOUND: 404,
     ErrorCode.WRONG_STAGE: 409,

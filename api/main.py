@@ -11,8 +11,9 @@ from temporalio.client import Client
 
 from api import errors
 from api.ratelimit import SlidingWindowLimiter
-from api.routes import journey, points, session, system
+from api.routes import codec, journey, points, session, system
 from api.security import SessionTokens, SignupSessions
+from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
 from temporal_client import connect
@@ -37,6 +38,7 @@ def create_app(
         app.state.settings = settings
         app.state.engine = engine or make_engine(settings.database_url)
         app.state.client = client or await connect(settings, wait=60)
+        app.state.codec = AesGcmCodec(settings.codec_key_bytes(), settings.codec_key_id)
         secret = settings.secret_key.get_secret_value()
         app.state.tokens = SessionTokens(secret, int(settings.session_max_age.total_seconds()))
         app.state.signup_sessions = SignupSessions(
@@ -53,6 +55,7 @@ def create_app(
     app.include_router(journey.router)
     app.include_router(system.router)
     app.include_router(points.router)
+    app.include_router(codec.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

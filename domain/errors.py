@@ -52,6 +52,7 @@ class ErrorCode(StrEnum):
     NOT_AUTHENTICATED = "not_authenticated"
     LOGIN_FAILED = "login_failed"
     SYSTEM_KEY_INVALID = "system_key_invalid"
+    CODEC_FORBIDDEN = "codec_forbidden"
     # not found (404)
     JOURNEY_NOT_FOUND = "journey_not_found"
     APPLICATION_NOT_FOUND = "application_not_found"
@@ -154,6 +155,7 @@ MESSAGES: dict[str, str] = {
     ErrorCode.NOT_AUTHENTICATED: "ログインしてください。",
     ErrorCode.LOGIN_FAILED: "ユーザID（メールアドレス）またはパスワードが正しくありません。",
     ErrorCode.SYSTEM_KEY_INVALID: "システム連携キーが正しくありません。",
+    ErrorCode.CODEC_FORBIDDEN: "復号の権限がありません。",
     ErrorCode.JOURNEY_NOT_FOUND: "お申し込み手続きが見つかりません。",
     ErrorCode.APPLICATION_NOT_FOUND: "このゲートウェイのお申し込みは見つかりません。",
     ErrorCode.WRONG_STAGE: "現在の手続きの段階では、この操作はできません。",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from api.main import create_app
 from config import Settings
 from devtools.mailsink import MailSink
 from store.engine import make_engine
+from tests.conftest import TEST_KEYS
 from tests.factories import PASSWORD, Customer
 from worker import build_worker
 
@@ -52,6 +54,9 @@ def settings_for(sqlite_url: str, sink: MailSink, **overrides: Any) -> Settings:
         "system_api_key": SYSTEM_KEY,
         "secret_key": "test-secret",
         "workflow_answer_timeout": timedelta(seconds=10),
+        # the keys the test clients encrypt with, so the codec server can open them
+        "codec_keys": {k: base64.b64encode(v).decode() for k, v in TEST_KEYS.items()},
+        "codec_key_id": "test-1",
     }
     return Settings(**{**values, **overrides})
 

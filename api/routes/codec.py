@@ -1,0 +1,75 @@
+"""The codec server: lets the Temporal UI (and CLI) show decrypted payloads to operators.
+
+Protocol: POST ``…/encode`` or ``…/decode`` with a ``Payloads`` message as protobuf JSON,
+answered in kind. Refused unless the caller is allowed: a bearer token when one is
+configured, or (local UI mode, for ``make run``) a loopback client.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
+
+from api.deps import SettingsDep
+from api.errors import ApiError, error_responses
+from config import Settings
+from domain.errors import ErrorCode
+
+router = APIRouter(prefix="/codec", tags=["operators"])
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def _cors(response: Response, request: Request, settings: Settings) -> None:
+    origin = request.headers.get("origin")
+    if origin and origin in settings.codec_cors_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Content-Type, X-Namespace, Authorization"
+        )
+        response.headers["Vary"] = "Origin"
+
+
+def _allowed(request: Request, settings: Settings) -> bool:
+    token = settings.codec_server_token.get_secret_value() if settings.codec_server_token else ""
+    sent = request.headers.get("authorization", "")
+    if token and sent.startswith("Bearer "):  # an empty configured token is no token
+        return hmac.compare_digest(sent[7:].encode(), token.encode())
+    client = request.client.host if request.client else ""
+    return settings.codec_server_local_ui and client in LOOPBACK
+
+
+@router.options("/{operation}", include_in_schema=False)
+async def preflight(operation: str, request: Request, settings: SettingsDep) -> Response:
+    response = Response(status_code=200)
+    _cors(response, request, settings)
+    return response
+
+
+@router.post(
+    "/{operation}",
+    responses={
+        200: {"description": "Payloads (protobuf JSON)", "content": {"application/json": {}}},
+        **error_responses(ErrorCode.CODEC_FORBIDDEN),
+    },
+)
+async def transcode(
+    operation: Literal["encode", "decode"], request: Request, settings: SettingsDep
+) -> Response:
+    """Encode or decode payloads with the configured keys (operators only)."""
+    if not _allowed(request, settings):
+        raise ApiError(ErrorCode.CODEC_FORBIDDEN)
+    try:
+        payloads = json_format.Parse(await request.body(), Payloads())
+    except json_format.ParseError:
+        raise ApiError(ErrorCode.INVALID_INPUT, loc=["body"]) from None
+    codec = request.app.state.codec
+    step = codec.encode if operation == "encode" else codec.decode
+    result = Payloads(payloads=await step(list(payloads.payloads)))
+    response = Response(json_format.MessageToJson(result), media_type="application/json")
+    _cors(response, request, settings)
+    return response
