@@ -9,63 +9,65 @@ also what Temporal stores (in plaintext) as failure messages.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import StrEnum, auto
 
 
 class ErrorCode(StrEnum):
+    """Each value is the member's name in lower case (``auto()`` of a StrEnum)."""
+
     # field rules (422)
-    INVALID_GATEWAY_ID = "invalid_gateway_id"
-    INVALID_PCS_SERIAL = "invalid_pcs_serial"
-    INVALID_EMAIL = "invalid_email"
-    INVALID_INPUT = "invalid_input"
-    TERMS_VERSION_OUTDATED = "terms_version_outdated"
-    INVALID_NAME = "invalid_name"
-    CORPORATE_NAME = "corporate_name"
-    INVALID_FURIGANA = "invalid_furigana"
-    INVALID_POSTAL_CODE = "invalid_postal_code"
-    UNKNOWN_POSTAL_CODE = "unknown_postal_code"
-    INVALID_PREFECTURE = "invalid_prefecture"
-    PREFECTURE_MISMATCH = "prefecture_mismatch"
-    INVALID_ADDRESS = "invalid_address"
-    ADDRESS_USE_HYPHENS = "address_use_hyphens"
-    INVALID_PHONE = "invalid_phone"
-    INVALID_PASSWORD = "invalid_password"  # noqa: S105 (an error code)
-    PASSWORD_MISMATCH = "password_mismatch"  # noqa: S105 (an error code)
-    SERVICE_OTHER_SITE = "service_other_site"
+    INVALID_GATEWAY_ID = auto()
+    INVALID_PCS_SERIAL = auto()
+    INVALID_EMAIL = auto()
+    INVALID_INPUT = auto()
+    TERMS_VERSION_OUTDATED = auto()
+    INVALID_NAME = auto()
+    CORPORATE_NAME = auto()
+    INVALID_FURIGANA = auto()
+    INVALID_POSTAL_CODE = auto()
+    UNKNOWN_POSTAL_CODE = auto()
+    INVALID_PREFECTURE = auto()
+    PREFECTURE_MISMATCH = auto()
+    INVALID_ADDRESS = auto()
+    ADDRESS_USE_HYPHENS = auto()
+    INVALID_PHONE = auto()
+    INVALID_PASSWORD = auto()
+    PASSWORD_MISMATCH = auto()
+    SERVICE_OTHER_SITE = auto()
     # points signup links and steps
-    LINK_UNKNOWN = "link_unknown"
-    LINK_EXPIRED = "link_expired"
-    LINK_REPLACED = "link_replaced"
-    LINK_USED = "link_used"
-    SIGNUP_COMPLETED = "signup_completed"
-    SIGNUP_CLOSED = "signup_closed"
-    SESSION_INVALID = "session_invalid"
-    DOCUMENTS_NOT_PRESENTED = "documents_not_presented"
-    SIGNUP_INCOMPLETE = "signup_incomplete"
-    GATEWAY_NOT_APPLIED = "gateway_not_applied"
-    GATEWAY_ALREADY_MEMBER = "gateway_already_member"
-    EMAIL_ALREADY_MEMBER = "email_already_member"
-    RESEND_TOO_SOON = "resend_too_soon"
-    RESEND_LIMIT = "resend_limit"
-    RATE_LIMITED = "rate_limited"
+    LINK_UNKNOWN = auto()
+    LINK_EXPIRED = auto()
+    LINK_REPLACED = auto()
+    LINK_USED = auto()
+    SIGNUP_COMPLETED = auto()
+    SIGNUP_CLOSED = auto()
+    SESSION_INVALID = auto()
+    DOCUMENTS_NOT_PRESENTED = auto()
+    SIGNUP_INCOMPLETE = auto()
+    GATEWAY_NOT_APPLIED = auto()
+    GATEWAY_ALREADY_MEMBER = auto()
+    EMAIL_ALREADY_MEMBER = auto()
+    RESEND_TOO_SOON = auto()
+    RESEND_LIMIT = auto()
+    RATE_LIMITED = auto()
     # authentication (401/403)
-    NOT_AUTHENTICATED = "not_authenticated"
-    LOGIN_FAILED = "login_failed"
-    SYSTEM_KEY_INVALID = "system_key_invalid"
-    CODEC_FORBIDDEN = "codec_forbidden"
+    NOT_AUTHENTICATED = auto()
+    LOGIN_FAILED = auto()
+    SYSTEM_KEY_INVALID = auto()
+    CODEC_FORBIDDEN = auto()
     # not found (404)
-    JOURNEY_NOT_FOUND = "journey_not_found"
-    APPLICATION_NOT_FOUND = "application_not_found"
+    JOURNEY_NOT_FOUND = auto()
+    APPLICATION_NOT_FOUND = auto()
     # conflicts with the journey's state (409)
-    WRONG_STAGE = "wrong_stage"
-    JOURNEY_CLOSED = "journey_closed"
-    ACCOUNT_EXISTS = "account_exists"
-    GATEWAY_REGISTERED = "gateway_registered"
-    GATEWAY_NOT_OWNED = "gateway_not_owned"
-    GATEWAY_NOT_ELIGIBLE = "gateway_not_eligible"
-    GATEWAY_ALREADY_APPLIED = "gateway_already_applied"
+    WRONG_STAGE = auto()
+    JOURNEY_CLOSED = auto()
+    ACCOUNT_EXISTS = auto()
+    GATEWAY_REGISTERED = auto()
+    GATEWAY_NOT_OWNED = auto()
+    GATEWAY_NOT_ELIGIBLE = auto()
+    GATEWAY_ALREADY_APPLIED = auto()
     # the system (503)
-    WORKER_UNAVAILABLE = "worker_unavailable"
+    WORKER_UNAVAILABLE = auto()
 
 
 MESSAGES: dict[str, str] = {
