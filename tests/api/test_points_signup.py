@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from config import Settings
+from store import points
 from tests.api.conftest import Stack
 from tests.factories import add_customer
 from tests.pii import assert_absent, history_bytes
@@ -72,6 +73,16 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
     assert requested.status_code == 202, requested.text
     token = await link_token(stack, email, 3)
     assert len(token) >= 22  # at least 128 bits, URL-safe base64
+
+    # Pressing 送信する again at once: the same screen, no new mail, and (the update being
+    # refused by its validator) not one event more in the signup's history.
+    signup_id = points.open_signup(stack.engine, email).workflow_id  # the pending one
+    signup = stack.client.get_workflow_handle(signup_id)
+    events = len((await signup.fetch_history()).events)
+    again_at_once = await stack.call("POST", "/v1/points/signups", json={"email": email})
+    assert again_at_once.status_code == 202 and again_at_once.json() == requested.json()
+    assert len((await signup.fetch_history()).events) == events
+    assert len(stack.sink.received) == 3
 
     opened = await stack.call("POST", "/v1/points/link", json={"token": token})
     assert opened.json()["state"] == "valid" and opened.json()["expires_at"]

@@ -263,3 +263,29 @@ def test_customer_info_installation_address() -> None:
     )
     assert other.installation_address is not None
     assert unicodedata.is_normalized("NFC", other.name)
+
+
+# ---- e-mail (signup) --------------------------------------------------------------
+
+
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20),
+    st.sampled_from(["example.com", "eco-megane.jp"]),
+)
+def test_full_width_email_is_converted(local: str, domain: str) -> None:
+    from api.schemas import SignupRequest
+
+    address = f"{local}@{domain}"
+    assert SignupRequest(email=address.translate(FULLWIDTH)).email == address
+
+
+@given(JAPANESE_NOISE)
+def test_email_outcome_is_a_half_width_address(text: str) -> None:
+    from api.schemas import SignupRequest
+
+    try:
+        email = SignupRequest(email=text).email
+    except ValidationError as err:
+        assert err.errors()[0]["ctx"]["error"].code == "invalid_email"
+        return
+    assert email.isascii() and "@" in email
