@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test install lint typecheck fix clean-state
+.PHONY: run test install lint typecheck fix clean-state bench
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -45,6 +45,11 @@ typecheck:
 fix: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+## bench: N customers through the circle journey at once; prints latency and memory
+N ?= 200
+bench: install
+	$(PY) -m bench.journeys $(N)
 
 ## clean-state: forget the local stack's journeys, store and mail (var/)
 clean-state:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -16,7 +15,7 @@ from api.errors import ApiError
 from api.security import SessionTokens
 from config import Settings
 from domain.errors import ErrorCode
-from store.tables import Account
+from store.tables import Account, Enrollment
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,14 +38,8 @@ def get_tokens(request: Request) -> SessionTokens:
     return tokens
 
 
-def get_session(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]:
-    with Session(engine) as session:
-        yield session
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
-SessionDep = Annotated[Session, Depends(get_session)]
 ClientDep = Annotated[Client, Depends(get_client)]
 TokensDep = Annotated[SessionTokens, Depends(get_tokens)]
 
@@ -54,12 +47,19 @@ _bearer = HTTPBearer(auto_error=False, description="The token from POST /v1/sess
 
 
 def current_account(
-    session: SessionDep,
+    engine: EngineDep,
     tokens: TokensDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Account:
+    """The logged-in account, detached. A sync dependency: FastAPI runs it in its thread
+    pool, and its short session holds no connection while the route awaits Temporal."""
     account_id = tokens.account_id(credentials.credentials) if credentials else None
-    account = session.get(Account, account_id) if account_id else None
+    account = None
+    if account_id:
+        with Session(engine) as session:
+            account = session.get(Account, account_id)
+            if account is not None:
+                session.expunge(account)
     if account is None:
         raise ApiError(ErrorCode.NOT_AUTHENTICATED)
     return account
@@ -75,4 +75,15 @@ def system_caller(
 
 
 AccountDep = Annotated[Account, Depends(current_account)]
+
+
+def enrolled_account(account: AccountDep, engine: EngineDep) -> Account:
+    """The logged-in account whose journey has been started (else 404)."""
+    with Session(engine) as session:
+        if session.get(Enrollment, account.id) is None:
+            raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
+    return account
+
+
+EnrolledDep = Annotated[Account, Depends(enrolled_account)]
 SystemDep = Annotated[None, Depends(system_caller)]

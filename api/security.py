@@ -7,22 +7,31 @@ account ID.
 
 from __future__ import annotations
 
+import os
+import threading
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+# Each hash takes 64 MiB and real CPU time on purpose. A burst of logins would take
+# 64 MiB per thread of the API's pool at once; at most two per core run together.
+_hashing = threading.BoundedSemaphore(2 * (os.cpu_count() or 1))
 # Verified against when the user ID is unknown, so both paths cost the same time.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-0")
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _hashing:
+        return _hasher.hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        with _hashing:
+            ok = _hasher.verify(stored_hash or _DUMMY_HASH, password)
+        return ok and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

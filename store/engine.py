@@ -22,7 +22,8 @@ def normalise_url(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # Enough connections for the API's thread pool and the worker's activity threads.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 30}
     if url.startswith("sqlite"):
         # The API, the worker's activity threads and the CLI share one file.
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}

@@ -190,9 +190,15 @@ def cancel_application(engine: Engine, inp: CancelApplicationInput) -> list[Gate
         return gateway_views(session, inp.account_id)
 
 
-def workflow_id_for(session: Session, account_id: str) -> str | None:
-    row = session.get(Enrollment, account_id)
-    return row.workflow_id if row else None
+def remember_enrollment(engine: Engine, account_id: str, workflow_id: str) -> None:
+    """Map an account to its journey's workflow (idempotent)."""
+    with Session(engine) as session:
+        if session.get(Enrollment, account_id) is None:
+            session.add(Enrollment(account_id=account_id, workflow_id=workflow_id))
+            try:
+                session.commit()
+            except sa.exc.IntegrityError:
+                session.rollback()  # a concurrent request recorded it first
 
 
 def create_account(engine: Engine, account: Account, gateways: list[Gateway]) -> Account:

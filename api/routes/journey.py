@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Path, status
-from sqlmodel import Session
 
 from api import journeys
-from api.deps import AccountDep, ClientDep, SessionDep, SettingsDep
+from api.deps import AccountDep, ClientDep, EngineDep, EnrolledDep, SettingsDep
 from api.errors import ApiError, error_responses
 from api.schemas import (
     ApplicationCompleted,
@@ -21,18 +22,13 @@ from api.schemas import (
 from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest
 from domain.errors import ErrorCode, FieldRuleError
 from domain.values import parse_gateway_id
-from store.tables import Account, Enrollment
+from store import repo
 from workflows.enrollment import EnrollmentWorkflow
 
 router = APIRouter(prefix="/v1", tags=["circle journey"])
 
 AUTH = (ErrorCode.NOT_AUTHENTICATED,)
 CALL = (*AUTH, ErrorCode.JOURNEY_NOT_FOUND, ErrorCode.WORKER_UNAVAILABLE)
-
-
-def _require_journey(session: Session, account: Account) -> None:
-    if session.get(Enrollment, account.id) is None:
-        raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
 
 
 @router.get("/terms", response_model=TermsResponse)
@@ -50,7 +46,7 @@ def get_terms(settings: SettingsDep) -> TermsResponse:
     responses=error_responses(ErrorCode.NOT_AUTHENTICATED, ErrorCode.WORKER_UNAVAILABLE),
 )
 async def start_or_resume(
-    account: AccountDep, session: SessionDep, client: ClientDep, settings: SettingsDep
+    account: AccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
 ) -> JourneyResponse:
     """Start the customer's journey, or return the one under way.
 
@@ -58,19 +54,16 @@ async def start_or_resume(
     eligibility again.
     """
     workflow_id = await journeys.start_journey(client, settings, account.id)
-    if session.get(Enrollment, account.id) is None:
-        session.add(Enrollment(account_id=account.id, workflow_id=workflow_id))
-        session.commit()
+    await asyncio.to_thread(repo.remember_enrollment, engine, account.id, workflow_id)
     state = await journeys.settled_status_of(client, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=workflow_id)
 
 
 @router.get("/journey", response_model=JourneyResponse, responses=error_responses(*CALL))
 async def get_journey(
-    account: AccountDep, session: SessionDep, client: ClientDep, settings: SettingsDep
+    account: EnrolledDep, client: ClientDep, settings: SettingsDep
 ) -> JourneyResponse:
     """Where the journey stands: stage, gateways, reminders, next reminder due."""
-    _require_journey(session, account)
     state = await journeys.status_of(client, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=journeys.workflow_id_for(account.id))
 
@@ -84,8 +77,7 @@ async def get_journey(
 )
 async def answer_terms(
     body: ConsentBody,
-    account: AccountDep,
-    session: SessionDep,
+    account: EnrolledDep,
     client: ClientDep,
     settings: SettingsDep,
 ) -> ConsentResponse:
@@ -94,7 +86,6 @@ async def answer_terms(
     Consent is recorded in the ledger with the terms version and content hash. Declining
     ends the journey.
     """
-    _require_journey(session, account)
     handle = journeys.handle_for(client, account.id)
     if body.agree:
         agreed = await journeys.answer(
@@ -110,10 +101,9 @@ async def answer_terms(
 
 @router.get("/journey/gateways", response_model=GatewayList, responses=error_responses(*CALL))
 async def list_gateways(
-    account: AccountDep, session: SessionDep, client: ClientDep, settings: SettingsDep
+    account: EnrolledDep, client: ClientDep, settings: SettingsDep
 ) -> GatewayList:
     """The customer's gateways, each with eligibility (and why not) and application state."""
-    _require_journey(session, account)
     state = await journeys.status_of(client, settings, account.id)
     return GatewayList(gateways=state.gateways)
 
@@ -134,8 +124,7 @@ async def list_gateways(
 )
 async def apply_gateway(
     body: ApplyBody,
-    account: AccountDep,
-    session: SessionDep,
+    account: EnrolledDep,
     client: ClientDep,
     settings: SettingsDep,
 ) -> ApplicationCompleted:
@@ -143,7 +132,6 @@ async def apply_gateway(
 
     The completion mail (申込完了のお知らせ) goes out with the same data.
     """
-    _require_journey(session, account)
     receipt = await journeys.answer(
         settings,
         journeys.handle_for(client, account.id).execute_update(
@@ -164,8 +152,7 @@ async def apply_gateway(
     ),
 )
 async def cancel_application(
-    account: AccountDep,
-    session: SessionDep,
+    account: EnrolledDep,
     client: ClientDep,
     settings: SettingsDep,
     gateway_id: str = Path(description="12 half-width alphanumerics"),
@@ -178,7 +165,6 @@ async def cancel_application(
         canonical = parse_gateway_id(gateway_id)
     except FieldRuleError as err:
         raise ApiError(err.code, loc=["path", "gateway_id"]) from None
-    _require_journey(session, account)
     receipt = await journeys.answer(
         settings,
         journeys.handle_for(client, account.id).execute_update(

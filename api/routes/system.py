@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from sqlmodel import Session
 
 from api import journeys
-from api.deps import ClientDep, EngineDep, SessionDep, SettingsDep, SystemDep
+from api.deps import ClientDep, EngineDep, SettingsDep, SystemDep
 from api.errors import ApiError, error_responses
 from api.schemas import (
     AnnounceAccountRequest,
@@ -21,7 +21,7 @@ from domain import search_attributes as sa
 from domain.errors import ErrorCode
 from domain.journey import Stage
 from store import repo
-from store.tables import Account, Enrollment, Gateway
+from store.tables import Account, Gateway
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
 
@@ -43,7 +43,6 @@ async def announce_account(
     body: AnnounceAccountRequest,
     _: SystemDep,
     engine: EngineDep,
-    session: SessionDep,
     client: ClientDep,
     settings: SettingsDep,
 ) -> AnnounceAccountResponse:
@@ -53,12 +52,14 @@ async def announce_account(
     An individual account with an eligible gateway gets the invitation mail; any other
     journey ends as ineligible with a reason code.
     """
+    password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
     try:
-        account = repo.create_account(
+        account = await asyncio.to_thread(
+            repo.create_account,
             engine,
             Account(
                 email=body.email,
-                password_hash=hash_password(body.password),
+                password_hash=password_hash,
                 display_name=body.display_name,
                 holder_type=body.holder_type,
             ),
@@ -67,14 +68,8 @@ async def announce_account(
     except repo.RuleViolation as err:
         raise ApiError(err.code) from None
     workflow_id = await journeys.start_journey(client, settings, account.id)
-    _remember(session, account.id, workflow_id)
+    await asyncio.to_thread(repo.remember_enrollment, engine, account.id, workflow_id)
     return AnnounceAccountResponse(account_id=account.id, workflow_id=workflow_id)
-
-
-def _remember(session: Session, account_id: str, workflow_id: str) -> None:
-    if session.get(Enrollment, account_id) is None:
-        session.add(Enrollment(account_id=account_id, workflow_id=workflow_id))
-        session.commit()
 
 
 @router.get(
