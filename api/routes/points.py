@@ -8,7 +8,8 @@ in a body. Opening the link (``/link``) spends nothing; the first form (``/begin
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Request, status
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
@@ -31,6 +32,7 @@ from api.schemas import (
     SignupSession,
 )
 from api.security import SignupSessions, hash_password
+from config import Settings
 from domain.errors import ErrorCode, FieldRuleError, message_for
 from domain.ids import signup_workflow_id
 from domain.points import check_password
@@ -42,11 +44,13 @@ from domain.signup import (
     PresentDocument,
     RegisterRequest,
     SignupInput,
+    SignupStatus,
     SignupView,
 )
 from store import points
 from workflows.point_signup import PointSignupWorkflow
 
+T = TypeVar("T")
 router = APIRouter(prefix="/v1/points", tags=["スマイルeポイント signup"])
 
 Handle = WorkflowHandle[PointSignupWorkflow, SignupView]
@@ -60,6 +64,20 @@ SESSION_ERRORS = (
 
 def _handle(client: Client, signup_id: str) -> Handle:
     return client.get_workflow_handle_for(PointSignupWorkflow.run, signup_workflow_id(signup_id))
+
+
+async def signup_answer(settings: Settings, handle: Handle, call: Awaitable[T]) -> T:
+    """``answer`` for a signup: an update to a signup that has ended says how it ended."""
+    try:
+        return await answer(settings, call)
+    except ApiError as err:
+        if err.code != ErrorCode.JOURNEY_CLOSED:
+            raise
+        view = await answer(settings, handle.query(PointSignupWorkflow.get_signup))
+        registered = view.status == SignupStatus.REGISTERED
+        raise ApiError(
+            ErrorCode.SIGNUP_COMPLETED if registered else ErrorCode.SIGNUP_CLOSED
+        ) from None
 
 
 class Step:
@@ -185,9 +203,11 @@ async def begin(
     signup = await asyncio.to_thread(points.signup_for_token, engine, body.token)
     if signup is None:
         raise ApiError(ErrorCode.LINK_UNKNOWN)
-    begun = await answer(
+    handle = _handle(client, signup.id)
+    begun = await signup_answer(
         settings,
-        _handle(client, signup.id).execute_update(
+        handle,
+        handle.execute_update(
             PointSignupWorkflow.begin,
             BeginRequest(token_sha256=points.token_hash(body.token), service=body.service),
         ),
@@ -218,8 +238,9 @@ async def read_document(
         raise ApiError(ErrorCode.INVALID_INPUT, loc=["path", "document"])
     view = await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))
     if document not in view.documents_presented:
-        await answer(
+        await signup_answer(
             settings,
+            step.handle,
             step.handle.execute_update(
                 PointSignupWorkflow.present_document,
                 PresentDocument(seq=step.seq, document=document),
@@ -238,8 +259,9 @@ async def read_document(
 )
 async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> None:
     """STEP2: 上記について確認したので、同意します (both documents, by version)."""
-    await answer(
+    await signup_answer(
         settings,
+        step.handle,
         step.handle.execute_update(
             PointSignupWorkflow.agree,
             AgreeRequest(
@@ -265,8 +287,9 @@ async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> No
 )
 async def enter_gateway(body: GatewayBody, step: StepDep, settings: SettingsDep) -> None:
     """STEP3: the gateway ID (12) and PCS serial (8) of a confirmed circle application."""
-    await answer(
+    await signup_answer(
         settings,
+        step.handle,
         step.handle.execute_update(
             PointSignupWorkflow.enter_gateway,
             GatewayEntry(seq=step.seq, gateway_id=body.gateway_id, pcs_serial=body.pcs_serial),
@@ -303,8 +326,9 @@ async def enter_customer(body: CustomerBody, step: StepDep, settings: SettingsDe
     if body.password_confirmation != body.password:
         raise ApiError(ErrorCode.PASSWORD_MISMATCH, loc=["body", "password_confirmation"])
     password_hash = await asyncio.to_thread(hash_password, body.password)
-    await answer(
+    await signup_answer(
         settings,
+        step.handle,
         step.handle.execute_update(
             PointSignupWorkflow.enter_customer,
             CustomerEntry(seq=step.seq, info=body.to_record(), password_hash=password_hash),
@@ -330,8 +354,9 @@ async def confirmation(step: StepDep, settings: SettingsDep) -> SignupView:
 )
 async def register(step: StepDep, settings: SettingsDep) -> RegisteredResponse:
     """STEP5 登録する → STEP6. Submitting twice registers once and answers the same."""
-    registered = await answer(
+    registered = await signup_answer(
         settings,
+        step.handle,
         step.handle.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=step.seq)),
     )
     view = await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))

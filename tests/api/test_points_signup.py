@@ -181,6 +181,22 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
     assert first.json() == second.json()
     assert first.json()["name"] == "笑顔 太郎"
 
+    # After registration every way back says so, in the signup's own words.
+    after = await stack.call("POST", "/v1/points/link", json={"token": token})
+    assert after.json()["state"] == "signup_completed"
+    begin_again = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "omron_monitoring"}
+    )
+    assert (begin_again.status_code, begin_again.json()["detail"][0]["code"]) == (
+        409,
+        "signup_completed",
+    )
+    late_click = await stack.call("POST", "/v1/points/signup/register", headers=session)
+    assert (late_click.status_code, late_click.json()["detail"][0]["code"]) == (
+        409,
+        "signup_completed",
+    )
+
     await stack.sink.wait_for(4)
     await asyncio.sleep(0.5)
     [complete] = [m for m in stack.sink.received if "会員登録完了のお知らせ" in m.subject]
