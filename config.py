@@ -144,12 +144,17 @@ class Settings(BaseSettings):
         )
 
 
+@lru_cache
+def document_text(path: Path) -> str:
+    """A terms document's text, read once per process (it changes only with a release)."""
+    return path.read_text(encoding="utf-8")
+
+
 def _document(document: str, version: str, path: Path, url: str) -> TermsDocument:
-    content = path.read_bytes()
     return TermsDocument(
         document=document,
         version=version,
-        content_sha256=hashlib.sha256(content).hexdigest(),
+        content_sha256=hashlib.sha256(document_text(path).encode("utf-8")).hexdigest(),
         url=url,
     )
 

@@ -19,6 +19,7 @@ from api.schemas import (
     JourneyResponse,
     TermsResponse,
 )
+from config import document_text
 from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest
 from domain.errors import ErrorCode, FieldRuleError
 from domain.values import parse_gateway_id
@@ -35,9 +36,7 @@ CALL = (*AUTH, ErrorCode.JOURNEY_NOT_FOUND, ErrorCode.WORKER_UNAVAILABLE)
 def get_terms(settings: SettingsDep) -> TermsResponse:
     """The current circle member terms (会員規約): show them, then send their version."""
     terms = settings.circle_terms()
-    return TermsResponse(
-        **terms.model_dump(), text=settings.circle_terms_file.read_text(encoding="utf-8")
-    )
+    return TermsResponse(**terms.model_dump(), text=document_text(settings.circle_terms_file))
 
 
 @router.post(

@@ -32,7 +32,7 @@ from api.schemas import (
     SignupSession,
 )
 from api.security import SignupSessions, hash_password
-from config import Settings
+from config import Settings, document_text
 from domain.errors import ErrorCode, FieldRuleError, message_for
 from domain.ids import signup_workflow_id
 from domain.points import check_password
@@ -83,8 +83,8 @@ async def signup_answer(settings: Settings, handle: Handle, call: Awaitable[T]) 
 class Step:
     """The signup a request's ``X-Signup-Session`` belongs to."""
 
-    def __init__(self, signup_id: str, seq: int, handle: Handle) -> None:
-        self.signup_id, self.seq, self.handle = signup_id, seq, handle
+    def __init__(self, seq: int, handle: Handle) -> None:
+        self.seq, self.handle = seq, handle
 
 
 def current_step(
@@ -97,7 +97,7 @@ def current_step(
     if found is None:
         raise ApiError(ErrorCode.SESSION_INVALID)
     signup_id, seq = found
-    return Step(signup_id, seq, _handle(client, signup_id))
+    return Step(seq, _handle(client, signup_id))
 
 
 StepDep = Annotated[Step, Depends(current_step)]
@@ -247,7 +247,7 @@ async def read_document(
             ),
         )
     terms, path = docs[document]
-    return DocumentView(**terms.model_dump(), text=path.read_text(encoding="utf-8"))
+    return DocumentView(**terms.model_dump(), text=document_text(path))
 
 
 @router.post(
