@@ -31,10 +31,6 @@ from workflows.enrollment import EnrollmentWorkflow
 T = TypeVar("T")
 
 
-def workflow_id_for(account_id: str) -> str:
-    return enrollment_workflow_id(account_id)
-
-
 async def start_journey(client: Client, settings: Settings, account_id: str) -> str:
     """Start the journey, or attach to the running one (a closed one starts anew)."""
     handle = await client.start_workflow(
@@ -45,7 +41,7 @@ async def start_journey(client: Client, settings: Settings, account_id: str) -> 
             points_signup_url=settings.points_signup_url,
             reminders=settings.reminder_policy(),
         ),
-        id=workflow_id_for(account_id),
+        id=enrollment_workflow_id(account_id),
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -55,7 +51,9 @@ async def start_journey(client: Client, settings: Settings, account_id: str) -> 
 
 
 def handle_for(client: Client, account_id: str) -> WorkflowHandle[EnrollmentWorkflow, object]:
-    return client.get_workflow_handle_for(EnrollmentWorkflow.run, workflow_id_for(account_id))
+    return client.get_workflow_handle_for(
+        EnrollmentWorkflow.run, enrollment_workflow_id(account_id)
+    )
 
 
 async def answer(settings: Settings, call: Awaitable[T]) -> T:

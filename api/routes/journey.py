@@ -22,6 +22,7 @@ from api.schemas import (
 from config import document_text
 from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest
 from domain.errors import ErrorCode, FieldRuleError
+from domain.ids import enrollment_workflow_id
 from domain.values import parse_gateway_id
 from store import repo
 from workflows.enrollment import EnrollmentWorkflow
@@ -64,7 +65,7 @@ async def get_journey(
 ) -> JourneyResponse:
     """Where the journey stands: stage, gateways, reminders, next reminder due."""
     state = await journeys.status_of(client, settings, account.id)
-    return JourneyResponse(**state.model_dump(), workflow_id=journeys.workflow_id_for(account.id))
+    return JourneyResponse(**state.model_dump(), workflow_id=enrollment_workflow_id(account.id))
 
 
 @router.post(

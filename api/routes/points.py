@@ -172,8 +172,8 @@ async def open_link(
     state = await answer(
         settings, handle.query(PointSignupWorkflow.link_state, points.token_hash(body.token))
     )
-    view = await answer(settings, handle.query(PointSignupWorkflow.get_signup))
-    if state == "valid":
+    if state == "valid":  # only a valid link needs its expiry: one more query then
+        view = await answer(settings, handle.query(PointSignupWorkflow.get_signup))
         return LinkState(state="valid", message="", expires_at=view.link_expires_at)
     return LinkState.model_validate({"state": state, "message": message_for(state)})
 
