@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.registry import RegistryActivities
@@ -56,11 +54,11 @@ with workflow.unsafe.imports_passed_through():
         RecordConsentInput,
         format_jst,
     )
-    from domain.errors import ErrorCode, message_for
+    from domain.errors import ErrorCode
     from domain.journey import IneligibleReason, Stage, next_reminder_at
     from workflows.mailing import send_in_background
+    from workflows.refusals import STORE_TIMEOUT, refusal, run_store_activity
 
-STORE_TIMEOUT = timedelta(seconds=30)
 
 AWAITED = {
     Stage.AWAITING_CONSENT: "consent",
@@ -68,10 +66,6 @@ AWAITED = {
     Stage.AWAITING_POINTS_SIGNUP: "points_signup",
 }
 APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Stage.ENROLLED)
-
-
-def _refusal(code: ErrorCode) -> ApplicationError:
-    return ApplicationError(message_for(code), type=code.value, non_retryable=True)
 
 
 @workflow.defn
@@ -119,7 +113,7 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_stage(Stage.AWAITING_CONSENT)
             now = workflow.now()
-            await self._store(
+            await run_store_activity(
                 RegistryActivities.record_consent,
                 RecordConsentInput(
                     key=self._request_key("consent"),
@@ -137,14 +131,14 @@ class EnrollmentWorkflow:
     def validate_give_consent(self, req: ConsentRequest) -> None:
         self._require_stage(Stage.AWAITING_CONSENT)
         if req.terms_version != self._inp.circle_terms.version:
-            raise _refusal(ErrorCode.TERMS_VERSION_OUTDATED)
+            raise refusal(ErrorCode.TERMS_VERSION_OUTDATED)
 
     @workflow.update
     async def decline(self) -> DeclineResult:
         async with self._lock:
             self._require_stage(Stage.AWAITING_CONSENT)
             now = workflow.now()
-            await self._store(
+            await run_store_activity(
                 RegistryActivities.record_consent,
                 RecordConsentInput(
                     key=self._request_key("decline"),
@@ -167,7 +161,7 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_stage(*APPLYING_STAGES)
             now = workflow.now()
-            recorded = await self._store(
+            recorded = await run_store_activity(
                 RegistryActivities.record_application,
                 RecordApplicationInput(
                     key=self._request_key("apply"),
@@ -205,16 +199,16 @@ class EnrollmentWorkflow:
         if known is None:
             return  # the registry may know a gateway added since; the store decides
         if known.application == ApplicationState.ACTIVE:
-            raise _refusal(ErrorCode.GATEWAY_ALREADY_APPLIED)
+            raise refusal(ErrorCode.GATEWAY_ALREADY_APPLIED)
         if not known.eligible:
-            raise _refusal(ErrorCode.GATEWAY_NOT_ELIGIBLE)
+            raise refusal(ErrorCode.GATEWAY_NOT_ELIGIBLE)
 
     @workflow.update
     async def cancel_application(self, req: CancelRequest) -> CancelReceipt:
         async with self._lock:
             self._require_active_application(req.gateway_id)
             now = workflow.now()
-            self._gateways = await self._store(
+            self._gateways = await run_store_activity(
                 RegistryActivities.cancel_application,
                 CancelApplicationInput(
                     key=self._request_key("cancel"),
@@ -332,14 +326,14 @@ class EnrollmentWorkflow:
     def _require_stage(self, *stages: Stage) -> None:
         if self._stage in stages:
             return
-        raise _refusal(ErrorCode.JOURNEY_CLOSED if self._stage.is_final else ErrorCode.WRONG_STAGE)
+        raise refusal(ErrorCode.JOURNEY_CLOSED if self._stage.is_final else ErrorCode.WRONG_STAGE)
 
     def _require_active_application(self, gateway_id: str) -> None:
         if self._stage.is_final:
-            raise _refusal(ErrorCode.JOURNEY_CLOSED)
+            raise refusal(ErrorCode.JOURNEY_CLOSED)
         gateway = self._gateway(gateway_id)
         if gateway is None or gateway.application != ApplicationState.ACTIVE:
-            raise _refusal(ErrorCode.APPLICATION_NOT_FOUND)
+            raise refusal(ErrorCode.APPLICATION_NOT_FOUND)
 
     def _gateway(self, gateway_id: str) -> GatewayView | None:
         return next((g for g in self._gateways if g.gateway_id == gateway_id), None)
@@ -348,18 +342,6 @@ class EnrollmentWorkflow:
         info = workflow.current_update_info()
         update_id = info.id if info else "run"
         return f"{workflow.info().workflow_id}:{what}:{update_id}"
-
-    async def _store(self, activity: Any, arg: Any) -> Any:
-        """Run a store activity; a rule refusal becomes this update's own failure."""
-        try:
-            return await workflow.execute_activity_method(
-                activity, arg, start_to_close_timeout=STORE_TIMEOUT
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
-            raise
 
     def _mail(self, kind: MailKind, key: str, context: dict[str, str]) -> None:
         """Send a mail in the background: an update answers without waiting for SMTP."""

@@ -31,12 +31,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.signup import SignupActivities
     from domain.contracts import MailKind, MailRequest, PointsRegistered
-    from domain.errors import ErrorCode, message_for
+    from domain.errors import ErrorCode
     from domain.ids import enrollment_workflow_id
     from domain.points import CustomerRecord
     from domain.signup import (
@@ -59,13 +58,9 @@ with workflow.unsafe.imports_passed_through():
         SignupView,
     )
     from workflows.mailing import send_in_background
+    from workflows.refusals import refusal, run_store_activity
 
-STORE_TIMEOUT = timedelta(seconds=30)
 MASK = "********"
-
-
-def _refusal(code: ErrorCode) -> ApplicationError:
-    return ApplicationError(message_for(code), type=code.value, non_retryable=True)
 
 
 @workflow.defn
@@ -83,7 +78,6 @@ class PointSignupWorkflow:
         self._requests: list[datetime] = []  # link requests, for cooldown and cap
         self._last_activity = workflow.now()
         self._reminded_at_activity: datetime | None = None
-        self._expiry_mailed_for = 0
         self._service: Service | None = None
         self._presented: list[str] = []
         self._agreed_at: datetime | None = None
@@ -117,7 +111,7 @@ class PointSignupWorkflow:
             if self._status == SignupStatus.ALREADY_MEMBER:
                 self._mail(MailKind.SIGNUP_ALREADY_MEMBER, f"already-member:{len(self._requests)}")
                 return RequestLinkResult(status=self._status)
-            issued = await self._activity(
+            issued = await run_store_activity(
                 SignupActivities.issue_link,
                 IssueLinkInput(
                     signup_id=self._inp.signup_id,
@@ -143,7 +137,7 @@ class PointSignupWorkflow:
             self._check_begin(req)
             link = self._link
             if link is None:  # _check_begin refuses first; kept for the type checker
-                raise _refusal(ErrorCode.LINK_UNKNOWN)
+                raise refusal(ErrorCode.LINK_UNKNOWN)
             self._spent.append(link.token_sha256)
             self._service = req.service
             self._status = SignupStatus.IN_PROGRESS
@@ -165,7 +159,7 @@ class PointSignupWorkflow:
     def validate_present_document(self, req: PresentDocument) -> None:
         self._check_session(req.seq)
         if req.document not in self._documents():
-            raise _refusal(ErrorCode.INVALID_INPUT)
+            raise refusal(ErrorCode.INVALID_INPUT)
 
     @workflow.update
     async def agree(self, req: AgreeRequest) -> None:
@@ -181,7 +175,7 @@ class PointSignupWorkflow:
     async def enter_gateway(self, req: GatewayEntry) -> GatewayMatch:
         async with self._lock:
             self._check_step(req.seq, needs=[self._agreed_at])
-            self._gateway = await self._activity(
+            self._gateway = await run_store_activity(
                 SignupActivities.match_gateway, req.gateway_id, req.pcs_serial
             )
             self._touch()
@@ -211,8 +205,8 @@ class PointSignupWorkflow:
             gateway, info, service = self._gateway, self._info, self._service
             password_hash, agreed_at = self._password_hash, self._agreed_at
             if not (gateway and info and service and password_hash and agreed_at):
-                raise _refusal(ErrorCode.SIGNUP_INCOMPLETE)
-            registered: Registered = await self._activity(
+                raise refusal(ErrorCode.SIGNUP_INCOMPLETE)
+            registered: Registered = await run_store_activity(
                 SignupActivities.register_member,
                 RegisterMemberInput(
                     signup_id=self._inp.signup_id,
@@ -300,10 +294,10 @@ class PointSignupWorkflow:
     async def _expire_link(self) -> None:
         if self._link is None:
             return
+        # Once per link: expiry moves the signup out of AWAITING_OPEN, and only a new
+        # link (a new seq) brings it back.
         self._status = SignupStatus.LINK_EXPIRED
-        if self._expiry_mailed_for != self._link.seq:
-            self._expiry_mailed_for = self._link.seq
-            self._mail(MailKind.SIGNUP_EXPIRED, f"expired:{self._link.seq}")
+        self._mail(MailKind.SIGNUP_EXPIRED, f"expired:{self._link.seq}")
         self._version += 1
 
     async def _remind(self) -> None:
@@ -312,7 +306,9 @@ class PointSignupWorkflow:
         self._version += 1
 
     async def _abandon(self) -> None:
-        await self._activity(SignupActivities.release_signup, self._inp.signup_id, workflow.now())
+        await run_store_activity(
+            SignupActivities.release_signup, self._inp.signup_id, workflow.now()
+        )
         self._status = SignupStatus.ABANDONED
         self._version += 1
 
@@ -320,16 +316,16 @@ class PointSignupWorkflow:
 
     def _check_request_allowed(self) -> None:
         if self._status == SignupStatus.REGISTERED:
-            raise _refusal(ErrorCode.SIGNUP_COMPLETED)
+            raise refusal(ErrorCode.SIGNUP_COMPLETED)
         if self._status == SignupStatus.ABANDONED:
-            raise _refusal(ErrorCode.SIGNUP_CLOSED)
+            raise refusal(ErrorCode.SIGNUP_CLOSED)
         now = workflow.now()
         policy = self._inp.policy
         if self._requests and now - self._requests[-1] < policy.resend_cooldown:
-            raise _refusal(ErrorCode.RESEND_TOO_SOON)
+            raise refusal(ErrorCode.RESEND_TOO_SOON)
         today = [t for t in self._requests if now - t < timedelta(days=1)]
         if len(today) >= policy.resend_daily_cap:
-            raise _refusal(ErrorCode.RESEND_LIMIT)
+            raise refusal(ErrorCode.RESEND_LIMIT)
 
     def _link_refusal(self, token_sha256: str) -> ErrorCode | None:
         if self._status == SignupStatus.REGISTERED:
@@ -350,32 +346,32 @@ class PointSignupWorkflow:
     def _check_begin(self, req: BeginRequest) -> None:
         code = self._link_refusal(req.token_sha256)
         if code is not None:
-            raise _refusal(code)
+            raise refusal(code)
         if req.service != Service.OMRON_MONITORING:
-            raise _refusal(ErrorCode.SERVICE_OTHER_SITE)
+            raise refusal(ErrorCode.SERVICE_OTHER_SITE)
 
     def _check_session(self, seq: int) -> None:
         if self._status == SignupStatus.REGISTERED:
-            raise _refusal(ErrorCode.SIGNUP_COMPLETED)
+            raise refusal(ErrorCode.SIGNUP_COMPLETED)
         if self._status.is_final:
-            raise _refusal(ErrorCode.SIGNUP_CLOSED)
+            raise refusal(ErrorCode.SIGNUP_CLOSED)
         if self._status != SignupStatus.IN_PROGRESS or self._link is None or seq != self._link.seq:
-            raise _refusal(ErrorCode.SESSION_INVALID)
+            raise refusal(ErrorCode.SESSION_INVALID)
 
     def _check_agree(self, req: AgreeRequest) -> None:
         self._check_session(req.seq)
         if set(self._documents()) - set(self._presented):
-            raise _refusal(ErrorCode.DOCUMENTS_NOT_PRESENTED)
+            raise refusal(ErrorCode.DOCUMENTS_NOT_PRESENTED)
         if (req.service_terms_version, req.privacy_policy_version) != (
             self._inp.service_terms.version,
             self._inp.privacy_policy.version,
         ):
-            raise _refusal(ErrorCode.TERMS_VERSION_OUTDATED)
+            raise refusal(ErrorCode.TERMS_VERSION_OUTDATED)
 
     def _check_step(self, seq: int, needs: list[object]) -> None:
         self._check_session(seq)
         if any(step is None for step in needs):
-            raise _refusal(ErrorCode.SIGNUP_INCOMPLETE)
+            raise refusal(ErrorCode.SIGNUP_INCOMPLETE)
 
     def _check_register(self, req: RegisterRequest) -> None:
         self._check_step(req.seq, needs=[self._agreed_at, self._gateway, self._info])
@@ -391,18 +387,6 @@ class PointSignupWorkflow:
     def _touch(self) -> None:
         self._last_activity = workflow.now()
         self._version += 1
-
-    async def _activity(self, activity: Any, *args: Any) -> Any:
-        """Run an activity; a rule refusal becomes the current update's own failure."""
-        try:
-            return await workflow.execute_activity_method(
-                activity, args=list(args), start_to_close_timeout=STORE_TIMEOUT
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
-            raise
 
     def _mail(self, kind: MailKind, key: str, context: dict[str, str] | None = None) -> None:
         request = MailRequest(

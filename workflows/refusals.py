@@ -1,0 +1,34 @@
+"""Refusals shared by the workflows: a stable error code as an ApplicationError, and store
+activities whose rule refusals become the current update's own failure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.errors import ErrorCode, message_for
+
+STORE_TIMEOUT = timedelta(seconds=30)
+
+
+def refusal(code: ErrorCode) -> ApplicationError:
+    """The failure an update (or validator) raises: the code is its type, never retried."""
+    return ApplicationError(message_for(code), type=code.value, non_retryable=True)
+
+
+async def run_store_activity(activity: Any, *args: Any) -> Any:
+    """Run a store activity; a rule refusal (non-retryable, typed) is re-raised as the
+    caller's own ApplicationError, so the API sees the code, not an ActivityError."""
+    try:
+        return await workflow.execute_activity_method(
+            activity, args=list(args), start_to_close_timeout=STORE_TIMEOUT
+        )
+    except ActivityError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+            raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+        raise
