@@ -28,7 +28,8 @@ from store import repo
 T = TypeVar("T")
 
 
-def _refuse_on_rule(fn: Callable[[], T]) -> T:
+def refuse_on_rule(fn: Callable[[], T]) -> T:
+    """Run a store operation; a rule violation becomes a non-retryable, typed failure."""
     try:
         return fn()
     except repo.RuleViolation as exc:
@@ -51,8 +52,8 @@ class RegistryActivities:
 
     @activity.defn
     def record_application(self, inp: RecordApplicationInput) -> RecordedApplication:
-        return _refuse_on_rule(lambda: repo.record_application(self._engine, inp))
+        return refuse_on_rule(lambda: repo.record_application(self._engine, inp))
 
     @activity.defn
     def cancel_application(self, inp: CancelApplicationInput) -> list[GatewayView]:
-        return _refuse_on_rule(lambda: repo.cancel_application(self._engine, inp))
+        return refuse_on_rule(lambda: repo.cancel_application(self._engine, inp))

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from activities.mail import MailActivities
-from activities.registry import _refuse_on_rule
+from activities.registry import refuse_on_rule
 from domain.contracts import MailKind, MailRequest, format_jst
 from domain.ids import signup_workflow_id
 from domain.signup import (
@@ -51,13 +51,13 @@ class SignupActivities:
 
     @activity.defn
     def match_gateway(self, gateway_id: str, pcs_serial: str) -> GatewayMatch:
-        return _refuse_on_rule(
+        return refuse_on_rule(
             lambda: points.match_applied_gateway(self._engine, gateway_id, pcs_serial)
         )
 
     @activity.defn
     def register_member(self, inp: RegisterMemberInput) -> Registered:
-        member = _refuse_on_rule(lambda: points.register_member(self._engine, inp))
+        member = refuse_on_rule(lambda: points.register_member(self._engine, inp))
         return Registered(gateway_id=member.gateway_id, registered_at=inp.registered_at)
 
     @activity.defn
