@@ -141,6 +141,8 @@ class Settings(BaseSettings):
             resend_daily_cap=self.signup_resend_daily_cap,
             idle_reminder_after=self.signup_idle_reminder_after,
             abandon_after=self.signup_abandon_after,
+            quiet_start=self.quiet_start,
+            quiet_end=self.quiet_end,
         )
 
 

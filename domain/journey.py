@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, timezone
 from enum import StrEnum
+from typing import Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -103,7 +104,17 @@ class ReminderPolicy(BaseModel):
         return self
 
 
-def is_quiet(moment: datetime, policy: ReminderPolicy) -> bool:
+class QuietHours(Protocol):
+    """Anything with JST quiet hours: the reminder policies of both workflows."""
+
+    @property
+    def quiet_start(self) -> time: ...
+
+    @property
+    def quiet_end(self) -> time: ...
+
+
+def is_quiet(moment: datetime, policy: QuietHours) -> bool:
     """True when ``moment`` falls in the quiet hours, read on the JST clock."""
     local = moment.astimezone(JST).time()
     start, end = policy.quiet_start, policy.quiet_end
@@ -114,7 +125,7 @@ def is_quiet(moment: datetime, policy: ReminderPolicy) -> bool:
     return local >= start or local < end
 
 
-def defer_out_of_quiet_hours(moment: datetime, policy: ReminderPolicy) -> datetime:
+def defer_out_of_quiet_hours(moment: datetime, policy: QuietHours) -> datetime:
     """The first instant at or after ``moment`` that is outside the quiet hours."""
     if not is_quiet(moment, policy):
         return moment

@@ -7,7 +7,7 @@ codec. The e-mail address stays in the store: activities look it up by signup ID
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -47,6 +47,9 @@ class SignupPolicy(BaseModel):
     resend_daily_cap: int = 5
     idle_reminder_after: timedelta = timedelta(days=2)
     abandon_after: timedelta = timedelta(days=7)
+    # The idle reminder is never sent in these hours (JST); it waits for their end.
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(9, 0)
 
 
 class SignupInput(BaseModel):

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts import MailKind, MailRequest, PointsRegistered
     from domain.errors import ErrorCode
     from domain.ids import enrollment_workflow_id
+    from domain.journey import defer_out_of_quiet_hours
     from domain.points import CustomerRecord
     from domain.signup import (
         AgreeRequest,
@@ -269,7 +270,8 @@ class PointSignupWorkflow:
         if self._status == SignupStatus.LINK_EXPIRED and self._link is not None:
             return self._link.expires_at + policy.abandon_after, self._abandon
         if self._reminded_at_activity != self._last_activity:
-            return self._last_activity + policy.idle_reminder_after, self._remind
+            due = self._last_activity + policy.idle_reminder_after
+            return defer_out_of_quiet_hours(due, policy), self._remind
         return self._last_activity + policy.abandon_after, self._abandon
 
     async def _wait_for_change_or(

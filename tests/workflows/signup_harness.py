@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowHandle
@@ -102,4 +102,6 @@ QUICK = SignupPolicy(
     resend_daily_cap=3,
     idle_reminder_after=timedelta(days=2),
     abandon_after=timedelta(days=7),
+    quiet_start=time(0, 0),  # no quiet hours: the delays alone decide
+    quiet_end=time(0, 0),
 )
