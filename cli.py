@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from config import ROOT, get_settings
-from domain.journey import Stage
+from domain.enrollment import Stage
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 
@@ -32,7 +32,7 @@ def seed_demo(
     """Load the demo accounts and gateways (idempotent: existing accounts are kept)."""
     from api.schemas import AnnounceAccountRequest
     from api.security import hash_password
-    from store import repo
+    from store import enrollment as enrollment_store
     from store.engine import make_engine
     from store.tables import Account, Gateway
 
@@ -40,7 +40,7 @@ def seed_demo(
     for raw in json.loads(data.read_text(encoding="utf-8"))["accounts"]:
         body = AnnounceAccountRequest.model_validate(raw)
         try:
-            repo.create_account(
+            enrollment_store.create_account(
                 engine,
                 Account(
                     email=body.email,
@@ -51,7 +51,7 @@ def seed_demo(
                 [Gateway(account_id="", **g.model_dump()) for g in body.gateways],
             )
             typer.echo(f"demo account added: {body.email}")
-        except repo.RuleViolation:
+        except enrollment_store.RuleViolation:
             typer.echo(f"demo account kept: {body.email}")
 
 

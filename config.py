@@ -11,9 +11,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from domain.contracts import TermsDocument
-from domain.journey import ReminderPolicy
+from domain.enrollment import ReminderPolicy
 from domain.signup import SignupPolicy
+from domain.terms import TermsDocument
 
 ROOT = Path(__file__).resolve().parent
 

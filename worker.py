@@ -15,16 +15,16 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.enrollment import EnrollmentActivities
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
-from activities.registry import RegistryActivities
 from activities.signup import SignupActivities
 from config import Settings, get_settings
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
-from workflows.point_signup import PointSignupWorkflow
+from workflows.signup import SignupWorkflow
 
-WORKFLOWS = [EnrollmentWorkflow, PointSignupWorkflow]
+WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow]
 
 
 def mail_renderer(settings: Settings) -> MailRenderer:
@@ -59,7 +59,7 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
 def build_worker(
     client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor
 ) -> Worker:
-    registry = RegistryActivities(engine)
+    registry = EnrollmentActivities(engine)
     mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
     signup = SignupActivities(engine, mail, settings.points_registration_url)
     return Worker(

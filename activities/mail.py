@@ -27,7 +27,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.contracts import MailKind, MailReceipt, MailRequest
+from domain.mail import MailKind, MailReceipt, MailRequest
 from store.tables import Account, OutboxMail, PointSignup, PointsMember
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"

@@ -12,10 +12,11 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
+from activities.enrollment import refuse_on_rule
 from activities.mail import MailActivities
-from activities.registry import refuse_on_rule
-from domain.contracts import MailKind, MailRequest, format_jst
 from domain.ids import signup_workflow_id
+from domain.jst import format_jst
+from domain.mail import MailKind, MailRequest
 from domain.signup import (
     GatewayMatch,
     IssueLinkInput,
@@ -23,7 +24,7 @@ from domain.signup import (
     Registered,
     RegisterMemberInput,
 )
-from store import points
+from store import signup as signup_store
 
 
 class SignupActivities:
@@ -34,7 +35,7 @@ class SignupActivities:
 
     @activity.defn
     async def issue_link(self, inp: IssueLinkInput) -> LinkIssued:
-        token, issued = await asyncio.to_thread(points.issue_link, self._engine, inp)
+        token, issued = await asyncio.to_thread(signup_store.issue_link, self._engine, inp)
         if token is None:
             return issued  # mailed on an earlier attempt
         await self._mail.deliver(
@@ -46,20 +47,20 @@ class SignupActivities:
             ),
             secret={"link_url": f"{self._registration_url}#{token}"},
         )
-        await asyncio.to_thread(points.mark_link_mailed, self._engine, inp.signup_id, inp.seq)
+        await asyncio.to_thread(signup_store.mark_link_mailed, self._engine, inp.signup_id, inp.seq)
         return issued
 
     @activity.defn
     def match_gateway(self, gateway_id: str, pcs_serial: str) -> GatewayMatch:
         return refuse_on_rule(
-            lambda: points.match_applied_gateway(self._engine, gateway_id, pcs_serial)
+            lambda: signup_store.match_applied_gateway(self._engine, gateway_id, pcs_serial)
         )
 
     @activity.defn
     def register_member(self, inp: RegisterMemberInput) -> Registered:
-        member = refuse_on_rule(lambda: points.register_member(self._engine, inp))
+        member = refuse_on_rule(lambda: signup_store.register_member(self._engine, inp))
         return Registered(gateway_id=member.gateway_id, registered_at=inp.registered_at)
 
     @activity.defn
     def release_signup(self, signup_id: str, at: datetime) -> None:
-        points.release_signup(self._engine, signup_id, at)
+        signup_store.release_signup(self._engine, signup_id, at)

@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, Field
 
-from domain.contracts import EnrollmentStatus, GatewayView
+from domain.customer import CustomerInfo
+from domain.enrollment import EnrollmentStatus, GatewayModel, GatewayView
 from domain.errors import FieldRuleError
-from domain.journey import GatewayModel
-from domain.points import CustomerInfo
 from domain.signup import Service
 from domain.values import GatewayId, PcsSerial
 

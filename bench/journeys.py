@@ -27,7 +27,7 @@ from codec import encrypted_converter
 from config import Settings
 from devtools.mailsink import MailSink
 from domain import search_attributes
-from store import repo
+from store import enrollment as enrollment_store
 from store.engine import make_engine, migrate
 from store.tables import Account, Gateway
 from worker import build_worker
@@ -41,7 +41,7 @@ def seed(engine: object, n: int) -> list[tuple[str, str]]:
     people = []
     for i in range(n):
         gateway = f"BG{i:010d}"
-        account = repo.create_account(
+        account = enrollment_store.create_account(
             engine,  # type: ignore[arg-type]
             Account(
                 email=f"bench{i}@example.com",

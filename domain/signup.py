@@ -1,4 +1,4 @@
-"""Contracts of PointSignupWorkflow and its activities (the スマイルeポイント signup).
+"""Contracts of SignupWorkflow and its activities (the スマイルeポイント signup).
 
 The workflow never sees a link token (only its SHA-256) nor a password (only its argon2id
 hash); the personal data it does carry (customer information) is encrypted by the payload
@@ -12,8 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.contracts import TermsDocument
-from domain.points import CustomerRecord
+from domain.customer import CustomerRecord
+from domain.terms import TermsDocument
 from domain.values import GatewayId, PcsSerial
 
 

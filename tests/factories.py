@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from api.security import hash_password
-from store import repo
+from store import enrollment as enrollment_store
 from store.tables import Account, Gateway
 
 _ALPHABET = string.ascii_uppercase + string.digits
@@ -41,7 +41,7 @@ def add_customer(
     email = f"customer-{random_id(10).lower()}@example.com"
     gw1, gw2 = random_id(12), random_id(12)
     pcs1 = random_id(8)
-    account = repo.create_account(
+    account = enrollment_store.create_account(
         engine,
         Account(email=email, password_hash=_HASH, display_name=name, holder_type=holder_type),
         [

@@ -31,9 +31,9 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.registry import RegistryActivities
+    from activities.enrollment import EnrollmentActivities
     from domain import search_attributes as sa
-    from domain.contracts import (
+    from domain.enrollment import (
         ApplicationReceipt,
         ApplicationState,
         ApplyRequest,
@@ -47,16 +47,17 @@ with workflow.unsafe.imports_passed_through():
         EnrollmentResult,
         EnrollmentStatus,
         GatewayView,
-        MailKind,
-        MailRequest,
+        IneligibleReason,
         PointsRegistered,
         RecordApplicationInput,
         RecordConsentInput,
-        format_jst,
+        Stage,
+        next_reminder_at,
     )
     from domain.errors import ErrorCode
-    from domain.journey import IneligibleReason, Stage, next_reminder_at
-    from workflows.mailing import send_in_background
+    from domain.jst import format_jst
+    from domain.mail import MailKind, MailRequest
+    from workflows.mail import send_in_background
     from workflows.refusals import STORE_TIMEOUT, refusal, run_store_activity
 
 
@@ -89,7 +90,7 @@ class EnrollmentWorkflow:
     async def run(self, inp: EnrollmentInput) -> EnrollmentResult:
         self._publish()
         result = await workflow.execute_activity_method(
-            RegistryActivities.check_eligibility,
+            EnrollmentActivities.check_eligibility,
             inp.account_id,
             start_to_close_timeout=STORE_TIMEOUT,
         )
@@ -114,7 +115,7 @@ class EnrollmentWorkflow:
             self._require_stage(Stage.AWAITING_CONSENT)
             now = workflow.now()
             await run_store_activity(
-                RegistryActivities.record_consent,
+                EnrollmentActivities.record_consent,
                 RecordConsentInput(
                     key=self._request_key("consent"),
                     account_id=self._inp.account_id,
@@ -139,7 +140,7 @@ class EnrollmentWorkflow:
             self._require_stage(Stage.AWAITING_CONSENT)
             now = workflow.now()
             await run_store_activity(
-                RegistryActivities.record_consent,
+                EnrollmentActivities.record_consent,
                 RecordConsentInput(
                     key=self._request_key("decline"),
                     account_id=self._inp.account_id,
@@ -162,7 +163,7 @@ class EnrollmentWorkflow:
             self._require_stage(*APPLYING_STAGES)
             now = workflow.now()
             recorded = await run_store_activity(
-                RegistryActivities.record_application,
+                EnrollmentActivities.record_application,
                 RecordApplicationInput(
                     key=self._request_key("apply"),
                     account_id=self._inp.account_id,
@@ -209,7 +210,7 @@ class EnrollmentWorkflow:
             self._require_active_application(req.gateway_id)
             now = workflow.now()
             self._gateways = await run_store_activity(
-                RegistryActivities.cancel_application,
+                EnrollmentActivities.cancel_application,
                 CancelApplicationInput(
                     key=self._request_key("cancel"),
                     account_id=self._inp.account_id,

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from api import journeys
 from api.deps import ClientDep, EngineDep, SettingsDep, SystemDep
 from api.errors import ApiError, error_responses
 from api.schemas import (
@@ -17,10 +16,11 @@ from api.schemas import (
     OperatorJourneyList,
 )
 from api.security import hash_password
+from api.services import enrollment as enrollment_service
 from domain import search_attributes as sa
+from domain.enrollment import Stage
 from domain.errors import ErrorCode
-from domain.journey import Stage
-from store import repo
+from store import enrollment as enrollment_store
 from store.tables import Account, Gateway
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
@@ -55,7 +55,7 @@ async def announce_account(
     password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
     try:
         account = await asyncio.to_thread(
-            repo.create_account,
+            enrollment_store.create_account,
             engine,
             Account(
                 email=body.email,
@@ -65,10 +65,10 @@ async def announce_account(
             ),
             [Gateway(account_id="", **g.model_dump()) for g in body.gateways],
         )
-    except repo.RuleViolation as err:
+    except enrollment_store.RuleViolation as err:
         raise ApiError(err.code) from None
-    workflow_id = await journeys.start_journey(client, settings, account.id)
-    await asyncio.to_thread(repo.remember_enrollment, engine, account.id, workflow_id)
+    workflow_id = await enrollment_service.start_journey(client, settings, account.id)
+    await asyncio.to_thread(enrollment_store.remember_enrollment, engine, account.id, workflow_id)
     return AnnounceAccountResponse(account_id=account.id, workflow_id=workflow_id)
 
 

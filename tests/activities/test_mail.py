@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.mail import MailActivities, MailRenderer, SmtpSettings, message_id_for
 from config import Settings
 from devtools.mailsink import MailSink
-from domain.contracts import MailKind, MailRequest
+from domain.mail import MailKind, MailRequest
 from store.tables import OutboxMail
 from tests.factories import add_customer
 from worker import mail_renderer

@@ -86,7 +86,7 @@ async def test_cors_for_the_ui_only(
 async def test_operators_can_read_a_real_signup_history(stack: Stack) -> None:
     """The customer information a signup carries is ciphertext in the history and readable
     through the codec server."""
-    from tests.api.test_points_signup import test_signup_from_the_mailed_link_to_enrolled
+    from tests.api.test_signup_api import test_signup_from_the_mailed_link_to_enrolled
 
     await test_signup_from_the_mailed_link_to_enrolled(stack)
     stack.settings.codec_server_local_ui = True  # the app reads these settings per request

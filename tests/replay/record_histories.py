@@ -18,8 +18,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from devtools.mailsink import MailSink
-from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest, PointsRegistered
-from domain.journey import ReminderPolicy, Stage
+from domain.enrollment import (
+    ApplyRequest,
+    CancelRequest,
+    ConsentRequest,
+    PointsRegistered,
+    ReminderPolicy,
+    Stage,
+)
 from domain.signup import RegisterRequest
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
@@ -27,9 +33,9 @@ from tests.conftest import CONVERTER
 from tests.factories import add_customer
 from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
 from tests.workflows.signup_harness import applied_customer, signup_worker, start_signup
-from tests.workflows.test_point_signup import walk_to_confirmation
+from tests.workflows.test_signup import walk_to_confirmation
 from workflows.enrollment import EnrollmentWorkflow
-from workflows.point_signup import PointSignupWorkflow
+from workflows.signup import SignupWorkflow
 
 HERE = Path(__file__).resolve().parent / "histories"
 POLICY = ReminderPolicy.model_validate(
@@ -106,7 +112,7 @@ async def record() -> None:
             seq = await walk_to_confirmation(
                 s, sink, "replay-member@example.com", c.eligible_gateway, c.eligible_pcs
             )
-            await s.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq))
+            await s.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq))
             await s.result()
             await save("signup_registered", s)
 

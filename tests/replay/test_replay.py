@@ -11,7 +11,7 @@ from temporalio.worker import Replayer
 from tests.conftest import CONVERTER
 from tests.pii import assert_absent
 from workflows.enrollment import EnrollmentWorkflow
-from workflows.point_signup import PointSignupWorkflow
+from workflows.signup import SignupWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -24,9 +24,7 @@ def test_histories_are_committed() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(
-        workflows=[EnrollmentWorkflow, PointSignupWorkflow], data_converter=CONVERTER
-    )
+    replayer = Replayer(workflows=[EnrollmentWorkflow, SignupWorkflow], data_converter=CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 

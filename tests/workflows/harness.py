@@ -16,18 +16,17 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.registry import RegistryActivities
-from domain.contracts import (
+from activities.enrollment import EnrollmentActivities
+from domain.enrollment import (
     EnrollmentInput,
     EnrollmentResult,
     EnrollmentStatus,
-    MailKind,
-    MailReceipt,
-    MailRequest,
-    TermsDocument,
+    ReminderPolicy,
+    Stage,
 )
 from domain.ids import enrollment_workflow_id
-from domain.journey import ReminderPolicy, Stage
+from domain.mail import MailKind, MailReceipt, MailRequest
+from domain.terms import TermsDocument
 from workflows.enrollment import EnrollmentWorkflow
 
 TERMS = TermsDocument(
@@ -118,7 +117,7 @@ async def running_worker(
     client: Client, engine: Engine, recorder: MailRecorder
 ) -> AsyncIterator[Journeys]:
     journeys = Journeys(client, f"test-{uuid.uuid4().hex}")
-    registry = RegistryActivities(engine)
+    registry = EnrollmentActivities(engine)
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with Worker(
             client,

@@ -1,4 +1,4 @@
-"""Running PointSignupWorkflow (and EnrollmentWorkflow) with real activities and SMTP."""
+"""Running SignupWorkflow (and EnrollmentWorkflow) with real activities and SMTP."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from temporalio.client import Client, WorkflowHandle
 
 from config import Settings
 from devtools.mailsink import MailSink
-from domain.contracts import RecordApplicationInput
-from domain.points import CustomerInfo
+from domain.customer import CustomerInfo
+from domain.enrollment import RecordApplicationInput
 from domain.signup import SignupInput, SignupPolicy, SignupView
-from store import points, repo
+from store import enrollment as enrollment_store
+from store import signup as signup_store
 from tests.factories import Customer, add_customer
 from worker import build_worker
-from workflows.point_signup import PointSignupWorkflow
+from workflows.signup import SignupWorkflow
 
 SETTINGS = Settings()
 INFO = CustomerInfo.model_validate(
@@ -47,7 +48,7 @@ async def signup_worker(client: Client, engine: Engine, sink: MailSink) -> Async
 def applied_customer(engine: Engine) -> Customer:
     """A customer whose circle application for the eligible gateway is confirmed."""
     customer = add_customer(engine)
-    repo.record_application(
+    enrollment_store.record_application(
         engine,
         RecordApplicationInput(
             key=uuid.uuid4().hex,
@@ -65,11 +66,11 @@ async def start_signup(
     engine: Engine,
     email: str,
     policy: SignupPolicy | None = None,
-) -> WorkflowHandle[PointSignupWorkflow, SignupView]:
+) -> WorkflowHandle[SignupWorkflow, SignupView]:
     """What the API does, without update-with-start (the time-skipping server lacks it)."""
-    ticket = points.open_signup(engine, email)
+    ticket = signup_store.open_signup(engine, email)
     handle = await client.start_workflow(
-        PointSignupWorkflow.run,
+        SignupWorkflow.run,
         SignupInput(
             signup_id=ticket.signup_id,
             already_member=ticket.already_member,
@@ -80,7 +81,7 @@ async def start_signup(
         id=ticket.workflow_id,
         task_queue=settings.task_queue,
     )
-    await handle.execute_update(PointSignupWorkflow.request_link)
+    await handle.execute_update(SignupWorkflow.request_link)
     return handle
 
 
@@ -93,7 +94,7 @@ def token_in(sink: MailSink, email: str) -> str:
 
 
 def hashed(token: str) -> str:
-    return points.token_hash(token)
+    return signup_store.token_hash(token)
 
 
 QUICK = SignupPolicy(

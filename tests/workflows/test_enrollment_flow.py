@@ -11,16 +11,17 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from api.security import hash_password
-from domain.contracts import (
+from domain.enrollment import (
     ApplyRequest,
     CancelRequest,
     ConsentRequest,
-    MailKind,
+    IneligibleReason,
     PointsRegistered,
+    Stage,
 )
 from domain.errors import ErrorCode, message_for
-from domain.journey import IneligibleReason, Stage
-from store import repo
+from domain.mail import MailKind
+from store import enrollment as enrollment_store
 from store.tables import Account, Consent, Gateway
 from tests.factories import add_customer, random_id
 from tests.pii import assert_absent, history_bytes
@@ -133,7 +134,7 @@ async def test_corporate_account_is_ineligible_and_not_invited(
 async def test_account_without_eligible_gateway_is_ineligible(
     ts_env: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
-    account = repo.create_account(
+    account = enrollment_store.create_account(
         sqlite_engine,
         Account(
             email=f"{random_id(8).lower()}@example.com",

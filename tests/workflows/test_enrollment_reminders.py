@@ -9,8 +9,9 @@ from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from domain import search_attributes as sa
-from domain.contracts import ConsentRequest, MailKind
-from domain.journey import JST, ReminderPolicy, Stage, is_quiet, next_reminder_at
+from domain.enrollment import ConsentRequest, ReminderPolicy, Stage, next_reminder_at
+from domain.jst import JST, is_quiet
+from domain.mail import MailKind
 from tests.factories import add_customer
 from tests.workflows.harness import (
     TERMS,

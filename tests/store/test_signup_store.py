@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 
 from domain.errors import ErrorCode
 from domain.signup import GatewayMatch, IssueLinkInput, RegisterMemberInput, Service
-from store import points
-from store.repo import RuleViolation
+from store import signup as signup_store
+from store.enrollment import RuleViolation
 from store.tables import PointSignup, PointsMember
 from tests.factories import add_customer
 from tests.workflows.signup_harness import INFO, SETTINGS
@@ -58,8 +58,8 @@ def member_input(signup_id: str, customer: object) -> RegisterMemberInput:
 
 def test_two_entries_of_one_address_reach_one_signup(store_engine: Engine) -> None:
     a, b = race(
-        lambda: points.open_signup(store_engine, "race@example.com"),
-        lambda: points.open_signup(store_engine, "race@example.com"),
+        lambda: signup_store.open_signup(store_engine, "race@example.com"),
+        lambda: signup_store.open_signup(store_engine, "race@example.com"),
     )
     assert a == b
     with Session(store_engine) as session:
@@ -71,11 +71,13 @@ def test_two_entries_of_one_address_reach_one_signup(store_engine: Engine) -> No
 
 def test_two_signups_racing_for_one_gateway_make_one_member(store_engine: Engine) -> None:
     customer = add_customer(store_engine)
-    first = points.open_signup(store_engine, "first@example.com")
-    second = points.open_signup(store_engine, "second@example.com")
+    first = signup_store.open_signup(store_engine, "first@example.com")
+    second = signup_store.open_signup(store_engine, "second@example.com")
     outcomes = race(
-        lambda: points.register_member(store_engine, member_input(first.signup_id, customer)),
-        lambda: points.register_member(store_engine, member_input(second.signup_id, customer)),
+        lambda: signup_store.register_member(store_engine, member_input(first.signup_id, customer)),
+        lambda: signup_store.register_member(
+            store_engine, member_input(second.signup_id, customer)
+        ),
     )
     assert sum(isinstance(o, PointsMember) for o in outcomes) == 1
     assert ErrorCode.GATEWAY_ALREADY_MEMBER in outcomes
@@ -87,38 +89,38 @@ def test_registration_is_idempotent_and_a_cancelled_member_cannot_rejoin(
     store_engine: Engine,
 ) -> None:
     customer = add_customer(store_engine)
-    ticket = points.open_signup(store_engine, "once@example.com")
-    member = points.register_member(store_engine, member_input(ticket.signup_id, customer))
-    again = points.register_member(store_engine, member_input(ticket.signup_id, customer))
+    ticket = signup_store.open_signup(store_engine, "once@example.com")
+    member = signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
+    again = signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
     assert (member.id, member.email) == (again.id, again.email)
 
-    points.cancel_member(store_engine, "once@example.com", NOW)
-    rejoin = points.open_signup(store_engine, "once@example.com")
+    signup_store.cancel_member(store_engine, "once@example.com", NOW)
+    rejoin = signup_store.open_signup(store_engine, "once@example.com")
     assert rejoin.already_member  # the tombstone: no new reservation, a mail instead
     other = add_customer(store_engine)
     with pytest.raises(RuleViolation) as err:
-        points.register_member(store_engine, member_input(rejoin.signup_id, other))
+        signup_store.register_member(store_engine, member_input(rejoin.signup_id, other))
     assert err.value.code == ErrorCode.EMAIL_ALREADY_MEMBER
 
 
 def test_abandoning_releases_the_reservation(store_engine: Engine) -> None:
-    ticket = points.open_signup(store_engine, "gone@example.com")
-    points.release_signup(store_engine, ticket.signup_id, NOW)
-    assert points.open_signup(store_engine, "gone@example.com").signup_id != ticket.signup_id
+    ticket = signup_store.open_signup(store_engine, "gone@example.com")
+    signup_store.release_signup(store_engine, ticket.signup_id, NOW)
+    assert signup_store.open_signup(store_engine, "gone@example.com").signup_id != ticket.signup_id
 
 
 def test_links_keep_only_hashes_and_issue_idempotently(store_engine: Engine) -> None:
-    ticket = points.open_signup(store_engine, "link@example.com")
+    ticket = signup_store.open_signup(store_engine, "link@example.com")
     inp = IssueLinkInput(signup_id=ticket.signup_id, seq=1, issued_at=NOW, ttl=timedelta(hours=24))
-    token, issued = points.issue_link(store_engine, inp)
-    assert token is not None and issued.token_sha256 == points.token_hash(token)
+    token, issued = signup_store.issue_link(store_engine, inp)
+    assert token is not None and issued.token_sha256 == signup_store.token_hash(token)
     assert issued.expires_at == NOW + timedelta(hours=24)
     # Not mailed yet (the attempt died before sending): a retry gets a fresh token.
-    retry_token, retry = points.issue_link(store_engine, inp)
-    assert retry_token != token and retry.token_sha256 == points.token_hash(retry_token or "")
-    assert points.signup_for_token(store_engine, token) is None
-    points.mark_link_mailed(store_engine, ticket.signup_id, 1)
+    retry_token, retry = signup_store.issue_link(store_engine, inp)
+    assert retry_token != token and retry.token_sha256 == signup_store.token_hash(retry_token or "")
+    assert signup_store.signup_for_token(store_engine, token) is None
+    signup_store.mark_link_mailed(store_engine, ticket.signup_id, 1)
     # Mailed: a retry sends nothing and reports the same link.
-    assert points.issue_link(store_engine, inp) == (None, retry)
-    found = points.signup_for_token(store_engine, retry_token or "")
+    assert signup_store.issue_link(store_engine, inp) == (None, retry)
+    found = signup_store.signup_for_token(store_engine, retry_token or "")
     assert found is not None and found.id == ticket.signup_id

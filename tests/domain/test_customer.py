@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from domain.errors import FieldRuleError, message_for
-from domain.points import (
+from domain.customer import (
     HYPHEN_LOOKALIKES,
     PREFECTURES,
     Address,
@@ -24,6 +23,7 @@ from domain.points import (
     normalise_postal_code,
     postal_code_prefecture,
 )
+from domain.errors import FieldRuleError, message_for
 
 FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
 HIRAGANA = st.characters(min_codepoint=0x3041, max_codepoint=0x3093)

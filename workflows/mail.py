@@ -12,7 +12,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.mail import MailActivities
-    from domain.contracts import MailRequest
+    from domain.mail import MailRequest
 
 MAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),

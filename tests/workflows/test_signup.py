@@ -1,4 +1,4 @@
-"""PointSignupWorkflow on the time-skipping server, with the real store and real SMTP."""
+"""SignupWorkflow on the time-skipping server, with the real store and real SMTP."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.security import hash_password
 from devtools.mailsink import MailSink
-from domain.contracts import ConsentRequest
-from domain.journey import JST, Stage, defer_out_of_quiet_hours, is_quiet
+from domain.enrollment import ConsentRequest, Stage
+from domain.jst import JST, defer_out_of_quiet_hours, is_quiet
 from domain.signup import (
     AgreeRequest,
     BeginRequest,
@@ -28,7 +28,7 @@ from domain.signup import (
     SignupStatus,
     SignupView,
 )
-from store import points
+from store import signup as signup_store
 from store.tables import Consent, PointSignup, PointsMember
 from tests.factories import add_customer
 from tests.pii import assert_absent, history_bytes
@@ -44,7 +44,7 @@ from tests.workflows.signup_harness import (
     token_in,
 )
 from workflows.enrollment import EnrollmentWorkflow
-from workflows.point_signup import PointSignupWorkflow
+from workflows.signup import SignupWorkflow
 
 PASSWORD = "Sm1le-e-Point!"
 
@@ -67,7 +67,7 @@ def mails_to(sink: MailSink, email: str, subject_part: str) -> int:
     return sum(1 for m in sink.received if m.envelope_to == [email] and subject_part in m.subject)
 
 
-async def meaningful_events(handle: WorkflowHandle[PointSignupWorkflow, SignupView]) -> list[int]:
+async def meaningful_events(handle: WorkflowHandle[SignupWorkflow, SignupView]) -> list[int]:
     """The history without workflow-task bookkeeping."""
     history = await handle.fetch_history()
     return [
@@ -76,7 +76,7 @@ async def meaningful_events(handle: WorkflowHandle[PointSignupWorkflow, SignupVi
 
 
 async def walk_to_confirmation(
-    handle: WorkflowHandle[PointSignupWorkflow, SignupView],
+    handle: WorkflowHandle[SignupWorkflow, SignupView],
     sink: MailSink,
     email: str,
     gateway: str,
@@ -84,16 +84,16 @@ async def walk_to_confirmation(
 ) -> int:
     token = hashed(token_in(sink, email))
     begun = await handle.execute_update(
-        PointSignupWorkflow.begin,
+        SignupWorkflow.begin,
         BeginRequest(token_sha256=token, service=Service.OMRON_MONITORING),
     )
     seq = begun.seq
     for doc in (SETTINGS.points_terms(), SETTINGS.points_privacy()):
         await handle.execute_update(
-            PointSignupWorkflow.present_document, PresentDocument(seq=seq, document=doc.document)
+            SignupWorkflow.present_document, PresentDocument(seq=seq, document=doc.document)
         )
     await handle.execute_update(
-        PointSignupWorkflow.agree,
+        SignupWorkflow.agree,
         AgreeRequest(
             seq=seq,
             service_terms_version=SETTINGS.points_terms_version,
@@ -101,10 +101,10 @@ async def walk_to_confirmation(
         ),
     )
     await handle.execute_update(
-        PointSignupWorkflow.enter_gateway, GatewayEntry(seq=seq, gateway_id=gateway, pcs_serial=pcs)
+        SignupWorkflow.enter_gateway, GatewayEntry(seq=seq, gateway_id=gateway, pcs_serial=pcs)
     )
     await handle.execute_update(
-        PointSignupWorkflow.enter_customer,
+        SignupWorkflow.enter_customer,
         CustomerEntry(seq=seq, info=INFO, password_hash=hash_password(PASSWORD)),
     )
     return seq
@@ -118,14 +118,14 @@ async def test_the_link_is_valid_for_24_hours_to_the_second(
         early = await start_signup(env.client, settings, sqlite_engine, "early@example.com", QUICK)
         late = await start_signup(env.client, settings, sqlite_engine, "late@example.com", QUICK)
         await mail_sink.wait_for(2)
-        early_view = await early.query(PointSignupWorkflow.get_signup)
-        late_view = await late.query(PointSignupWorkflow.get_signup)
+        early_view = await early.query(SignupWorkflow.get_signup)
+        late_view = await late.query(SignupWorkflow.get_signup)
         assert early_view.link_expires_at and late_view.link_expires_at
         assert late_view.link_expires_at - early_view.link_expires_at < timedelta(seconds=5)
 
         await skip_to(env, early_view.link_expires_at - timedelta(seconds=1))
         begun = await early.execute_update(
-            PointSignupWorkflow.begin,
+            SignupWorkflow.begin,
             BeginRequest(
                 token_sha256=hashed(token_in(mail_sink, "early@example.com")),
                 service=Service.OMRON_MONITORING,
@@ -135,11 +135,11 @@ async def test_the_link_is_valid_for_24_hours_to_the_second(
 
         await skip_to(env, late_view.link_expires_at + timedelta(seconds=1))
         late_token = hashed(token_in(mail_sink, "late@example.com"))
-        assert await late.query(PointSignupWorkflow.link_state, late_token) == "link_expired"
+        assert await late.query(SignupWorkflow.link_state, late_token) == "link_expired"
         assert (
             await refused(
                 late.execute_update(
-                    PointSignupWorkflow.begin,
+                    SignupWorkflow.begin,
                     BeginRequest(token_sha256=late_token, service=Service.OMRON_MONITORING),
                 )
             )
@@ -154,7 +154,7 @@ async def test_the_link_is_valid_for_24_hours_to_the_second(
         await skip_to(env, late_view.link_expires_at + QUICK.abandon_after + timedelta(minutes=1))
         assert (await late.result()).status == SignupStatus.ABANDONED
         assert mails_to(mail_sink, "late@example.com", "有効期限が切れました") == 1
-        assert points.open_signup(sqlite_engine, "late@example.com").workflow_id != late.id
+        assert signup_store.open_signup(sqlite_engine, "late@example.com").workflow_id != late.id
         # The early one was used, then left idle as long: abandoned too.
         assert (await early.result()).status == SignupStatus.ABANDONED
 
@@ -168,7 +168,7 @@ async def test_a_new_request_replaces_the_link_and_a_used_token_is_spent(
         handle = await start_signup(env.client, settings, sqlite_engine, email, QUICK)
         first = hashed(token_in(mail_sink, email))
         before = await meaningful_events(handle)
-        assert await refused(handle.execute_update(PointSignupWorkflow.request_link)) == (
+        assert await refused(handle.execute_update(SignupWorkflow.request_link)) == (
             "resend_too_soon"
         )
         # Refused by the validator: no update accepted, no activity, no mail. (This server
@@ -176,17 +176,17 @@ async def test_a_new_request_replaces_the_link_and_a_used_token_is_spent(
         assert await meaningful_events(handle) == before
         await env.sleep(timedelta(minutes=2))
         # Entering the address again reaches the same signup (the reservation).
-        assert points.open_signup(sqlite_engine, email).workflow_id == handle.id
-        await handle.execute_update(PointSignupWorkflow.request_link)
+        assert signup_store.open_signup(sqlite_engine, email).workflow_id == handle.id
+        await handle.execute_update(SignupWorkflow.request_link)
         await mail_sink.wait_for(2)
         second = hashed(token_in(mail_sink, email))
         assert first != second
 
-        assert await handle.query(PointSignupWorkflow.link_state, first) == "link_replaced"
+        assert await handle.query(SignupWorkflow.link_state, first) == "link_replaced"
         assert (
             await refused(
                 handle.execute_update(
-                    PointSignupWorkflow.begin,
+                    SignupWorkflow.begin,
                     BeginRequest(token_sha256=first, service=Service.OMRON_MONITORING),
                 )
             )
@@ -196,34 +196,32 @@ async def test_a_new_request_replaces_the_link_and_a_used_token_is_spent(
         assert (
             await refused(
                 handle.execute_update(
-                    PointSignupWorkflow.begin,
+                    SignupWorkflow.begin,
                     BeginRequest(token_sha256=second, service=Service.CHIKUDEN_ECO_MEGANE),
                 )
             )
             == "service_other_site"
         )
         await handle.execute_update(
-            PointSignupWorkflow.begin,
+            SignupWorkflow.begin,
             BeginRequest(token_sha256=second, service=Service.OMRON_MONITORING),
         )
         assert (
             await refused(
                 handle.execute_update(
-                    PointSignupWorkflow.begin,
+                    SignupWorkflow.begin,
                     BeginRequest(token_sha256=second, service=Service.OMRON_MONITORING),
                 )
             )
             == "link_used"
         )
-        assert await handle.query(PointSignupWorkflow.link_state, "0" * 64) == "link_unknown"
+        assert await handle.query(SignupWorkflow.link_state, "0" * 64) == "link_unknown"
 
         # The daily cap (3 in this policy).
         await env.sleep(timedelta(minutes=2))
-        await handle.execute_update(PointSignupWorkflow.request_link)
+        await handle.execute_update(SignupWorkflow.request_link)
         await env.sleep(timedelta(minutes=2))
-        assert await refused(handle.execute_update(PointSignupWorkflow.request_link)) == (
-            "resend_limit"
-        )
+        assert await refused(handle.execute_update(SignupWorkflow.request_link)) == ("resend_limit")
         await handle.terminate("test finished")
 
 
@@ -235,7 +233,7 @@ async def test_an_idle_signup_is_reminded_then_abandoned(
     async with signup_worker(env.client, sqlite_engine, mail_sink) as settings:
         handle = await start_signup(env.client, settings, sqlite_engine, email, QUICK)
         await handle.execute_update(
-            PointSignupWorkflow.begin,
+            SignupWorkflow.begin,
             BeginRequest(
                 token_sha256=hashed(token_in(mail_sink, email)), service=Service.OMRON_MONITORING
             ),
@@ -247,7 +245,7 @@ async def test_an_idle_signup_is_reminded_then_abandoned(
         await mail_sink.wait_for(2)
         assert mails_to(mail_sink, email, "完了していません") == 1
         # The link expired meanwhile, but a used link does not expire the signup.
-        assert (await handle.query(PointSignupWorkflow.get_signup)).status == "in_progress"
+        assert (await handle.query(SignupWorkflow.get_signup)).status == "in_progress"
 
         await skip_to(env, begun_at + QUICK.abandon_after + timedelta(minutes=5))
         assert (await handle.result()).status == SignupStatus.ABANDONED
@@ -274,7 +272,7 @@ async def test_a_whole_signup_registers_one_member_and_enrolls_the_journey(
         await journey.execute_update(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
         )
-        from domain.contracts import ApplyRequest
+        from domain.enrollment import ApplyRequest
 
         await journey.execute_update(
             EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
@@ -285,13 +283,13 @@ async def test_a_whole_signup_registers_one_member_and_enrolls_the_journey(
         seq = await walk_to_confirmation(
             signup, mail_sink, email, customer.eligible_gateway, customer.eligible_pcs
         )
-        view = await signup.query(PointSignupWorkflow.get_signup)
+        view = await signup.query(SignupWorkflow.get_signup)
         assert view.password == "********" and view.info == INFO
         assert view.gateway_id == customer.eligible_gateway
 
         first, second = await asyncio.gather(
-            signup.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq)),
-            signup.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq)),
+            signup.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq)),
+            signup.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq)),
         )
         assert first == second
         assert (await signup.result()).status == SignupStatus.REGISTERED
@@ -327,7 +325,7 @@ async def test_a_whole_signup_registers_one_member_and_enrolls_the_journey(
         other = await start_signup(env.client, settings, sqlite_engine, "other@example.com")
         seq2 = (
             await other.execute_update(
-                PointSignupWorkflow.begin,
+                SignupWorkflow.begin,
                 BeginRequest(
                     token_sha256=hashed(token_in(mail_sink, "other@example.com")),
                     service=Service.OMRON_MONITORING,
@@ -336,11 +334,11 @@ async def test_a_whole_signup_registers_one_member_and_enrolls_the_journey(
         ).seq
         for doc in (SETTINGS.points_terms(), SETTINGS.points_privacy()):
             await other.execute_update(
-                PointSignupWorkflow.present_document,
+                SignupWorkflow.present_document,
                 PresentDocument(seq=seq2, document=doc.document),
             )
         await other.execute_update(
-            PointSignupWorkflow.agree,
+            SignupWorkflow.agree,
             AgreeRequest(
                 seq=seq2,
                 service_terms_version=SETTINGS.points_terms_version,
@@ -350,7 +348,7 @@ async def test_a_whole_signup_registers_one_member_and_enrolls_the_journey(
         assert (
             await refused(
                 other.execute_update(
-                    PointSignupWorkflow.enter_gateway,
+                    SignupWorkflow.enter_gateway,
                     GatewayEntry(
                         seq=seq2,
                         gateway_id=customer.eligible_gateway,
@@ -378,7 +376,7 @@ async def test_step_refusals(
         handle = await start_signup(ts_env.client, settings, sqlite_engine, email)
         seq = (
             await handle.execute_update(
-                PointSignupWorkflow.begin,
+                SignupWorkflow.begin,
                 BeginRequest(
                     token_sha256=hashed(token_in(mail_sink, email)),
                     service=Service.OMRON_MONITORING,
@@ -390,20 +388,20 @@ async def test_step_refusals(
             service_terms_version=SETTINGS.points_terms_version,
             privacy_policy_version=SETTINGS.points_privacy_version,
         )
-        assert await refused(handle.execute_update(PointSignupWorkflow.agree, agree)) == (
+        assert await refused(handle.execute_update(SignupWorkflow.agree, agree)) == (
             "documents_not_presented"
         )
         await handle.execute_update(
-            PointSignupWorkflow.present_document,
+            SignupWorkflow.present_document,
             PresentDocument(seq=seq, document=SETTINGS.points_terms().document),
         )
-        assert await refused(handle.execute_update(PointSignupWorkflow.agree, agree)) == (
+        assert await refused(handle.execute_update(SignupWorkflow.agree, agree)) == (
             "documents_not_presented"
         )
         assert (
             await refused(
                 handle.execute_update(
-                    PointSignupWorkflow.enter_gateway,
+                    SignupWorkflow.enter_gateway,
                     GatewayEntry(
                         seq=seq,
                         gateway_id=customer.eligible_gateway,
@@ -414,14 +412,14 @@ async def test_step_refusals(
             == "signup_incomplete"
         )
         await handle.execute_update(
-            PointSignupWorkflow.present_document,
+            SignupWorkflow.present_document,
             PresentDocument(seq=seq, document=SETTINGS.points_privacy().document),
         )
-        await handle.execute_update(PointSignupWorkflow.agree, agree)
+        await handle.execute_update(SignupWorkflow.agree, agree)
         assert (
             await refused(
                 handle.execute_update(
-                    PointSignupWorkflow.enter_gateway,
+                    SignupWorkflow.enter_gateway,
                     GatewayEntry(
                         seq=seq, gateway_id=customer.eligible_gateway, pcs_serial="ZZZZZZZZ"
                     ),
@@ -432,21 +430,19 @@ async def test_step_refusals(
         assert (
             await refused(
                 handle.execute_update(
-                    PointSignupWorkflow.enter_gateway,
+                    SignupWorkflow.enter_gateway,
                     GatewayEntry(seq=seq, gateway_id=customer.other_gateway, pcs_serial="ZZZZZZZZ"),
                 )
             )
             == "gateway_not_applied"
         )
         assert (
-            await refused(
-                handle.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq))
-            )
+            await refused(handle.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq)))
             == "signup_incomplete"
         )
         assert (
             await refused(
-                handle.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=seq + 1))
+                handle.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq + 1))
             )
             == "session_invalid"
         )
@@ -473,7 +469,7 @@ async def test_the_idle_reminder_waits_for_morning_jst(
     async with signup_worker(env.client, sqlite_engine, mail_sink) as settings:
         handle = await start_signup(env.client, settings, sqlite_engine, email, policy)
         await handle.execute_update(
-            PointSignupWorkflow.begin,
+            SignupWorkflow.begin,
             BeginRequest(
                 token_sha256=hashed(token_in(mail_sink, email)), service=Service.OMRON_MONITORING
             ),

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from domain.errors import ErrorCode
 from domain.ids import signup_workflow_id
 from domain.signup import GatewayMatch, IssueLinkInput, LinkIssued, RegisterMemberInput
-from store.repo import RuleViolation
+from store.enrollment import RuleViolation
 from store.tables import CircleApplication, Consent, Gateway, PointSignup, PointsMember, SignupLink
 
 

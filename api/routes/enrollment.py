@@ -6,7 +6,6 @@ import asyncio
 
 from fastapi import APIRouter, Path, status
 
-from api import journeys
 from api.deps import AccountDep, ClientDep, EngineDep, EnrolledDep, SettingsDep
 from api.errors import ApiError, error_responses
 from api.schemas import (
@@ -19,12 +18,13 @@ from api.schemas import (
     JourneyResponse,
     TermsResponse,
 )
+from api.services import enrollment as enrollment_service
 from config import document_text
-from domain.contracts import ApplyRequest, CancelRequest, ConsentRequest
+from domain.enrollment import ApplyRequest, CancelRequest, ConsentRequest
 from domain.errors import ErrorCode, FieldRuleError
 from domain.ids import enrollment_workflow_id
 from domain.values import parse_gateway_id
-from store import repo
+from store import enrollment as enrollment_store
 from workflows.enrollment import EnrollmentWorkflow
 
 router = APIRouter(prefix="/v1", tags=["circle journey"])
@@ -53,9 +53,9 @@ async def start_or_resume(
     A journey that ended (declined, ineligible, withdrawn) starts anew and checks
     eligibility again.
     """
-    workflow_id = await journeys.start_journey(client, settings, account.id)
-    await asyncio.to_thread(repo.remember_enrollment, engine, account.id, workflow_id)
-    state = await journeys.settled_status_of(client, settings, account.id)
+    workflow_id = await enrollment_service.start_journey(client, settings, account.id)
+    await asyncio.to_thread(enrollment_store.remember_enrollment, engine, account.id, workflow_id)
+    state = await enrollment_service.settled_status_of(client, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=workflow_id)
 
 
@@ -64,7 +64,7 @@ async def get_journey(
     account: EnrolledDep, client: ClientDep, settings: SettingsDep
 ) -> JourneyResponse:
     """Where the journey stands: stage, gateways, reminders, next reminder due."""
-    state = await journeys.status_of(client, settings, account.id)
+    state = await enrollment_service.status_of(client, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=enrollment_workflow_id(account.id))
 
 
@@ -86,16 +86,18 @@ async def answer_terms(
     Consent is recorded in the ledger with the terms version and content hash. Declining
     ends the journey.
     """
-    handle = journeys.handle_for(client, account.id)
+    handle = enrollment_service.handle_for(client, account.id)
     if body.agree:
-        agreed = await journeys.answer(
+        agreed = await enrollment_service.answer(
             settings,
             handle.execute_update(
                 EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=body.terms_version)
             ),
         )
         return ConsentResponse(stage=agreed.stage, decided_at=agreed.consented_at)
-    declined = await journeys.answer(settings, handle.execute_update(EnrollmentWorkflow.decline))
+    declined = await enrollment_service.answer(
+        settings, handle.execute_update(EnrollmentWorkflow.decline)
+    )
     return ConsentResponse(stage=declined.stage, decided_at=declined.declined_at)
 
 
@@ -104,7 +106,7 @@ async def list_gateways(
     account: EnrolledDep, client: ClientDep, settings: SettingsDep
 ) -> GatewayList:
     """The customer's gateways, each with eligibility (and why not) and application state."""
-    state = await journeys.status_of(client, settings, account.id)
+    state = await enrollment_service.status_of(client, settings, account.id)
     return GatewayList(gateways=state.gateways)
 
 
@@ -132,9 +134,9 @@ async def apply_gateway(
 
     The completion mail (申込完了のお知らせ) goes out with the same data.
     """
-    receipt = await journeys.answer(
+    receipt = await enrollment_service.answer(
         settings,
-        journeys.handle_for(client, account.id).execute_update(
+        enrollment_service.handle_for(client, account.id).execute_update(
             EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=body.gateway_id)
         ),
     )
@@ -165,9 +167,9 @@ async def cancel_application(
         canonical = parse_gateway_id(gateway_id)
     except FieldRuleError as err:
         raise ApiError(err.code, loc=["path", "gateway_id"]) from None
-    receipt = await journeys.answer(
+    receipt = await enrollment_service.answer(
         settings,
-        journeys.handle_for(client, account.id).execute_update(
+        enrollment_service.handle_for(client, account.id).execute_update(
             EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=canonical)
         ),
     )

@@ -9,20 +9,16 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from domain.contracts import (
-    CancelApplicationInput,
-    RecordApplicationInput,
-    RecordConsentInput,
-)
+from domain.enrollment import CancelApplicationInput, RecordApplicationInput, RecordConsentInput
 from domain.errors import ErrorCode
-from store import repo
+from store import enrollment as enrollment_store
 from store.tables import Account, CircleApplication, Consent, Gateway
 from tests.factories import add_customer, random_id
 from tests.workflows.harness import TERMS
 
 
 def apply(engine: Engine, account_id: str, gateway_id: str, key: str | None = None) -> object:
-    return repo.record_application(
+    return enrollment_store.record_application(
         engine,
         RecordApplicationInput(
             key=key or random_id(16),
@@ -36,17 +32,17 @@ def apply(engine: Engine, account_id: str, gateway_id: str, key: str | None = No
 def test_application_rules(store_engine: Engine) -> None:
     customer = add_customer(store_engine)
     stranger = add_customer(store_engine)
-    with pytest.raises(repo.RuleViolation) as err:
+    with pytest.raises(enrollment_store.RuleViolation) as err:
         apply(store_engine, customer.account_id, stranger.eligible_gateway)
     assert err.value.code == ErrorCode.GATEWAY_NOT_OWNED
-    with pytest.raises(repo.RuleViolation) as err:
+    with pytest.raises(enrollment_store.RuleViolation) as err:
         apply(store_engine, customer.account_id, "NOSUCHGATEWY")
     assert err.value.code == ErrorCode.GATEWAY_NOT_OWNED
-    with pytest.raises(repo.RuleViolation) as err:
+    with pytest.raises(enrollment_store.RuleViolation) as err:
         apply(store_engine, customer.account_id, customer.other_gateway)
     assert err.value.code == ErrorCode.GATEWAY_NOT_ELIGIBLE
 
-    recorded = repo.record_application(
+    recorded = enrollment_store.record_application(
         store_engine,
         RecordApplicationInput(
             key="k1",
@@ -60,7 +56,7 @@ def test_application_rules(store_engine: Engine) -> None:
     # The same request again (an activity retry) is the same application, not a refusal.
     again = apply(store_engine, customer.account_id, customer.eligible_gateway, key="k1")
     assert again == recorded
-    with pytest.raises(repo.RuleViolation) as err:
+    with pytest.raises(enrollment_store.RuleViolation) as err:
         apply(store_engine, customer.account_id, customer.eligible_gateway)
     assert err.value.code == ErrorCode.GATEWAY_ALREADY_APPLIED
 
@@ -75,7 +71,7 @@ def test_one_active_application_under_concurrency(store_engine: Engine) -> None:
         try:
             apply(store_engine, customer.account_id, customer.eligible_gateway)
             outcomes.append("applied")
-        except repo.RuleViolation as exc:
+        except enrollment_store.RuleViolation as exc:
             outcomes.append(exc.code.value)
 
     threads = [threading.Thread(target=attempt) for _ in range(2)]
@@ -102,14 +98,14 @@ def test_cancel_then_apply_again(store_engine: Engine) -> None:
         gateway_id=customer.eligible_gateway,
         cancelled_at=datetime.now(UTC),
     )
-    views = repo.cancel_application(store_engine, cancel)
+    views = enrollment_store.cancel_application(store_engine, cancel)
     assert {v.gateway_id: v.application.value for v in views}[customer.eligible_gateway] == (
         "cancelled"
     )
     # A retried cancellation is not an error; a cancellation with nothing active is.
-    repo.cancel_application(store_engine, cancel)
-    with pytest.raises(repo.RuleViolation) as err:
-        repo.cancel_application(
+    enrollment_store.cancel_application(store_engine, cancel)
+    with pytest.raises(enrollment_store.RuleViolation) as err:
+        enrollment_store.cancel_application(
             store_engine, cancel.model_copy(update={"cancelled_at": datetime.now(UTC)})
         )
     assert err.value.code == ErrorCode.APPLICATION_NOT_FOUND
@@ -126,8 +122,8 @@ def test_consent_ledger_records_once_per_request(store_engine: Engine) -> None:
         decided_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
         channel="web",
     )
-    repo.record_consent(store_engine, entry)
-    repo.record_consent(store_engine, entry)
+    enrollment_store.record_consent(store_engine, entry)
+    enrollment_store.record_consent(store_engine, entry)
     with Session(store_engine) as session:
         rows = session.exec(select(Consent).where(Consent.account_id == customer.account_id)).all()
     assert len(rows) == 1
@@ -144,8 +140,8 @@ def test_consent_ledger_records_once_per_request(store_engine: Engine) -> None:
 
 def test_accounts_and_gateways_are_unique(store_engine: Engine) -> None:
     customer = add_customer(store_engine)
-    with pytest.raises(repo.RuleViolation) as err:
-        repo.create_account(
+    with pytest.raises(enrollment_store.RuleViolation) as err:
+        enrollment_store.create_account(
             store_engine,
             Account(
                 email=customer.email, password_hash="x", display_name="x", holder_type="individual"
@@ -153,8 +149,8 @@ def test_accounts_and_gateways_are_unique(store_engine: Engine) -> None:
             [],
         )
     assert err.value.code == ErrorCode.ACCOUNT_EXISTS
-    with pytest.raises(repo.RuleViolation) as err:
-        repo.create_account(
+    with pytest.raises(enrollment_store.RuleViolation) as err:
+        enrollment_store.create_account(
             store_engine,
             Account(
                 email="new@example.com",
@@ -182,13 +178,13 @@ def test_accounts_and_gateways_are_unique(store_engine: Engine) -> None:
 
 def test_eligibility_reasons(store_engine: Engine) -> None:
     corporate = add_customer(store_engine, holder_type="corporate")
-    result = repo.check_eligibility(store_engine, corporate.account_id)
+    result = enrollment_store.check_eligibility(store_engine, corporate.account_id)
     assert (result.eligible, result.reason) == (False, "corporate_account")
     customer = add_customer(store_engine)
-    result = repo.check_eligibility(store_engine, customer.account_id)
+    result = enrollment_store.check_eligibility(store_engine, customer.account_id)
     assert result.eligible and result.reason is None
     assert {g.gateway_id: g.reasons for g in result.gateways} == {
         customer.eligible_gateway: [],
         customer.other_gateway: ["battery_unit_not_in_use"],
     }
-    assert repo.check_eligibility(store_engine, "missing").reason == "account_not_found"
+    assert enrollment_store.check_eligibility(store_engine, "missing").reason == "account_not_found"

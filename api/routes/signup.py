@@ -17,7 +17,6 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from api.deps import ClientDep, EngineDep, SettingsDep
 from api.errors import ApiError, error_responses
-from api.journeys import answer
 from api.schemas import (
     AgreementBody,
     BeginBody,
@@ -32,10 +31,11 @@ from api.schemas import (
     SignupSession,
 )
 from api.security import SignupSessions, hash_password
+from api.services.enrollment import answer
 from config import Settings, document_text
+from domain.customer import check_password
 from domain.errors import ErrorCode, FieldRuleError, message_for
 from domain.ids import signup_workflow_id
-from domain.points import check_password
 from domain.signup import (
     AgreeRequest,
     BeginRequest,
@@ -47,13 +47,13 @@ from domain.signup import (
     SignupStatus,
     SignupView,
 )
-from store import points
-from workflows.point_signup import PointSignupWorkflow
+from store import signup as signup_store
+from workflows.signup import SignupWorkflow
 
 T = TypeVar("T")
 router = APIRouter(prefix="/v1/points", tags=["スマイルeポイント signup"])
 
-Handle = WorkflowHandle[PointSignupWorkflow, SignupView]
+Handle = WorkflowHandle[SignupWorkflow, SignupView]
 SESSION_ERRORS = (
     ErrorCode.SESSION_INVALID,
     ErrorCode.SIGNUP_COMPLETED,
@@ -63,7 +63,7 @@ SESSION_ERRORS = (
 
 
 def _handle(client: Client, signup_id: str) -> Handle:
-    return client.get_workflow_handle_for(PointSignupWorkflow.run, signup_workflow_id(signup_id))
+    return client.get_workflow_handle_for(SignupWorkflow.run, signup_workflow_id(signup_id))
 
 
 async def signup_answer(settings: Settings, handle: Handle, call: Awaitable[T]) -> T:
@@ -73,7 +73,7 @@ async def signup_answer(settings: Settings, handle: Handle, call: Awaitable[T]) 
     except ApiError as err:
         if err.code != ErrorCode.JOURNEY_CLOSED:
             raise
-        view = await answer(settings, handle.query(PointSignupWorkflow.get_signup))
+        view = await answer(settings, handle.query(SignupWorkflow.get_signup))
         registered = view.status == SignupStatus.REGISTERED
         raise ApiError(
             ErrorCode.SIGNUP_COMPLETED if registered else ErrorCode.SIGNUP_CLOSED
@@ -127,9 +127,9 @@ async def request_signup(
     client_address = request.client.host if request.client else "unknown"
     if not request.app.state.signup_limiter.allow(f"mail:{body.email}", f"ip:{client_address}"):
         raise ApiError(ErrorCode.RATE_LIMITED)
-    ticket = await asyncio.to_thread(points.open_signup, engine, body.email)
+    ticket = await asyncio.to_thread(signup_store.open_signup, engine, body.email)
     start = WithStartWorkflowOperation(
-        PointSignupWorkflow.run,
+        SignupWorkflow.run,
         SignupInput(
             signup_id=ticket.signup_id,
             already_member=ticket.already_member,
@@ -145,7 +145,7 @@ async def request_signup(
         await answer(
             settings,
             client.execute_update_with_start_workflow(
-                PointSignupWorkflow.request_link, start_workflow_operation=start
+                SignupWorkflow.request_link, start_workflow_operation=start
             ),
         )
     except ApiError as err:
@@ -165,15 +165,15 @@ async def open_link(
 ) -> LinkState:
     """The page the mailed link opens: its state, with a message for each. Spends nothing
     (mail scanners open links)."""
-    signup = await asyncio.to_thread(points.signup_for_token, engine, body.token)
+    signup = await asyncio.to_thread(signup_store.signup_for_token, engine, body.token)
     if signup is None:
         return LinkState(state="link_unknown", message=message_for(ErrorCode.LINK_UNKNOWN))
     handle = _handle(client, signup.id)
     state = await answer(
-        settings, handle.query(PointSignupWorkflow.link_state, points.token_hash(body.token))
+        settings, handle.query(SignupWorkflow.link_state, signup_store.token_hash(body.token))
     )
     if state == "valid":  # only a valid link needs its expiry: one more query then
-        view = await answer(settings, handle.query(PointSignupWorkflow.get_signup))
+        view = await answer(settings, handle.query(SignupWorkflow.get_signup))
         return LinkState(state="valid", message="", expires_at=view.link_expires_at)
     return LinkState.model_validate({"state": state, "message": message_for(state)})
 
@@ -200,7 +200,7 @@ async def begin(
     ちくでんエコめがね users are sent to NTT Smile Energy's own site (this system validates
     the OMRON path only); choosing it does not spend the link.
     """
-    signup = await asyncio.to_thread(points.signup_for_token, engine, body.token)
+    signup = await asyncio.to_thread(signup_store.signup_for_token, engine, body.token)
     if signup is None:
         raise ApiError(ErrorCode.LINK_UNKNOWN)
     handle = _handle(client, signup.id)
@@ -208,8 +208,8 @@ async def begin(
         settings,
         handle,
         handle.execute_update(
-            PointSignupWorkflow.begin,
-            BeginRequest(token_sha256=points.token_hash(body.token), service=body.service),
+            SignupWorkflow.begin,
+            BeginRequest(token_sha256=signup_store.token_hash(body.token), service=body.service),
         ),
     )
     sessions: SignupSessions = request.app.state.signup_sessions
@@ -236,13 +236,13 @@ async def read_document(
     }
     if document not in docs:
         raise ApiError(ErrorCode.INVALID_INPUT, loc=["path", "document"])
-    view = await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))
+    view = await answer(settings, step.handle.query(SignupWorkflow.get_signup))
     if document not in view.documents_presented:
         await signup_answer(
             settings,
             step.handle,
             step.handle.execute_update(
-                PointSignupWorkflow.present_document,
+                SignupWorkflow.present_document,
                 PresentDocument(seq=step.seq, document=document),
             ),
         )
@@ -263,7 +263,7 @@ async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> No
         settings,
         step.handle,
         step.handle.execute_update(
-            PointSignupWorkflow.agree,
+            SignupWorkflow.agree,
             AgreeRequest(
                 seq=step.seq,
                 service_terms_version=body.service_terms_version,
@@ -291,7 +291,7 @@ async def enter_gateway(body: GatewayBody, step: StepDep, settings: SettingsDep)
         settings,
         step.handle,
         step.handle.execute_update(
-            PointSignupWorkflow.enter_gateway,
+            SignupWorkflow.enter_gateway,
             GatewayEntry(seq=step.seq, gateway_id=body.gateway_id, pcs_serial=body.pcs_serial),
         ),
     )
@@ -330,7 +330,7 @@ async def enter_customer(body: CustomerBody, step: StepDep, settings: SettingsDe
         settings,
         step.handle,
         step.handle.execute_update(
-            PointSignupWorkflow.enter_customer,
+            SignupWorkflow.enter_customer,
             CustomerEntry(seq=step.seq, info=body.to_record(), password_hash=password_hash),
         ),
     )
@@ -339,7 +339,7 @@ async def enter_customer(body: CustomerBody, step: StepDep, settings: SettingsDe
 @router.get("/signup", response_model=SignupView, responses=error_responses(*SESSION_ERRORS))
 async def confirmation(step: StepDep, settings: SettingsDep) -> SignupView:
     """STEP5 登録内容の確認: everything entered, the password masked."""
-    return await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))
+    return await answer(settings, step.handle.query(SignupWorkflow.get_signup))
 
 
 @router.post(
@@ -357,9 +357,9 @@ async def register(step: StepDep, settings: SettingsDep) -> RegisteredResponse:
     registered = await signup_answer(
         settings,
         step.handle,
-        step.handle.execute_update(PointSignupWorkflow.register, RegisterRequest(seq=step.seq)),
+        step.handle.execute_update(SignupWorkflow.register, RegisterRequest(seq=step.seq)),
     )
-    view = await answer(settings, step.handle.query(PointSignupWorkflow.get_signup))
+    view = await answer(settings, step.handle.query(SignupWorkflow.get_signup))
     return RegisteredResponse(
         name=view.info.name if view.info else "",
         gateway_id=registered.gateway_id,

@@ -12,17 +12,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from domain.contracts import (
+from domain.enrollment import (
     ApplicationState,
     CancelApplicationInput,
     EligibilityResult,
     GatewayView,
+    IneligibleReason,
     RecordApplicationInput,
     RecordConsentInput,
     RecordedApplication,
+    gateway_ineligibility,
 )
 from domain.errors import ErrorCode
-from domain.journey import IneligibleReason, gateway_ineligibility
 from store.tables import Account, CircleApplication, Consent, Enrollment, Gateway
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from domain.contracts import (
+from domain.enrollment import (
     CancelApplicationInput,
     EligibilityResult,
     GatewayView,
@@ -23,7 +23,7 @@ from domain.contracts import (
     RecordedApplication,
 )
 from domain.errors import message_for
-from store import repo
+from store import enrollment as enrollment_store
 
 T = TypeVar("T")
 
@@ -32,28 +32,28 @@ def refuse_on_rule(fn: Callable[[], T]) -> T:
     """Run a store operation; a rule violation becomes a non-retryable, typed failure."""
     try:
         return fn()
-    except repo.RuleViolation as exc:
+    except enrollment_store.RuleViolation as exc:
         raise ApplicationError(
             message_for(exc.code), type=exc.code.value, non_retryable=True
         ) from None
 
 
-class RegistryActivities:
+class EnrollmentActivities:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     @activity.defn
     def check_eligibility(self, account_id: str) -> EligibilityResult:
-        return repo.check_eligibility(self._engine, account_id)
+        return enrollment_store.check_eligibility(self._engine, account_id)
 
     @activity.defn
     def record_consent(self, inp: RecordConsentInput) -> None:
-        repo.record_consent(self._engine, inp)
+        enrollment_store.record_consent(self._engine, inp)
 
     @activity.defn
     def record_application(self, inp: RecordApplicationInput) -> RecordedApplication:
-        return refuse_on_rule(lambda: repo.record_application(self._engine, inp))
+        return refuse_on_rule(lambda: enrollment_store.record_application(self._engine, inp))
 
     @activity.defn
     def cancel_application(self, inp: CancelApplicationInput) -> list[GatewayView]:
-        return refuse_on_rule(lambda: repo.cancel_application(self._engine, inp))
+        return refuse_on_rule(lambda: enrollment_store.cancel_application(self._engine, inp))

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from config import Settings
-from store import points
+from store import signup as signup_store
 from tests.api.conftest import Stack
 from tests.factories import add_customer
 from tests.pii import assert_absent, history_bytes
@@ -76,7 +76,7 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
 
     # Pressing 送信する again at once: the same screen, no new mail, and (the update being
     # refused by its validator) not one event more in the signup's history.
-    signup_id = points.open_signup(stack.engine, email).workflow_id  # the pending one
+    signup_id = signup_store.open_signup(stack.engine, email).workflow_id  # the pending one
     signup = stack.client.get_workflow_handle(signup_id)
     events = len((await signup.fetch_history()).events)
     again_at_once = await stack.call("POST", "/v1/points/signups", json={"email": email})

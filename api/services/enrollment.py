@@ -22,10 +22,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import STATUS, ApiError
 from config import Settings
-from domain.contracts import EnrollmentInput, EnrollmentStatus
+from domain.enrollment import EnrollmentInput, EnrollmentStatus, Stage
 from domain.errors import ErrorCode
 from domain.ids import enrollment_workflow_id
-from domain.journey import Stage
 from workflows.enrollment import EnrollmentWorkflow
 
 T = TypeVar("T")

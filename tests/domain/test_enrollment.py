@@ -10,15 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from domain import search_attributes
-from domain.journey import (
-    JST,
-    GatewayReason,
-    ReminderPolicy,
-    defer_out_of_quiet_hours,
-    gateway_ineligibility,
-    is_quiet,
-    next_reminder_at,
-)
+from domain.enrollment import GatewayReason, ReminderPolicy, gateway_ineligibility, next_reminder_at
+from domain.jst import JST, defer_out_of_quiet_hours, is_quiet
 
 POLICY = ReminderPolicy(delays=[timedelta(days=1), timedelta(days=3)])
 

@@ -1,0 +1,1 @@
+"""What the routes call: one service per concept (enrollment, signup)."""

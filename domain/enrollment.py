@@ -1,0 +1,257 @@
+"""The enrollment (the customer's circle journey): stages, eligibility, reminders, and the
+contracts of ``EnrollmentWorkflow`` and its activities.
+
+All pure: the workflow calls these with ``workflow.now()`` and its own state. One model per
+message; new fields get defaults so that histories recorded before a field existed still
+decode. No model here carries personal data: the mail activity looks the recipient up in
+the store by account ID.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from domain.jst import defer_out_of_quiet_hours, format_jst
+from domain.terms import TermsDocument
+from domain.values import GatewayId
+
+
+class Stage(StrEnum):
+    """Where a customer's journey stands (the ``EcoStage`` search attribute)."""
+
+    CHECKING = "checking"
+    AWAITING_CONSENT = "awaiting_consent"
+    AWAITING_APPLICATION = "awaiting_application"
+    AWAITING_POINTS_SIGNUP = "awaiting_points_signup"
+    ENROLLED = "enrolled"
+    INELIGIBLE = "ineligible"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Stage.INELIGIBLE, Stage.DECLINED, Stage.WITHDRAWN)
+
+    @property
+    def awaits_customer(self) -> bool:
+        """Stages in which a stalled customer is reminded."""
+        return self in (
+            Stage.AWAITING_CONSENT,
+            Stage.AWAITING_APPLICATION,
+            Stage.AWAITING_POINTS_SIGNUP,
+        )
+
+
+class IneligibleReason(StrEnum):
+    """Why a journey ended before the invitation (readable by operators)."""
+
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    CORPORATE_ACCOUNT = "corporate_account"
+    NO_ELIGIBLE_GATEWAY = "no_eligible_gateway"
+
+
+class GatewayReason(StrEnum):
+    """Why one gateway cannot take part in the circle."""
+
+    MODEL_NOT_SUPPORTED = "model_not_supported"
+    PV_UNIT_NOT_IN_USE = "pv_unit_not_in_use"
+    BATTERY_UNIT_NOT_IN_USE = "battery_unit_not_in_use"
+
+
+class GatewayModel(StrEnum):
+    """Model families. KPBP-A (gateway KP-GWBP-A) and Smart PV Multi are eligible."""
+
+    KPBP_A = "KPBP-A"
+    SMART_PV_MULTI = "SMART_PV_MULTI"
+    OTHER = "OTHER"
+
+
+ELIGIBLE_MODELS = frozenset({GatewayModel.KPBP_A, GatewayModel.SMART_PV_MULTI})
+
+
+def gateway_ineligibility(
+    model: str, pv_unit_in_use: bool, battery_unit_in_use: bool
+) -> list[GatewayReason]:
+    """Every reason a gateway is not eligible (empty: eligible)."""
+    reasons: list[GatewayReason] = []
+    if model not in ELIGIBLE_MODELS:
+        reasons.append(GatewayReason.MODEL_NOT_SUPPORTED)
+    if not pv_unit_in_use:
+        reasons.append(GatewayReason.PV_UNIT_NOT_IN_USE)
+    if not battery_unit_in_use:
+        reasons.append(GatewayReason.BATTERY_UNIT_NOT_IN_USE)
+    return reasons
+
+
+class ReminderPolicy(BaseModel):
+    """When stalled customers are reminded. Arrives in the workflow input (deterministic).
+
+    ``delays`` are counted from the moment the stage was entered; their number is the cap.
+    A reminder that falls in the quiet hours (JST) is deferred to the end of them.
+    """
+
+    delays: list[timedelta] = Field(
+        default_factory=lambda: [timedelta(days=3), timedelta(days=7), timedelta(days=14)]
+    )
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(9, 0)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> ReminderPolicy:
+        if any(b <= a for a, b in zip(self.delays, self.delays[1:], strict=False)):
+            raise ValueError("reminder delays must be strictly increasing")
+        if any(d <= timedelta(0) for d in self.delays):
+            raise ValueError("reminder delays must be positive")
+        return self
+
+
+def next_reminder_at(
+    stage_entered_at: datetime, reminders_sent: int, policy: ReminderPolicy
+) -> datetime | None:
+    """When the next reminder of this stage is due, or None once the cap is reached."""
+    if reminders_sent >= len(policy.delays):
+        return None
+    return defer_out_of_quiet_hours(stage_entered_at + policy.delays[reminders_sent], policy)
+
+
+# ---- contracts of EnrollmentWorkflow and its activities ----
+
+
+class EnrollmentInput(BaseModel):
+    account_id: str
+    circle_terms: TermsDocument
+    points_signup_url: str
+    reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
+
+
+class ApplicationState(StrEnum):
+    NONE = "none"
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+class GatewayView(BaseModel):
+    gateway_id: str
+    pcs_serial: str
+    model: str
+    eligible: bool
+    reasons: list[GatewayReason] = Field(default_factory=list)
+    application: ApplicationState = ApplicationState.NONE
+    applied_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+class EligibilityResult(BaseModel):
+    """What the registry knows about an account, and the verdict."""
+
+    eligible: bool
+    reason: IneligibleReason | None = None
+    gateways: list[GatewayView] = Field(default_factory=list)
+
+
+class ConsentRequest(BaseModel):
+    """Update ``give_consent``: the customer pressed 同意する on this terms version."""
+
+    terms_version: str
+    channel: str = "web"
+
+
+class ConsentResult(BaseModel):
+    stage: Stage
+    consented_at: datetime
+
+
+class DeclineResult(BaseModel):
+    stage: Stage
+    declined_at: datetime
+
+
+class RecordConsentInput(BaseModel):
+    key: str
+    account_id: str
+    terms: TermsDocument
+    decision: Literal["agreed", "declined"]
+    decided_at: datetime
+    channel: str
+
+
+class ApplyRequest(BaseModel):
+    """Update ``apply_gateway``: 申込確定 for one gateway."""
+
+    gateway_id: GatewayId
+
+
+class ApplicationReceipt(BaseModel):
+    """What the completion screen (申込完了) shows."""
+
+    gateway_id: str
+    pcs_serial: str
+    applied_at: datetime
+    points_signup_url: str
+
+    @property
+    def applied_at_jst(self) -> str:
+        return format_jst(self.applied_at)
+
+
+class RecordApplicationInput(BaseModel):
+    key: str
+    account_id: str
+    gateway_id: str
+    applied_at: datetime
+
+
+class RecordedApplication(BaseModel):
+    gateway_id: str
+    pcs_serial: str
+    applied_at: datetime
+    gateways: list[GatewayView]
+
+
+class CancelRequest(BaseModel):
+    """Update ``cancel_application``: 解約 of one gateway's application."""
+
+    gateway_id: GatewayId
+
+
+class CancelReceipt(BaseModel):
+    gateway_id: str
+    cancelled_at: datetime
+    stage: Stage
+
+
+class CancelApplicationInput(BaseModel):
+    key: str
+    account_id: str
+    gateway_id: str
+    cancelled_at: datetime
+
+
+class PointsRegistered(BaseModel):
+    """Signal ``points_registered`` from the points signup: the membership exists."""
+
+    gateway_id: str
+    registered_at: datetime
+
+
+class EnrollmentStatus(BaseModel):
+    """Query ``get_status``: everything the front end and operators need to see."""
+
+    stage: Stage
+    stage_entered_at: datetime
+    ineligible_reason: IneligibleReason | None = None
+    gateways: list[GatewayView] = Field(default_factory=list)
+    reminders_sent: int = 0
+    next_reminder_at: datetime | None = None
+    dormant: bool = False
+    circle_terms_version: str = ""
+    points_member_gateway_id: str | None = None
+
+
+class EnrollmentResult(BaseModel):
+    stage: Stage
+    ineligible_reason: IneligibleReason | None = None

@@ -1,0 +1,36 @@
+"""Mail requests: what workflows ask the mail activity to send."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class MailKind(StrEnum):
+    INVITATION = "invitation"
+    APPLICATION_COMPLETE = "application_complete"
+    APPLICATION_CANCELLED = "application_cancelled"
+    REMINDER = "reminder"
+    SIGNUP_LINK = "signup_link"
+    SIGNUP_ALREADY_MEMBER = "signup_already_member"
+    SIGNUP_EXPIRED = "signup_expired"
+    SIGNUP_REMINDER = "signup_reminder"
+    SIGNUP_COMPLETE = "signup_complete"
+
+
+class MailRequest(BaseModel):
+    """One mail to an account, or to a points signup's address. ``key`` is its idempotency
+    key (and Message-ID seed)."""
+
+    key: str
+    kind: MailKind
+    account_id: str | None = None
+    signup_id: str | None = None
+    context: dict[str, str] = Field(default_factory=dict)
+
+
+class MailReceipt(BaseModel):
+    key: str
+    message_id: str
+    already_sent: bool = False
