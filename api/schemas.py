@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
-from domain.customer import CustomerInfo
+from api.customer import CustomerForm
 from domain.enrollment import EnrollmentStatus, GatewayModel, GatewayView
-from domain.errors import FieldRuleError
 from domain.signup import Service
-from domain.values import GatewayId, PcsSerial
-
-
-def _email(value: str) -> str:
-    try:
-        # Stored and compared in lower case: user IDs are looked up case-insensitively.
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError:
-        raise FieldRuleError("invalid_email") from None
-
-
-Email = Annotated[str, AfterValidator(_email)]
+from domain.text import PlainText
+from domain.values import EmailAddress, GatewayId, PcsSerial
 
 
 class LoginRequest(BaseModel):
@@ -48,11 +36,20 @@ class AnnouncedGateway(BaseModel):
 class AnnounceAccountRequest(BaseModel):
     """A monitoring account as the monitoring system announces it."""
 
-    email: Email
+    email: EmailAddress
     password: str = Field(min_length=8, max_length=200, json_schema_extra={"format": "password"})
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: PlainText = Field(min_length=1, max_length=200)
     holder_type: Literal["individual", "corporate"]
     gateways: list[AnnouncedGateway] = Field(min_length=1)
+
+    def repeated_gateway(self) -> int | None:
+        """The index of the first gateway listed a second time, or None."""
+        seen: set[str] = set()
+        for index, gateway in enumerate(self.gateways):
+            if gateway.gateway_id in seen:
+                return index
+            seen.add(gateway.gateway_id)
+        return None
 
 
 class AnnounceAccountResponse(BaseModel):
@@ -70,7 +67,9 @@ class TermsResponse(BaseModel):
 
 class ConsentBody(BaseModel):
     agree: bool = Field(description="true: 同意する, false: 同意しない")
-    terms_version: str = Field(description="The version the customer was shown (GET /v1/terms)")
+    terms_version: PlainText = Field(
+        description="The version the customer was shown (GET /v1/terms)"
+    )
 
 
 class ConsentResponse(BaseModel):
@@ -122,18 +121,8 @@ class OperatorJourneyList(BaseModel):
 # ---- スマイルeポイント signup -----------------------------------------------------------
 
 
-def _signup_email(value: str) -> str:
-    """Full-width input is converted (NFKC), then the address must be valid."""
-    import unicodedata
-
-    return _email(unicodedata.normalize("NFKC", value))
-
-
-SignupEmail = Annotated[str, AfterValidator(_signup_email)]
-
-
 class SignupRequest(BaseModel):
-    email: SignupEmail = Field(description="半角英数字 (full-width is converted)")
+    email: EmailAddress = Field(description="半角英数字 (full-width is converted)")
 
 
 class SignupRequested(BaseModel):
@@ -180,8 +169,8 @@ class DocumentView(BaseModel):
 
 class AgreementBody(BaseModel):
     agree: Literal[True] = Field(description="上記について確認したので、同意します。")
-    service_terms_version: str
-    privacy_policy_version: str
+    service_terms_version: PlainText
+    privacy_policy_version: PlainText
 
 
 class GatewayBody(BaseModel):
@@ -189,7 +178,7 @@ class GatewayBody(BaseModel):
     pcs_serial: PcsSerial
 
 
-class CustomerBody(CustomerInfo):
+class CustomerBody(CustomerForm):
     password: str = Field(max_length=200, json_schema_extra={"format": "password"})
     password_confirmation: str = Field(max_length=200, json_schema_extra={"format": "password"})
 

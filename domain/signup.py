@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from domain.customer import CustomerRecord
+from domain.customer import CustomerInfo
 from domain.terms import TermsDocument
 from domain.values import GatewayId, PcsSerial
 
@@ -118,7 +118,7 @@ class GatewayMatch(BaseModel):
 
 
 class CustomerEntry(SessionRequest):
-    info: CustomerRecord
+    info: CustomerInfo
     password_hash: str
 
 
@@ -130,7 +130,7 @@ class RegisterMemberInput(BaseModel):
     signup_id: str
     service: Service
     gateway: GatewayMatch
-    info: CustomerRecord
+    info: CustomerInfo
     password_hash: str
     agreed: list[tuple[TermsDocument, datetime]]
     registered_at: datetime
@@ -152,6 +152,6 @@ class SignupView(BaseModel):
     agreed: bool = False
     gateway_id: str | None = None
     pcs_serial: str | None = None
-    info: CustomerRecord | None = None
+    info: CustomerInfo | None = None
     password: str | None = None  # "********" once entered, never the hash
     registered_at: datetime | None = None

@@ -34,7 +34,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.signup import SignupActivities
-    from domain.customer import CustomerRecord
+    from domain.customer import CustomerInfo
     from domain.enrollment import PointsRegistered
     from domain.errors import ErrorCode
     from domain.ids import enrollment_workflow_id
@@ -85,7 +85,7 @@ class SignupWorkflow:
         self._presented: list[str] = []
         self._agreed_at: datetime | None = None
         self._gateway: GatewayMatch | None = None
-        self._info: CustomerRecord | None = None
+        self._info: CustomerInfo | None = None
         self._password_hash: str | None = None
         self._registered: Registered | None = None
         self._version = 0  # bumped on every change the timers must notice

@@ -72,7 +72,11 @@ async def get_journey(
     "/journey/consent",
     response_model=ConsentResponse,
     responses=error_responses(
-        *CALL, ErrorCode.TERMS_VERSION_OUTDATED, ErrorCode.WRONG_STAGE, ErrorCode.JOURNEY_CLOSED
+        *CALL,
+        ErrorCode.TERMS_VERSION_OUTDATED,
+        ErrorCode.CONTROL_CHARACTER,
+        ErrorCode.WRONG_STAGE,
+        ErrorCode.JOURNEY_CLOSED,
     ),
 )
 async def answer_terms(

@@ -254,7 +254,10 @@ async def read_document(
     "/signup/agreement",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(
-        *SESSION_ERRORS, ErrorCode.DOCUMENTS_NOT_PRESENTED, ErrorCode.TERMS_VERSION_OUTDATED
+        *SESSION_ERRORS,
+        ErrorCode.DOCUMENTS_NOT_PRESENTED,
+        ErrorCode.TERMS_VERSION_OUTDATED,
+        ErrorCode.CONTROL_CHARACTER,
     ),
 )
 async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> None:
@@ -314,6 +317,8 @@ async def enter_gateway(body: GatewayBody, step: StepDep, settings: SettingsDep)
         ErrorCode.INVALID_PHONE,
         ErrorCode.INVALID_PASSWORD,
         ErrorCode.PASSWORD_MISMATCH,
+        ErrorCode.CONTROL_CHARACTER,
+        ErrorCode.UNSUPPORTED_CHARACTER,
         ErrorCode.SIGNUP_INCOMPLETE,
     ),
 )
@@ -331,7 +336,7 @@ async def enter_customer(body: CustomerBody, step: StepDep, settings: SettingsDe
         step.handle,
         step.handle.execute_update(
             SignupWorkflow.enter_customer,
-            CustomerEntry(seq=step.seq, info=body.to_record(), password_hash=password_hash),
+            CustomerEntry(seq=step.seq, info=body.info(), password_hash=password_hash),
         ),
     )
 

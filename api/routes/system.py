@@ -35,6 +35,8 @@ router = APIRouter(prefix="/v1/system", tags=["system"])
         ErrorCode.INVALID_EMAIL,
         ErrorCode.INVALID_GATEWAY_ID,
         ErrorCode.INVALID_PCS_SERIAL,
+        ErrorCode.CONTROL_CHARACTER,
+        ErrorCode.GATEWAY_LISTED_TWICE,
         ErrorCode.ACCOUNT_EXISTS,
         ErrorCode.GATEWAY_REGISTERED,
     ),
@@ -52,6 +54,11 @@ async def announce_account(
     An individual account with an eligible gateway gets the invitation mail; any other
     journey ends as ineligible with a reason code.
     """
+    repeated = body.repeated_gateway()
+    if repeated is not None:
+        raise ApiError(
+            ErrorCode.GATEWAY_LISTED_TWICE, loc=["body", "gateways", repeated, "gateway_id"]
+        )
     password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
     try:
         account = await asyncio.to_thread(

@@ -82,3 +82,41 @@ def test_annotated_types_give_field_errors_with_codes() -> None:
     assert (
         Form(gateway_id="ＧＷ００００００００１２", pcs_serial="pcs00012").pcs_serial == "PCS00012"
     )
+
+
+# ---- width only: nothing but full-width ASCII is converted (issue 6) ----------------
+
+# Characters NFKC would have turned into ASCII letters or digits: circled and
+# parenthesised numbers, Roman numerals, half-width katakana, ligatures, superscripts,
+# and letters whose upper case is ASCII (ſ → S, ı → I).
+COMPATIBILITY = st.sampled_from("①②⑫⑳⑴⒈ⅠⅡⅫⅻｱｶﾞﾝﬁﬀ²³₁ſı")
+OTHER_DIGITS = st.characters(categories=["Nd"]).filter(
+    lambda c: not "0" <= c <= "9" and not "０" <= c <= "９"
+)
+
+
+@given(st.text(alphabet="0123456789ABCDEF", min_size=11, max_size=11), COMPATIBILITY)
+def test_compatibility_characters_are_refused_not_converted(head: str, odd: str) -> None:
+    for raw in (head + odd, odd + head):
+        with pytest.raises(FieldRuleError) as err:
+            parse_gateway_id(raw)
+        assert err.value.code == "invalid_gateway_id"
+
+
+def test_circled_one_and_roman_twelve() -> None:
+    for raw in ("ABCDEF12345①", "ABCDEFGHIJⅫ", "ＡＢＣＤＥＦ１２３４５①"):
+        with pytest.raises(FieldRuleError):
+            parse_gateway_id(raw)
+    with pytest.raises(FieldRuleError):
+        parse_pcs_serial("PCS0001①")
+
+
+@given(st.text(alphabet="0123456789ABCDEF", min_size=7, max_size=7), OTHER_DIGITS)
+def test_digits_of_other_scripts_are_refused(head: str, digit: str) -> None:
+    with pytest.raises(FieldRuleError):
+        parse_pcs_serial(head + digit)
+
+
+@given(st.text(alphabet="0123456789", min_size=8, max_size=8))
+def test_full_width_digits_are_converted(digits: str) -> None:
+    assert parse_pcs_serial(to_fullwidth(digits)) == digits

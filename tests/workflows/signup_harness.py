@@ -34,7 +34,7 @@ INFO = CustomerInfo.model_validate(
         },
         "phone": ["06", "1234", "5678"],
     }
-).to_record()
+)
 
 
 @asynccontextmanager
