@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from domain.enrollment import AwaitedStep
 from domain.mail import MailKind, MailReceipt, MailRequest
 from store.tables import Account, OutboxMail, PointSignup, PointsMember
 
@@ -49,6 +50,8 @@ class MailRenderer:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
+        # Templates branch on enums, not on strings of their own (a renamed value fails).
+        self._env.globals["AwaitedStep"] = AwaitedStep
 
     def render(self, kind: MailKind, context: dict[str, str]) -> RenderedMail:
         values = {**self._base, **context}

@@ -7,7 +7,6 @@ never passes through the workflow (whose history is stored) nor the outbox.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
@@ -21,8 +20,10 @@ from domain.signup import (
     GatewayMatch,
     IssueLinkInput,
     LinkIssued,
+    MatchGatewayInput,
     Registered,
     RegisterMemberInput,
+    ReleaseSignupInput,
 )
 from store import signup as signup_store
 
@@ -51,9 +52,9 @@ class SignupActivities:
         return issued
 
     @activity.defn
-    def match_gateway(self, gateway_id: str, pcs_serial: str) -> GatewayMatch:
+    def match_gateway(self, inp: MatchGatewayInput) -> GatewayMatch:
         return refuse_on_rule(
-            lambda: signup_store.match_applied_gateway(self._engine, gateway_id, pcs_serial)
+            lambda: signup_store.match_applied_gateway(self._engine, inp.gateway_id, inp.pcs_serial)
         )
 
     @activity.defn
@@ -62,5 +63,5 @@ class SignupActivities:
         return Registered(gateway_id=member.gateway_id, registered_at=inp.registered_at)
 
     @activity.defn
-    def release_signup(self, signup_id: str, at: datetime) -> None:
-        signup_store.release_signup(self._engine, signup_id, at)
+    def release_signup(self, inp: ReleaseSignupInput) -> None:
+        signup_store.release_signup(self._engine, inp.signup_id, inp.released_at)

@@ -37,13 +37,25 @@ class Stage(StrEnum):
         return self in (Stage.INELIGIBLE, Stage.DECLINED, Stage.WITHDRAWN)
 
     @property
-    def awaits_customer(self) -> bool:
-        """Stages in which a stalled customer is reminded."""
-        return self in (
-            Stage.AWAITING_CONSENT,
-            Stage.AWAITING_APPLICATION,
-            Stage.AWAITING_POINTS_SIGNUP,
-        )
+    def awaited(self) -> AwaitedStep | None:
+        """The customer's step this stage waits for (a stalled customer is reminded of
+        it), or None."""
+        return _AWAITED.get(self)
+
+
+class AwaitedStep(StrEnum):
+    """What a reminder asks the customer to do; the reminder templates branch on it."""
+
+    CONSENT = "consent"
+    APPLICATION = "application"
+    POINTS_SIGNUP = "points_signup"
+
+
+_AWAITED = {
+    Stage.AWAITING_CONSENT: AwaitedStep.CONSENT,
+    Stage.AWAITING_APPLICATION: AwaitedStep.APPLICATION,
+    Stage.AWAITING_POINTS_SIGNUP: AwaitedStep.POINTS_SIGNUP,
+}
 
 
 class IneligibleReason(StrEnum):

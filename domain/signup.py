@@ -13,6 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.customer import CustomerInfo
+from domain.errors import ErrorCode
 from domain.terms import TermsDocument
 from domain.values import GatewayId, PcsSerial
 
@@ -22,6 +23,18 @@ class Service(StrEnum):
 
     OMRON_MONITORING = "omron_monitoring"
     CHIKUDEN_ECO_MEGANE = "chikuden_eco_megane"
+
+
+class LinkStatus(StrEnum):
+    """Query ``link_state``: ``valid``, or the code of the refusal the link would get."""
+
+    VALID = "valid"
+    LINK_UNKNOWN = ErrorCode.LINK_UNKNOWN.value
+    LINK_EXPIRED = ErrorCode.LINK_EXPIRED.value
+    LINK_REPLACED = ErrorCode.LINK_REPLACED.value
+    LINK_USED = ErrorCode.LINK_USED.value
+    SIGNUP_COMPLETED = ErrorCode.SIGNUP_COMPLETED.value
+    SIGNUP_CLOSED = ErrorCode.SIGNUP_CLOSED.value
 
 
 class SignupStatus(StrEnum):
@@ -111,6 +124,13 @@ class GatewayEntry(SessionRequest):
     pcs_serial: PcsSerial
 
 
+class MatchGatewayInput(BaseModel):
+    """Activity ``match_gateway``: the pair typed in STEP 3."""
+
+    gateway_id: str
+    pcs_serial: str
+
+
 class GatewayMatch(BaseModel):
     gateway_id: str
     pcs_serial: str
@@ -134,6 +154,13 @@ class RegisterMemberInput(BaseModel):
     password_hash: str
     agreed: list[tuple[TermsDocument, datetime]]
     registered_at: datetime
+
+
+class ReleaseSignupInput(BaseModel):
+    """Activity ``release_signup``: the abandoned signup gives its address back."""
+
+    signup_id: str
+    released_at: datetime
 
 
 class Registered(BaseModel):

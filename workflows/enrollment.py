@@ -61,11 +61,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.refusals import STORE_TIMEOUT, refusal, run_store_activity
 
 
-AWAITED = {
-    Stage.AWAITING_CONSENT: "consent",
-    Stage.AWAITING_APPLICATION: "application",
-    Stage.AWAITING_POINTS_SIGNUP: "points_signup",
-}
 APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Stage.ENROLLED)
 
 
@@ -280,16 +275,15 @@ class EnrollmentWorkflow:
             await self._remind(stage)
 
     def _next_reminder_at(self) -> datetime | None:
-        if not self._stage.awaits_customer:
+        if self._stage.awaited is None:
             return None
         return next_reminder_at(self._stage_entered_at, self._reminders_sent, self._inp.reminders)
 
     async def _remind(self, stage: Stage) -> None:
         number = self._reminders_sent + 1
         key = f"reminder:{stage.value}:{self._stage_entered_at.isoformat()}:{number}"
-        self._mail(
-            MailKind.REMINDER, key, {"awaited": AWAITED[stage], "reminder_number": str(number)}
-        )
+        awaited = stage.awaited.value if stage.awaited else ""
+        self._mail(MailKind.REMINDER, key, {"awaited": awaited, "reminder_number": str(number)})
         self._reminders_sent = number
         if number >= len(self._inp.reminders.delays):
             self._dormant = True

@@ -3,8 +3,9 @@ activities whose rule refusals become the current update's own failure."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -14,18 +15,35 @@ with workflow.unsafe.imports_passed_through():
 
 STORE_TIMEOUT = timedelta(seconds=30)
 
+ActivitiesT = TypeVar("ActivitiesT")
+InputT = TypeVar("InputT")
+ResultT = TypeVar("ResultT")
+
 
 def refusal(code: ErrorCode) -> ApplicationError:
     """The failure an update (or validator) raises: the code is its type, never retried."""
     return ApplicationError(message_for(code), type=code.value, non_retryable=True)
 
 
-async def run_store_activity(activity: Any, *args: Any) -> Any:
-    """Run a store activity; a rule refusal (non-retryable, typed) is re-raised as the
-    caller's own ApplicationError, so the API sees the code, not an ActivityError."""
+@overload
+async def run_store_activity(
+    activity: Callable[[ActivitiesT, InputT], Awaitable[ResultT]], inp: InputT
+) -> ResultT: ...
+
+
+@overload
+async def run_store_activity(
+    activity: Callable[[ActivitiesT, InputT], ResultT], inp: InputT
+) -> ResultT: ...
+
+
+async def run_store_activity(activity: Callable[[Any, Any], Any], inp: Any) -> Any:
+    """Run a store activity method on its one input model; a rule refusal (non-retryable,
+    typed) is re-raised as the caller's own ApplicationError, so the API sees the code,
+    not an ActivityError."""
     try:
         return await workflow.execute_activity_method(
-            activity, args=list(args), start_to_close_timeout=STORE_TIMEOUT
+            activity, inp, start_to_close_timeout=STORE_TIMEOUT
         )
     except ActivityError as err:
         cause = err.cause

@@ -14,7 +14,7 @@ Messages
 - updates ``present_document``, ``agree``, ``enter_gateway``, ``enter_customer``,
   ``register``: the later steps, each tied to the current link's session (``seq``).
 - queries ``get_signup() -> SignupView`` (the confirmation view, password masked) and
-  ``link_state(token_sha256) -> str``.
+  ``link_state(token_sha256) -> LinkStatus``.
 
 Timers
 - an unused link expires after 24 h: one "expired, start again" mail;
@@ -49,10 +49,13 @@ with workflow.unsafe.imports_passed_through():
         GatewayMatch,
         IssueLinkInput,
         LinkIssued,
+        LinkStatus,
+        MatchGatewayInput,
         PresentDocument,
         Registered,
         RegisterMemberInput,
         RegisterRequest,
+        ReleaseSignupInput,
         RequestLinkResult,
         Service,
         SignupInput,
@@ -61,6 +64,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.mail import send_in_background
     from workflows.refusals import refusal, run_store_activity
+
+# A workflow module, imported normally: the sandbox loads it afresh like this one.
+from workflows.enrollment import EnrollmentWorkflow
 
 MASK = "********"
 
@@ -179,7 +185,8 @@ class SignupWorkflow:
         async with self._lock:
             self._check_step(req.seq, needs=[self._agreed_at])
             self._gateway = await run_store_activity(
-                SignupActivities.match_gateway, req.gateway_id, req.pcs_serial
+                SignupActivities.match_gateway,
+                MatchGatewayInput(gateway_id=req.gateway_id, pcs_serial=req.pcs_serial),
             )
             self._touch()
             return self._gateway
@@ -209,7 +216,7 @@ class SignupWorkflow:
             password_hash, agreed_at = self._password_hash, self._agreed_at
             if not (gateway and info and service and password_hash and agreed_at):
                 raise refusal(ErrorCode.SIGNUP_INCOMPLETE)
-            registered: Registered = await run_store_activity(
+            registered = await run_store_activity(
                 SignupActivities.register_member,
                 RegisterMemberInput(
                     signup_id=self._inp.signup_id,
@@ -256,10 +263,10 @@ class SignupWorkflow:
         )
 
     @workflow.query
-    def link_state(self, token_sha256: str) -> str:
+    def link_state(self, token_sha256: str) -> LinkStatus:
         """``valid``, or the code of the refusal the link would get."""
         code = self._link_refusal(token_sha256)
-        return "valid" if code is None else code.value
+        return LinkStatus.VALID if code is None else LinkStatus(code.value)
 
     # ---- timers --------------------------------------------------------------------
 
@@ -311,7 +318,8 @@ class SignupWorkflow:
 
     async def _abandon(self) -> None:
         await run_store_activity(
-            SignupActivities.release_signup, self._inp.signup_id, workflow.now()
+            SignupActivities.release_signup,
+            ReleaseSignupInput(signup_id=self._inp.signup_id, released_at=workflow.now()),
         )
         self._status = SignupStatus.ABANDONED
         self._version += 1
@@ -403,10 +411,12 @@ class SignupWorkflow:
 
     async def _tell_enrollment(self, gateway: GatewayMatch, registered: Registered) -> None:
         """Signal the customer's journey; a journey that has ended is only logged."""
-        handle = workflow.get_external_workflow_handle(enrollment_workflow_id(gateway.account_id))
+        handle = workflow.get_external_workflow_handle_for(
+            EnrollmentWorkflow.run, enrollment_workflow_id(gateway.account_id)
+        )
         try:
             await handle.signal(
-                "points_registered",
+                EnrollmentWorkflow.points_registered,
                 PointsRegistered(
                     gateway_id=registered.gateway_id, registered_at=registered.registered_at
                 ),

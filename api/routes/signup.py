@@ -41,6 +41,7 @@ from domain.signup import (
     BeginRequest,
     CustomerEntry,
     GatewayEntry,
+    LinkStatus,
     PresentDocument,
     RegisterRequest,
     SignupInput,
@@ -172,10 +173,10 @@ async def open_link(
     state = await answer(
         settings, handle.query(SignupWorkflow.link_state, signup_store.token_hash(body.token))
     )
-    if state == "valid":  # only a valid link needs its expiry: one more query then
+    if state == LinkStatus.VALID:  # only a valid link needs its expiry: one more query then
         view = await answer(settings, handle.query(SignupWorkflow.get_signup))
         return LinkState(state="valid", message="", expires_at=view.link_expires_at)
-    return LinkState.model_validate({"state": state, "message": message_for(state)})
+    return LinkState.model_validate({"state": state.value, "message": message_for(state)})
 
 
 @router.post(

@@ -15,6 +15,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.mail import MailActivities, MailRenderer, SmtpSettings, message_id_for
 from config import Settings
 from devtools.mailsink import MailSink
+from domain.enrollment import AwaitedStep
 from domain.mail import MailKind, MailRequest
 from store.tables import OutboxMail
 from tests.factories import add_customer
@@ -55,6 +56,20 @@ def test_every_kind_renders(kind: MailKind, context: dict[str, str], subject_has
     assert subject_has in mail.subject and "\n" not in mail.subject
     assert "髙橋 太郎 様" in mail.text and "髙橋 太郎 様" in mail.html
     assert "お問い合わせ" in mail.text
+
+
+@pytest.mark.parametrize("awaited", [*AwaitedStep, "Consent", ""])
+def test_reminders_branch_on_the_enum(awaited: str) -> None:
+    """Every awaited step has its own text; any other value fails the mail loudly
+    (before, an unknown value silently got the points-signup text)."""
+    context = {"name": "x", "awaited": awaited, "reminder_number": "1"}
+    if awaited not in set(AwaitedStep):
+        with pytest.raises(jinja2.UndefinedError):
+            RENDERER.render(MailKind.REMINDER, context)
+        return
+    mail = RENDERER.render(MailKind.REMINDER, context)
+    others = [RENDERER.render(MailKind.REMINDER, {**context, "awaited": a}) for a in AwaitedStep]
+    assert [m.subject for m in others].count(mail.subject) == 1
 
 
 def test_completion_mail_follows_the_guide() -> None:
