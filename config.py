@@ -1,26 +1,48 @@
-"""Settings, read once at the edges (worker, API, CLI) from ``ECOKATSU_*`` variables."""
+"""Settings, read once at the edges (worker, API, CLI) from ``ECOKATSU_*`` variables.
+
+Policies are nested models whose defaults live in one place, the model itself
+(``ReminderPolicy``, ``SignupPolicy``, ``QuietHours``, ``SupportContact``); a variable
+sets one field of one of them: ``ECOKATSU_SIGNUP_LINK_TTL`` is ``signup.link_ttl``,
+``ECOKATSU_QUIET_START`` is ``quiet.start`` (the first ``_`` after the prefix nests).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import time, timedelta
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.enrollment import ReminderPolicy
+from domain.jst import QuietHours
 from domain.signup import SignupPolicy
 from domain.terms import TermsDocument
 
 ROOT = Path(__file__).resolve().parent
 
 
+class SupportContact(BaseModel):
+    """The circle's support desk, printed at the foot of every circle mail."""
+
+    phone: str = "0120-066-825"
+    hours: str = "平日 9:00～17:00 (土日祝、当社休日を除く)"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="ECOKATSU_", env_file=None, extra="ignore", populate_by_name=True
+        env_prefix="ECOKATSU_",
+        env_file=None,
+        extra="ignore",
+        populate_by_name=True,
+        # ECOKATSU_SIGNUP_LINK_TTL → signup.link_ttl: the documented names stay valid.
+        # Flat fields (ECOKATSU_SMTP_HOST, ECOKATSU_SIGNUP_REQUESTS_PER_HOUR) are read
+        # by their whole name as before.
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
     )
 
     # Temporal
@@ -75,11 +97,7 @@ class Settings(BaseSettings):
     points_privacy_version: str = "2022-07-01"
     points_privacy_file: Path = ROOT / "terms" / "smile-e-point-privacy.ja.txt"
     points_privacy_url: str = "https://www.eco-megane.jp/smile-e-pt_privacy"
-    signup_link_ttl: timedelta = timedelta(hours=24)
-    signup_resend_cooldown: timedelta = timedelta(minutes=1)
-    signup_resend_daily_cap: int = 5
-    signup_idle_reminder_after: timedelta = timedelta(days=2)
-    signup_abandon_after: timedelta = timedelta(days=7)
+    signup: SignupPolicy = Field(default_factory=SignupPolicy)
     # Mail-sending requests per address and per client address, per hour (API).
     signup_requests_per_hour: int = 10
 
@@ -90,12 +108,10 @@ class Settings(BaseSettings):
         "https://socialsolution.omron.com/jp/ja/products_service/energy/eco_katau/"
     )
 
-    # Reminders
-    reminder_delays: list[timedelta] = Field(
-        default_factory=lambda: [timedelta(days=3), timedelta(days=7), timedelta(days=14)]
-    )
-    quiet_start: time = time(21, 0)
-    quiet_end: time = time(9, 0)
+    # Reminders (journey and signup) and the support desk the circle mails name
+    reminder: ReminderPolicy = Field(default_factory=ReminderPolicy)
+    quiet: QuietHours = Field(default_factory=QuietHours)
+    support: SupportContact = Field(default_factory=SupportContact)
 
     # API
     secret_key: SecretStr = Field(default=SecretStr("dev-only-change-me"))
@@ -104,11 +120,6 @@ class Settings(BaseSettings):
 
     def codec_key_bytes(self) -> dict[str, bytes]:
         return {k: base64.b64decode(v.get_secret_value()) for k, v in self.codec_keys.items()}
-
-    def reminder_policy(self) -> ReminderPolicy:
-        return ReminderPolicy(
-            delays=self.reminder_delays, quiet_start=self.quiet_start, quiet_end=self.quiet_end
-        )
 
     def circle_terms(self) -> TermsDocument:
         return _document(
@@ -132,17 +143,6 @@ class Settings(BaseSettings):
             self.points_privacy_version,
             self.points_privacy_file,
             self.points_privacy_url,
-        )
-
-    def signup_policy(self) -> SignupPolicy:
-        return SignupPolicy(
-            link_ttl=self.signup_link_ttl,
-            resend_cooldown=self.signup_resend_cooldown,
-            resend_daily_cap=self.signup_resend_daily_cap,
-            idle_reminder_after=self.signup_idle_reminder_after,
-            abandon_after=self.signup_abandon_after,
-            quiet_start=self.quiet_start,
-            quiet_end=self.quiet_end,
         )
 
 

@@ -19,6 +19,7 @@ from activities.enrollment import EnrollmentActivities
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
 from activities.signup import SignupActivities
 from config import Settings, get_settings
+from domain.jst import format_duration
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
@@ -33,8 +34,9 @@ def mail_renderer(settings: Settings) -> MailRenderer:
             "monitoring_site_url": settings.monitoring_site_url,
             "circle_info_url": settings.circle_terms_url,
             "points_signup_url": settings.points_signup_url,
-            "support_phone": "0120-066-825",
-            "support_hours": "平日 9:00～17:00 (土日祝、当社休日を除く)",
+            "support_phone": settings.support.phone,
+            "support_hours": settings.support.hours,
+            "link_ttl": format_duration(settings.signup.link_ttl),
             "points_login_url": settings.points_login_url,
             "points_inquiry_url": settings.points_inquiry_url,
             "points_terms_url": settings.points_terms_url,

@@ -42,7 +42,7 @@ def create_app(
         secret = settings.secret_key.get_secret_value()
         app.state.tokens = SessionTokens(secret, int(settings.session_max_age.total_seconds()))
         app.state.signup_sessions = SignupSessions(
-            secret, int((settings.signup_abandon_after + settings.signup_link_ttl).total_seconds())
+            secret, int((settings.signup.abandon_after + settings.signup.link_ttl).total_seconds())
         )
         app.state.signup_limiter = SlidingWindowLimiter(settings.signup_requests_per_hour, 3600)
         yield

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from api.customer import CustomerForm
 from domain.enrollment import EnrollmentStatus, GatewayModel, GatewayView
+from domain.jst import format_duration
 from domain.signup import Service
 from domain.text import PlainText
 from domain.values import EmailAddress, GatewayId, PcsSerial
@@ -128,12 +129,16 @@ class SignupRequest(BaseModel):
 class SignupRequested(BaseModel):
     """Always the same answer, registered address or not (the mail tells the difference)."""
 
-    message: str = (
-        "メールアドレスに会員登録するためのご案内メールを送信いたしました。"
-        "この段階では、まだ会員登録は完了していません。"
-        "メールに記載されているURLをクリックし、登録手続きを進めてください。"
-        "※URLの有効期限は24時間です。"
-    )
+    message: str
+
+    @classmethod
+    def for_link_ttl(cls, link_ttl: timedelta) -> SignupRequested:
+        return cls(
+            message="メールアドレスに会員登録するためのご案内メールを送信いたしました。"
+            "この段階では、まだ会員登録は完了していません。"
+            "メールに記載されているURLをクリックし、登録手続きを進めてください。"
+            f"※URLの有効期限は{format_duration(link_ttl)}です。"
+        )
 
 
 class LinkToken(BaseModel):

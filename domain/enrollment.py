@@ -9,13 +9,13 @@ the store by account ID.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from domain.jst import defer_out_of_quiet_hours, format_jst
+from domain.jst import QuietHours, defer_out_of_quiet_hours, format_jst, lift_quiet_hours
 from domain.terms import TermsDocument
 from domain.values import GatewayId
 
@@ -103,14 +103,13 @@ class ReminderPolicy(BaseModel):
     """When stalled customers are reminded. Arrives in the workflow input (deterministic).
 
     ``delays`` are counted from the moment the stage was entered; their number is the cap.
-    A reminder that falls in the quiet hours (JST) is deferred to the end of them.
+    A reminder that falls in the quiet hours (``QuietHours``, JST) is deferred to their end.
+    The defaults here are the only ones (``config.Settings.reminder`` reads overrides).
     """
 
     delays: list[timedelta] = Field(
         default_factory=lambda: [timedelta(days=3), timedelta(days=7), timedelta(days=14)]
     )
-    quiet_start: time = time(21, 0)
-    quiet_end: time = time(9, 0)
 
     @model_validator(mode="after")
     def _increasing(self) -> ReminderPolicy:
@@ -122,12 +121,12 @@ class ReminderPolicy(BaseModel):
 
 
 def next_reminder_at(
-    stage_entered_at: datetime, reminders_sent: int, policy: ReminderPolicy
+    stage_entered_at: datetime, reminders_sent: int, policy: ReminderPolicy, quiet: QuietHours
 ) -> datetime | None:
     """When the next reminder of this stage is due, or None once the cap is reached."""
     if reminders_sent >= len(policy.delays):
         return None
-    return defer_out_of_quiet_hours(stage_entered_at + policy.delays[reminders_sent], policy)
+    return defer_out_of_quiet_hours(stage_entered_at + policy.delays[reminders_sent], quiet)
 
 
 # ---- contracts of EnrollmentWorkflow and its activities ----
@@ -137,7 +136,13 @@ class EnrollmentInput(BaseModel):
     account_id: str
     circle_terms: TermsDocument
     points_signup_url: str
-    reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
+    reminders: ReminderPolicy
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recorded_before_quiet_hours(cls, data: Any) -> Any:
+        return lift_quiet_hours(data, "reminders")
 
 
 class ApplicationState(StrEnum):

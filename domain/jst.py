@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta, timezone
-from typing import Protocol
+from typing import Any
+
+from pydantic import BaseModel
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -13,20 +15,35 @@ def format_jst(moment: datetime) -> str:
     return moment.astimezone(JST).strftime("%Y/%m/%d %H:%M")
 
 
-class QuietHours(Protocol):
-    """Anything with JST quiet hours: the reminder policies of both workflows."""
+def format_duration(span: timedelta) -> str:
+    """A configured duration as customers read it: ``24時間``, ``90分``."""
+    minutes = int(span.total_seconds()) // 60
+    return f"{minutes // 60}時間" if minutes % 60 == 0 else f"{minutes}分"
 
-    @property
-    def quiet_start(self) -> time: ...
 
-    @property
-    def quiet_end(self) -> time: ...
+class QuietHours(BaseModel):
+    """The JST hours in which no reminder is sent (journey or signup); one due in them
+    waits for their end. ``start == end``: no quiet hours."""
+
+    start: time = time(21, 0)
+    end: time = time(9, 0)
+
+
+def lift_quiet_hours(data: Any, policy_key: str) -> Any:
+    """Workflow inputs recorded before ``QuietHours`` existed carry ``quiet_start`` and
+    ``quiet_end`` inside their policy: read them as the input's ``quiet_hours``."""
+    if isinstance(data, dict) and "quiet_hours" not in data:
+        policy = data.get(policy_key)
+        if isinstance(policy, dict) and "quiet_start" in policy:
+            hours = {"start": policy["quiet_start"], "end": policy["quiet_end"]}
+            return {**data, "quiet_hours": hours}
+    return data
 
 
 def is_quiet(moment: datetime, policy: QuietHours) -> bool:
     """True when ``moment`` falls in the quiet hours, read on the JST clock."""
     local = moment.astimezone(JST).time()
-    start, end = policy.quiet_start, policy.quiet_end
+    start, end = policy.start, policy.end
     if start == end:
         return False
     if start < end:
@@ -40,7 +57,7 @@ def defer_out_of_quiet_hours(moment: datetime, policy: QuietHours) -> datetime:
         return moment
     local = moment.astimezone(JST)
     end_today = local.replace(
-        hour=policy.quiet_end.hour, minute=policy.quiet_end.minute, second=0, microsecond=0
+        hour=policy.end.hour, minute=policy.end.minute, second=0, microsecond=0
     )
     if end_today <= local:
         end_today += timedelta(days=1)

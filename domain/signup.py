@@ -7,13 +7,15 @@ codec. The e-mail address stays in the store: activities look it up by signup ID
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from domain.customer import CustomerInfo
 from domain.errors import ErrorCode
+from domain.jst import QuietHours, lift_quiet_hours
 from domain.terms import TermsDocument
 from domain.values import GatewayId, PcsSerial
 
@@ -55,14 +57,14 @@ class SignupStatus(StrEnum):
 
 
 class SignupPolicy(BaseModel):
+    """The signup's clock. The defaults here are the only ones (``config.Settings.signup``
+    reads overrides); texts render ``link_ttl``, never a number of their own."""
+
     link_ttl: timedelta = timedelta(hours=24)
     resend_cooldown: timedelta = timedelta(minutes=1)
     resend_daily_cap: int = 5
     idle_reminder_after: timedelta = timedelta(days=2)
     abandon_after: timedelta = timedelta(days=7)
-    # The idle reminder is never sent in these hours (JST); it waits for their end.
-    quiet_start: time = time(21, 0)
-    quiet_end: time = time(9, 0)
 
 
 class SignupInput(BaseModel):
@@ -70,7 +72,14 @@ class SignupInput(BaseModel):
     already_member: bool = False
     service_terms: TermsDocument
     privacy_policy: TermsDocument
-    policy: SignupPolicy = Field(default_factory=SignupPolicy)
+    policy: SignupPolicy
+    # The idle reminder is never sent in these hours (JST); it waits for their end.
+    quiet_hours: QuietHours = Field(default_factory=QuietHours)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recorded_before_quiet_hours(cls, data: Any) -> Any:
+        return lift_quiet_hours(data, "policy")
 
 
 class LinkIssued(BaseModel):
@@ -81,12 +90,19 @@ class LinkIssued(BaseModel):
     issued_at: datetime
     expires_at: datetime
 
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
 
 class IssueLinkInput(BaseModel):
     signup_id: str
     seq: int
     issued_at: datetime
     ttl: timedelta
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.issued_at + self.ttl
 
 
 class RequestLinkResult(BaseModel):

@@ -91,7 +91,7 @@ def issue_link(engine: Engine, inp: IssueLinkInput) -> tuple[str | None, LinkIss
                 seq=inp.seq,
                 token_sha256=token_hash(token),
                 issued_at=inp.issued_at,
-                expires_at=inp.issued_at + inp.ttl,
+                expires_at=inp.expires_at,
             )
         else:
             link.token_sha256 = token_hash(token)

@@ -277,7 +277,12 @@ class EnrollmentWorkflow:
     def _next_reminder_at(self) -> datetime | None:
         if self._stage.awaited is None:
             return None
-        return next_reminder_at(self._stage_entered_at, self._reminders_sent, self._inp.reminders)
+        return next_reminder_at(
+            self._stage_entered_at,
+            self._reminders_sent,
+            self._inp.reminders,
+            self._inp.quiet_hours,
+        )
 
     async def _remind(self, stage: Stage) -> None:
         number = self._reminders_sent + 1

@@ -5,8 +5,9 @@ the API with update-with-start of ``request_link``, so entering the same address
 reaches the same signup. Input: ``SignupInput``; result: ``SignupView``.
 
 Messages
-- update ``request_link() -> RequestLinkResult``: mail a new 24-hour link; the previous
-  link (and any session opened with it) dies. Cooldown and daily cap in the validator.
+- update ``request_link() -> RequestLinkResult``: mail a new link, valid for
+  ``policy.link_ttl``; the previous link (and any session opened with it) dies.
+  Cooldown and daily cap in the validator.
   For an address that is or was a member, mails what happened instead.
 - update ``begin(BeginRequest) -> BeginResult``: STEP1, the first form submission; spends
   the token (opening the link spends nothing). Each link state has its own refusal:
@@ -17,7 +18,7 @@ Messages
   ``link_state(token_sha256) -> LinkStatus``.
 
 Timers
-- an unused link expires after 24 h: one "expired, start again" mail;
+- an unused link expires at its ``expires_at``: one "expired, start again" mail;
 - a signup left idle gets one reminder, then is abandoned, which releases the e-mail
   reservation; so is an expired link never renewed.
 """
@@ -280,7 +281,7 @@ class SignupWorkflow:
             return self._link.expires_at + policy.abandon_after, self._abandon
         if self._reminded_at_activity != self._last_activity:
             due = self._last_activity + policy.idle_reminder_after
-            return defer_out_of_quiet_hours(due, policy), self._remind
+            return defer_out_of_quiet_hours(due, self._inp.quiet_hours), self._remind
         return self._last_activity + policy.abandon_after, self._abandon
 
     async def _wait_for_change_or(
@@ -348,7 +349,7 @@ class SignupWorkflow:
         if current is not None and hmac.compare_digest(current.token_sha256, token_sha256):
             if token_sha256 in self._spent:
                 return ErrorCode.LINK_USED
-            if workflow.now() >= current.expires_at:
+            if current.expired(workflow.now()):
                 return ErrorCode.LINK_EXPIRED
             return None
         if any(hmac.compare_digest(old, token_sha256) for old in self._replaced):

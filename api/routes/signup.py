@@ -119,7 +119,7 @@ async def request_signup(
     client: ClientDep,
     settings: SettingsDep,
 ) -> SignupRequested:
-    """メールアドレスの入力: mail a signup link valid 24 hours.
+    """メールアドレスの入力: mail a signup link (valid ``ECOKATSU_SIGNUP_LINK_TTL``, 24 h).
 
     The answer is the same for every address: one already registered gets a mail saying
     so, not a different screen. Entering the address again while a signup is pending
@@ -136,7 +136,8 @@ async def request_signup(
             already_member=ticket.already_member,
             service_terms=settings.points_terms(),
             privacy_policy=settings.points_privacy(),
-            policy=settings.signup_policy(),
+            policy=settings.signup,
+            quiet_hours=settings.quiet,
         ),
         id=ticket.workflow_id,
         task_queue=settings.task_queue,
@@ -153,7 +154,7 @@ async def request_signup(
         # Too soon or too often for this signup: the screen stays the same.
         if err.status != 429:
             raise
-    return SignupRequested()
+    return SignupRequested.for_link_ttl(settings.signup.link_ttl)
 
 
 @router.post(

@@ -11,9 +11,10 @@ from pydantic import ValidationError
 
 from domain import search_attributes
 from domain.enrollment import GatewayReason, ReminderPolicy, gateway_ineligibility, next_reminder_at
-from domain.jst import JST, defer_out_of_quiet_hours, is_quiet
+from domain.jst import JST, QuietHours, defer_out_of_quiet_hours, is_quiet
 
 POLICY = ReminderPolicy(delays=[timedelta(days=1), timedelta(days=3)])
+QUIET = QuietHours()  # 21:00-09:00 JST
 
 
 def jst(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
@@ -22,9 +23,9 @@ def jst(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime
 
 def test_reminders_follow_the_delays_then_stop() -> None:
     entered = jst(2026, 11, 27, 12, 0)
-    assert next_reminder_at(entered, 0, POLICY) == jst(2026, 11, 28, 12, 0)
-    assert next_reminder_at(entered, 1, POLICY) == jst(2026, 11, 30, 12, 0)
-    assert next_reminder_at(entered, 2, POLICY) is None
+    assert next_reminder_at(entered, 0, POLICY, QUIET) == jst(2026, 11, 28, 12, 0)
+    assert next_reminder_at(entered, 1, POLICY, QUIET) == jst(2026, 11, 30, 12, 0)
+    assert next_reminder_at(entered, 2, POLICY, QUIET) is None
 
 
 @pytest.mark.parametrize(
@@ -37,13 +38,13 @@ def test_reminders_follow_the_delays_then_stop() -> None:
     ],
 )
 def test_night_reminders_wait_for_morning(due: datetime, expected: datetime) -> None:
-    assert defer_out_of_quiet_hours(due, POLICY) == expected
+    assert defer_out_of_quiet_hours(due, QUIET) == expected
 
 
 def test_quiet_hours_are_read_on_the_jst_clock() -> None:
     # 13:00 UTC is 22:00 JST: quiet, though it is daytime in UTC.
-    assert is_quiet(datetime(2026, 11, 27, 13, 0, tzinfo=UTC), POLICY)
-    deferred = defer_out_of_quiet_hours(datetime(2026, 11, 27, 13, 0, tzinfo=UTC), POLICY)
+    assert is_quiet(datetime(2026, 11, 27, 13, 0, tzinfo=UTC), QUIET)
+    deferred = defer_out_of_quiet_hours(datetime(2026, 11, 27, 13, 0, tzinfo=UTC), QUIET)
     assert deferred == datetime(2026, 11, 28, 0, 0, tzinfo=UTC)  # 09:00 JST
     assert deferred.tzinfo == UTC
 
@@ -51,8 +52,8 @@ def test_quiet_hours_are_read_on_the_jst_clock() -> None:
 @given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2040, 1, 1)))
 def test_no_reminder_is_ever_due_at_night(naive: datetime) -> None:
     moment = naive.replace(tzinfo=UTC)
-    deferred = defer_out_of_quiet_hours(moment, POLICY)
-    assert not is_quiet(deferred, POLICY)
+    deferred = defer_out_of_quiet_hours(moment, QUIET)
+    assert not is_quiet(deferred, QUIET)
     assert timedelta(0) <= deferred - moment <= timedelta(hours=12)
 
 
@@ -61,7 +62,7 @@ def test_policy_rejects_unordered_delays() -> None:
         ReminderPolicy(delays=[timedelta(days=3), timedelta(days=1)])
     with pytest.raises(ValidationError):
         ReminderPolicy(delays=[timedelta(0)])
-    assert not is_quiet(jst(2026, 1, 1, 23), ReminderPolicy(quiet_start=time(0), quiet_end=time(0)))
+    assert not is_quiet(jst(2026, 1, 1, 23), QuietHours(start=time(0), end=time(0)))
 
 
 def test_gateway_eligibility_reasons() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from domain.enrollment import (
     ReminderPolicy,
     Stage,
 )
+from domain.jst import QuietHours
 from domain.signup import RegisterRequest
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
@@ -38,9 +39,8 @@ from workflows.enrollment import EnrollmentWorkflow
 from workflows.signup import SignupWorkflow
 
 HERE = Path(__file__).resolve().parent / "histories"
-POLICY = ReminderPolicy.model_validate(
-    {"delays": ["P1D", "P3D"], "quiet_start": "00:00", "quiet_end": "00:00"}
-)
+POLICY = ReminderPolicy.model_validate({"delays": ["P1D", "P3D"]})
+NO_QUIET = QuietHours(start=time(0, 0), end=time(0, 0))
 
 
 async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
@@ -67,7 +67,7 @@ async def record() -> None:
         async with running_worker(env.client, engine, MailRecorder()) as journeys:
             # 1. consent, apply two gateways, points joined, cancel both: withdrawn
             c = add_customer(engine, second_eligible=True)
-            h = await journeys.start(c.account_id, POLICY)
+            h = await journeys.start(c.account_id, POLICY, NO_QUIET)
             await wait_stage(h, Stage.AWAITING_CONSENT)
             await h.execute_update(
                 EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
@@ -90,7 +90,7 @@ async def record() -> None:
 
             # 2. stalls: both reminders, dormant, then the customer declines
             c = add_customer(engine)
-            h = await journeys.start(c.account_id, POLICY)
+            h = await journeys.start(c.account_id, POLICY, NO_QUIET)
             await wait_stage(h, Stage.AWAITING_CONSENT)
             await env.sleep(timedelta(days=4))
             await asyncio.sleep(1)
@@ -100,7 +100,7 @@ async def record() -> None:
 
             # 3. corporate account: ineligible
             c = add_customer(engine, holder_type="corporate")
-            h = await journeys.start(c.account_id, POLICY)
+            h = await journeys.start(c.account_id, POLICY, NO_QUIET)
             await h.result()
             await save("enrollment_ineligible", h)
 

@@ -25,6 +25,7 @@ from domain.enrollment import (
     Stage,
 )
 from domain.ids import enrollment_workflow_id
+from domain.jst import QuietHours
 from domain.mail import MailKind, MailReceipt, MailRequest
 from domain.terms import TermsDocument
 from workflows.enrollment import EnrollmentWorkflow
@@ -71,6 +72,7 @@ class Journeys:
         self,
         account_id: str,
         policy: ReminderPolicy | None = None,
+        quiet: QuietHours | None = None,
         start_signal: str | None = None,
         start_signal_args: Sequence[Any] = (),
     ) -> WorkflowHandle[EnrollmentWorkflow, EnrollmentResult]:
@@ -81,6 +83,7 @@ class Journeys:
                 circle_terms=TERMS,
                 points_signup_url=SIGNUP_URL,
                 reminders=policy or ReminderPolicy(),
+                quiet_hours=quiet or QuietHours(),
             ),
             id=enrollment_workflow_id(account_id),  # accounts are fresh in every test
             task_queue=self.task_queue,

@@ -15,6 +15,7 @@ from config import Settings
 from devtools.mailsink import MailSink
 from domain.customer import CustomerInfo
 from domain.enrollment import RecordApplicationInput
+from domain.jst import QuietHours
 from domain.signup import SignupInput, SignupPolicy, SignupView
 from store import enrollment as enrollment_store
 from store import signup as signup_store
@@ -23,6 +24,8 @@ from worker import build_worker
 from workflows.signup import SignupWorkflow
 
 SETTINGS = Settings()
+# No quiet hours: the delays alone decide.
+NO_QUIET = QuietHours(start=time(0, 0), end=time(0, 0))
 INFO = CustomerInfo.model_validate(
     {
         "name": "笑顔 太郎",
@@ -66,6 +69,7 @@ async def start_signup(
     engine: Engine,
     email: str,
     policy: SignupPolicy | None = None,
+    quiet: QuietHours = NO_QUIET,
 ) -> WorkflowHandle[SignupWorkflow, SignupView]:
     """What the API does, without update-with-start (the time-skipping server lacks it)."""
     ticket = signup_store.open_signup(engine, email)
@@ -77,6 +81,7 @@ async def start_signup(
             service_terms=SETTINGS.points_terms(),
             privacy_policy=SETTINGS.points_privacy(),
             policy=policy or SignupPolicy(),
+            quiet_hours=quiet,
         ),
         id=ticket.workflow_id,
         task_queue=settings.task_queue,
@@ -103,6 +108,4 @@ QUICK = SignupPolicy(
     resend_daily_cap=3,
     idle_reminder_after=timedelta(days=2),
     abandon_after=timedelta(days=7),
-    quiet_start=time(0, 0),  # no quiet hours: the delays alone decide
-    quiet_end=time(0, 0),
 )

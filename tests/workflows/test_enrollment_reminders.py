@@ -3,14 +3,14 @@ night (JST), capped, dormancy flagged for operators, revival, and stopped by the
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio.testing import WorkflowEnvironment
 
 from domain import search_attributes as sa
 from domain.enrollment import ConsentRequest, ReminderPolicy, Stage, next_reminder_at
-from domain.jst import JST, is_quiet
+from domain.jst import JST, QuietHours, is_quiet
 from domain.mail import MailKind
 from tests.factories import add_customer
 from tests.workflows.harness import (
@@ -24,7 +24,7 @@ from tests.workflows.harness import (
 from workflows.enrollment import EnrollmentWorkflow
 
 # Quiet hours that never cover the test's clock, so the delays alone decide.
-NO_QUIET = {"quiet_start": "00:00", "quiet_end": "00:00"}
+NO_QUIET = QuietHours(start=time(0, 0), end=time(0, 0))
 
 
 async def skip_to(env: WorkflowEnvironment, moment: datetime) -> None:
@@ -40,11 +40,11 @@ def reminders(mails: MailRecorder) -> list[tuple[str, datetime]]:
 async def test_each_reminder_at_its_time_then_dormant_then_revived(
     ts_clock: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
-    policy = ReminderPolicy.model_validate({"delays": ["P1D", "P3D"], **NO_QUIET})
+    policy = ReminderPolicy.model_validate({"delays": ["P1D", "P3D"]})
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
     async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
-        handle = await journeys.start(customer.account_id, policy)
+        handle = await journeys.start(customer.account_id, policy, NO_QUIET)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
         entered = status.stage_entered_at
         assert status.next_reminder_at == entered + timedelta(days=1)
@@ -97,11 +97,11 @@ async def test_each_reminder_at_its_time_then_dormant_then_revived(
 async def test_the_awaited_step_stops_the_reminders(
     ts_clock: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
-    policy = ReminderPolicy.model_validate({"delays": ["P2D"], **NO_QUIET})
+    policy = ReminderPolicy.model_validate({"delays": ["P2D"]})
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
     async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
-        handle = await journeys.start(customer.account_id, policy)
+        handle = await journeys.start(customer.account_id, policy, NO_QUIET)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
         await skip_to(ts_clock, status.stage_entered_at + timedelta(days=1))
         await handle.execute_update(
@@ -124,17 +124,16 @@ async def test_a_reminder_due_at_night_waits_for_morning_jst(
     due_around = now + timedelta(days=1)
     quiet_start = (due_around - timedelta(minutes=30)).time().replace(second=0, microsecond=0)
     quiet_end = (due_around + timedelta(minutes=90)).time().replace(second=0, microsecond=0)
-    policy = ReminderPolicy(
-        delays=[timedelta(days=1)], quiet_start=quiet_start, quiet_end=quiet_end
-    )
+    policy = ReminderPolicy(delays=[timedelta(days=1)])
+    quiet = QuietHours(start=quiet_start, end=quiet_end)
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
     async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
-        handle = await journeys.start(customer.account_id, policy)
+        handle = await journeys.start(customer.account_id, policy, quiet)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
         naive_due = status.stage_entered_at + timedelta(days=1)
-        expected = next_reminder_at(status.stage_entered_at, 0, policy)
-        assert expected is not None and is_quiet(naive_due, policy)
+        expected = next_reminder_at(status.stage_entered_at, 0, policy, quiet)
+        assert expected is not None and is_quiet(naive_due, quiet)
         assert expected > naive_due + timedelta(minutes=60)
         assert expected.astimezone(JST).time() == quiet_end
         assert status.next_reminder_at == expected
@@ -145,4 +144,4 @@ async def test_a_reminder_due_at_night_waits_for_morning_jst(
         await eventually(lambda: len(reminders(mails)) == 1)
         at = reminders(mails)[0][1]
         assert near(at, expected)
-        assert not is_quiet(at, policy)
+        assert not is_quiet(at, quiet)

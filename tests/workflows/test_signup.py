@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.security import hash_password
 from devtools.mailsink import MailSink
 from domain.enrollment import ConsentRequest, Stage
-from domain.jst import JST, defer_out_of_quiet_hours, is_quiet
+from domain.jst import JST, QuietHours, defer_out_of_quiet_hours, is_quiet
 from domain.signup import (
     AgreeRequest,
     BeginRequest,
@@ -456,18 +456,13 @@ async def test_the_idle_reminder_waits_for_morning_jst(
     email = "night@example.com"
     # Quiet hours placed around the reminder's due time, wherever the clock is.
     due_around = (await env.get_current_time()).astimezone(JST) + QUICK.idle_reminder_after
-    policy = QUICK.model_copy(
-        update={
-            "quiet_start": (due_around - timedelta(minutes=30))
-            .time()
-            .replace(second=0, microsecond=0),
-            "quiet_end": (due_around + timedelta(minutes=90))
-            .time()
-            .replace(second=0, microsecond=0),
-        }
+    policy = QUICK
+    quiet = QuietHours(
+        start=(due_around - timedelta(minutes=30)).time().replace(second=0, microsecond=0),
+        end=(due_around + timedelta(minutes=90)).time().replace(second=0, microsecond=0),
     )
     async with signup_worker(env.client, sqlite_engine, mail_sink) as settings:
-        handle = await start_signup(env.client, settings, sqlite_engine, email, policy)
+        handle = await start_signup(env.client, settings, sqlite_engine, email, policy, quiet)
         await handle.execute_update(
             SignupWorkflow.begin,
             BeginRequest(
@@ -476,10 +471,10 @@ async def test_the_idle_reminder_waits_for_morning_jst(
         )
         begun_at = await env.get_current_time()
         naive_due = begun_at + policy.idle_reminder_after
-        assert is_quiet(naive_due, policy)
+        assert is_quiet(naive_due, quiet)
         await skip_to(env, naive_due + timedelta(minutes=5))
         assert mails_to(mail_sink, email, "完了していません") == 0
-        await skip_to(env, defer_out_of_quiet_hours(naive_due, policy) + timedelta(minutes=5))
+        await skip_to(env, defer_out_of_quiet_hours(naive_due, quiet) + timedelta(minutes=5))
         await mail_sink.wait_for(2)
         assert mails_to(mail_sink, email, "完了していません") == 1
         await handle.terminate("test finished")
