@@ -147,16 +147,30 @@ async def test_an_announcement_outlives_a_temporal_outage(outage: Outage) -> Non
                 "message": down.json()["detail"][0]["message"],
             }
         ]
+    # A second account announced during the outage.
+    other = announcement()
+    other_first = await http.post("/v1/system/accounts", json=other, headers=KEY)
+    assert other_first.status_code == 202, other_first.text
+    assert len(starts_store.pending_starts(engine)) == 2
     assert sink.received == []
 
-    # The server returns; two reconcilers (as two workers run them) drain the outbox.
+    # The server returns. Before any reconciler runs, the monitoring system's retry of the
+    # second announcement completes its start itself.
     await outage.server.start()
+    other_retry = await http.post("/v1/system/accounts", json=other, headers=KEY)
+    assert other_retry.status_code == 200, other_retry.text
+    assert other_retry.json() == {**other_first.json(), "journey": "started"}
+    [other_invitation] = await sink.wait_for(1, timeout=60)
+    assert other_invitation.envelope_to == [other["email"]]
+    assert [r.account_id for r in starts_store.pending_starts(engine)] == [account_id]
+
+    # Two reconcilers (as two workers run them) drain the rest of the outbox.
     reconcilers = [
         asyncio.create_task(JourneyStartReconciler(outage.client, engine, outage.settings).run())
         for _ in range(2)
     ]
     try:
-        [invitation] = await sink.wait_for(1, timeout=60)
+        invitation = (await sink.wait_for(2, timeout=60))[1]
         assert invitation.envelope_to == [body["email"]]
         assert "お申込みのご案内" in invitation.subject
 
@@ -174,15 +188,18 @@ async def test_an_announcement_outlives_a_temporal_outage(outage: Outage) -> Non
         journey = await http.get("/v1/journey", headers=auth)
         assert journey.json()["stage"] == "awaiting_consent"
 
-        # One run, one invitation, however many tried.
+        # One run and one invitation per account, however many tried.
         await asyncio.sleep(2)
-        assert len(sink.received) == 1
-        query = f"WorkflowId = '{first.json()['workflow_id']}'"
+        assert sorted(m.envelope_to[0] for m in sink.received) == sorted(
+            [body["email"], other["email"]]
+        )
+        for announced in (first, other_first):
+            query = f"WorkflowId = '{announced.json()['workflow_id']}'"
 
-        async def runs() -> list[object]:
-            return [w async for w in outage.client.list_workflows(query)]
+            async def runs(query: str = query) -> list[object]:
+                return [w async for w in outage.client.list_workflows(query)]
 
-        assert len(await eventually(runs)) == 1
+            assert len(await eventually(runs)) == 1
     finally:
         for task in reconcilers:
             task.cancel()
