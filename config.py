@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     )
     # How long the API waits for a workflow to answer an update or query before 503.
     workflow_answer_timeout: timedelta = timedelta(seconds=15)
+    # How long the API waits for the Temporal server itself (a start, a list) before it
+    # answers 503, or 202 for an announcement whose start is recorded (the client's own
+    # retries would take about 10 s to give up).
+    temporal_call_timeout: timedelta = timedelta(seconds=5)
+    # The outbox of journey starts: how often each worker's reconciler looks for pending
+    # starts, and how long a claimed start is left to its claimant before another may try.
+    journey_start_interval: timedelta = timedelta(seconds=5)
+    journey_start_lease: timedelta = timedelta(seconds=60)
 
     # Store
     database_url: str = Field(

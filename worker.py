@@ -3,6 +3,12 @@
 ``python worker.py`` waits for Temporal, registers the search attributes, and polls until
 interrupted. The store is migrated beforehand (``python cli.py migrate``), once, not by
 each of several workers at the same time.
+
+Beside the worker, the same process runs the reconciler of journey starts
+(``journey_starts.py``): announced accounts whose journey could not be started while the
+Temporal server was unreachable are started from the store's outbox. It runs in every
+worker, because a worker is what a journey needs anyway and is what the deployment scales;
+the starts are claimed with a lease, so several workers never start one twice.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from activities.mail import MailActivities, MailRenderer, SmtpSettings
 from activities.signup import SignupActivities
 from config import Settings, get_settings
 from domain.jst import format_duration
+from journey_starts import JourneyStartReconciler
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
@@ -92,7 +99,10 @@ async def main() -> None:
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, engine, executor)
         logging.getLogger("worker").info("polling task queue %s", settings.task_queue)
-        await worker.run()
+        async with asyncio.TaskGroup() as tasks:
+            reconciler = tasks.create_task(JourneyStartReconciler(client, engine, settings).run())
+            await worker.run()
+            reconciler.cancel()
 
 
 if __name__ == "__main__":

@@ -56,6 +56,13 @@ class AnnounceAccountRequest(BaseModel):
 class AnnounceAccountResponse(BaseModel):
     account_id: str
     workflow_id: str
+    journey: Literal["started", "pending"] = Field(
+        description=(
+            "started: the journey runs. pending: the account and its start are recorded, "
+            "but the Temporal server could not be reached; a worker starts the journey as "
+            "soon as it can, and nothing needs to be sent again."
+        )
+    )
 
 
 class TermsResponse(BaseModel):

@@ -71,6 +71,8 @@ class ErrorCode(StrEnum):
     GATEWAY_ALREADY_APPLIED = auto()
     # the system (503)
     WORKER_UNAVAILABLE = auto()
+    TEMPORAL_UNAVAILABLE = auto()
+    JOURNEY_CLOSING = auto()
 
 
 MESSAGES: dict[str, str] = {
@@ -185,6 +187,12 @@ MESSAGES: dict[str, str] = {
     ErrorCode.GATEWAY_ALREADY_APPLIED: "このゲートウェイは既にお申し込み済みです。",
     ErrorCode.WORKER_UNAVAILABLE: (
         "ただいま処理を受け付けられません。しばらくしてから再度お試しください。"
+    ),
+    ErrorCode.TEMPORAL_UNAVAILABLE: (
+        "ただいま処理を受け付けられません。しばらくしてから再度お試しください。"
+    ),
+    ErrorCode.JOURNEY_CLOSING: (
+        "前回のお手続きの終了処理中です。しばらくしてから再度お試しください。"
     ),
 }
 

@@ -24,7 +24,13 @@ from domain.enrollment import (
     gateway_ineligibility,
 )
 from domain.errors import ErrorCode
-from store.tables import Account, CircleApplication, Consent, Enrollment, Gateway
+from store.tables import (
+    Account,
+    CircleApplication,
+    Consent,
+    Gateway,
+    JourneyStart,
+)
 
 
 class RuleViolation(Exception):
@@ -191,19 +197,18 @@ def cancel_application(engine: Engine, inp: CancelApplicationInput) -> list[Gate
         return gateway_views(session, inp.account_id)
 
 
-def remember_enrollment(engine: Engine, account_id: str, workflow_id: str) -> None:
-    """Map an account to its journey's workflow (idempotent)."""
-    with Session(engine) as session:
-        if session.get(Enrollment, account_id) is None:
-            session.add(Enrollment(account_id=account_id, workflow_id=workflow_id))
-            try:
-                session.commit()
-            except sa.exc.IntegrityError:
-                session.rollback()  # a concurrent request recorded it first
+def create_account(
+    engine: Engine,
+    account: Account,
+    gateways: list[Gateway],
+    *,
+    start: JourneyStart | None = None,
+) -> Account:
+    """Register a monitoring account with its gateways, all or nothing.
 
-
-def create_account(engine: Engine, account: Account, gateways: list[Gateway]) -> Account:
-    """Register a monitoring account with its gateways, all or nothing."""
+    With ``start``, the journey's start is recorded in the same transaction (the outbox of
+    journey starts, ``store/starts.py``): the account never exists without it.
+    """
     with Session(engine) as session:
         if session.exec(select(Account).where(Account.email == account.email)).first():
             raise RuleViolation(ErrorCode.ACCOUNT_EXISTS)
@@ -217,6 +222,9 @@ def create_account(engine: Engine, account: Account, gateways: list[Gateway]) ->
         for gateway in gateways:
             gateway.account_id = account.id
             session.add(gateway)
+        if start is not None:
+            start.account_id = account.id
+            session.add(start)
         try:
             session.commit()
         except sa.exc.IntegrityError:

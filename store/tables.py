@@ -204,3 +204,24 @@ class PointsMember(SQLModel, table=True):
     status: str = Field(max_length=10)  # "active" | "cancelled"
     registered_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     cancelled_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class JourneyStart(SQLModel, table=True):
+    """The outbox of journey starts: one row per announced account, written in the same
+    transaction as the account, so an account never exists without a promise to start its
+    journey. ``pending`` rows are started by the API at once (best effort) or, when the
+    Temporal server was unreachable, by the reconciler in every worker. Whoever starts one
+    first holds its lease (``lease_until``); the workflow-ID policy makes a second start a
+    no-op if a lease ever runs out mid-start."""
+
+    __tablename__ = "journey_starts"
+
+    account_id: str = Field(foreign_key="monitoring_accounts.id", primary_key=True, max_length=32)
+    status: str = Field(max_length=10, index=True)  # "pending" | "started"
+    attempts: int = 0
+    lease_until: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    # The kind of failure (an RPC status name or an exception class), never a message:
+    # messages may quote the request.
+    last_error: str | None = Field(default=None, max_length=80)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    started_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Path, status
 
 from api.deps import AccountDep, ClientDep, EngineDep, EnrolledDep, SettingsDep
@@ -19,12 +17,12 @@ from api.schemas import (
     TermsResponse,
 )
 from api.services import enrollment as enrollment_service
+from api.services import starts as starts_service
 from config import document_text
 from domain.enrollment import ApplyRequest, CancelRequest, ConsentRequest
 from domain.errors import ErrorCode, FieldRuleError
 from domain.ids import enrollment_workflow_id
 from domain.values import parse_gateway_id
-from store import enrollment as enrollment_store
 from workflows.enrollment import EnrollmentWorkflow
 
 router = APIRouter(prefix="/v1", tags=["circle journey"])
@@ -43,7 +41,12 @@ def get_terms(settings: SettingsDep) -> TermsResponse:
 @router.post(
     "/journey",
     response_model=JourneyResponse,
-    responses=error_responses(ErrorCode.NOT_AUTHENTICATED, ErrorCode.WORKER_UNAVAILABLE),
+    responses=error_responses(
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.WORKER_UNAVAILABLE,
+        ErrorCode.TEMPORAL_UNAVAILABLE,
+        ErrorCode.JOURNEY_CLOSING,
+    ),
 )
 async def start_or_resume(
     account: AccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
@@ -51,11 +54,10 @@ async def start_or_resume(
     """Start the customer's journey, or return the one under way.
 
     A journey that ended (declined, ineligible, withdrawn) starts anew and checks
-    eligibility again.
+    eligibility again, even while its run is still sending its last mails (503
+    ``journey_closing`` if that takes longer than the answer timeout).
     """
-    workflow_id = await enrollment_service.start_journey(client, settings, account.id)
-    await asyncio.to_thread(enrollment_store.remember_enrollment, engine, account.id, workflow_id)
-    state = await enrollment_service.settled_status_of(client, settings, account.id)
+    workflow_id, state = await starts_service.start_or_resume(client, engine, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=workflow_id)
 
 

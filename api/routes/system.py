@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
 from api.deps import ClientDep, EngineDep, SettingsDep, SystemDep
 from api.errors import ApiError, error_responses
@@ -15,13 +14,10 @@ from api.schemas import (
     OperatorJourney,
     OperatorJourneyList,
 )
-from api.security import hash_password
-from api.services import enrollment as enrollment_service
+from api.services import starts as starts_service
 from domain import search_attributes as sa
 from domain.enrollment import Stage
 from domain.errors import ErrorCode
-from store import enrollment as enrollment_store
-from store.tables import Account, Gateway
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
 
@@ -30,16 +26,30 @@ router = APIRouter(prefix="/v1/system", tags=["system"])
     "/accounts",
     response_model=AnnounceAccountResponse,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(
-        ErrorCode.SYSTEM_KEY_INVALID,
-        ErrorCode.INVALID_EMAIL,
-        ErrorCode.INVALID_GATEWAY_ID,
-        ErrorCode.INVALID_PCS_SERIAL,
-        ErrorCode.CONTROL_CHARACTER,
-        ErrorCode.GATEWAY_LISTED_TWICE,
-        ErrorCode.ACCOUNT_EXISTS,
-        ErrorCode.GATEWAY_REGISTERED,
-    ),
+    responses={
+        status.HTTP_200_OK: {
+            "model": AnnounceAccountResponse,
+            "description": "The same announcement was recorded before; its journey runs.",
+        },
+        status.HTTP_202_ACCEPTED: {
+            "model": AnnounceAccountResponse,
+            "description": (
+                "Recorded; the Temporal server could not be reached, so the journey start is "
+                "pending (journey: pending). A worker starts it as soon as it can: do not "
+                "treat this as a failure; sending the same announcement again is safe."
+            ),
+        },
+        **error_responses(
+            ErrorCode.SYSTEM_KEY_INVALID,
+            ErrorCode.INVALID_EMAIL,
+            ErrorCode.INVALID_GATEWAY_ID,
+            ErrorCode.INVALID_PCS_SERIAL,
+            ErrorCode.CONTROL_CHARACTER,
+            ErrorCode.GATEWAY_LISTED_TWICE,
+            ErrorCode.ACCOUNT_EXISTS,
+            ErrorCode.GATEWAY_REGISTERED,
+        ),
+    },
 )
 async def announce_account(
     body: AnnounceAccountRequest,
@@ -47,46 +57,41 @@ async def announce_account(
     engine: EngineDep,
     client: ClientDep,
     settings: SettingsDep,
+    response: Response,
 ) -> AnnounceAccountResponse:
     """The monitoring system announces a new account; its journey starts at once.
 
     The password is hashed (argon2id) here and never leaves this process in plaintext.
     An individual account with an eligible gateway gets the invitation mail; any other
-    journey ends as ineligible with a reason code.
+    journey ends as ineligible with a reason code. The account and the promise to start
+    its journey are stored together: 201 when the journey started, 202 when the Temporal
+    server could not be reached (a worker starts it later, once), 200 for the same
+    announcement sent again (e-mail, name, holder type, gateways and password all equal);
+    a different announcement for a known e-mail is 409 ``account_exists``.
     """
     repeated = body.repeated_gateway()
     if repeated is not None:
         raise ApiError(
             ErrorCode.GATEWAY_LISTED_TWICE, loc=["body", "gateways", repeated, "gateway_id"]
         )
-    password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
-    try:
-        account = await asyncio.to_thread(
-            enrollment_store.create_account,
-            engine,
-            Account(
-                email=body.email,
-                password_hash=password_hash,
-                display_name=body.display_name,
-                holder_type=body.holder_type,
-            ),
-            [Gateway(account_id="", **g.model_dump()) for g in body.gateways],
-        )
-    except enrollment_store.RuleViolation as err:
-        raise ApiError(err.code) from None
-    workflow_id = await enrollment_service.start_journey(client, settings, account.id)
-    await asyncio.to_thread(enrollment_store.remember_enrollment, engine, account.id, workflow_id)
-    return AnnounceAccountResponse(account_id=account.id, workflow_id=workflow_id)
+    announced = await starts_service.announce(client, engine, settings, body)
+    response.status_code = announced.status_code
+    return AnnounceAccountResponse(
+        account_id=announced.account_id,
+        workflow_id=announced.workflow_id,
+        journey=announced.journey,
+    )
 
 
 @router.get(
     "/journeys",
     response_model=OperatorJourneyList,
-    responses=error_responses(ErrorCode.SYSTEM_KEY_INVALID),
+    responses=error_responses(ErrorCode.SYSTEM_KEY_INVALID, ErrorCode.TEMPORAL_UNAVAILABLE),
 )
 async def list_journeys(
     _: SystemDep,
     client: ClientDep,
+    settings: SettingsDep,
     stage: Annotated[Stage | None, Query(description="Only journeys in this stage")] = None,
     needs_operator: Annotated[
         bool | None, Query(description="Only dormant journeys or ones with undelivered mail")
@@ -94,9 +99,10 @@ async def list_journeys(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OperatorJourneyList:
     """Journeys as operators see them in the Temporal UI (no personal data)."""
-    return OperatorJourneyList(
-        journeys=await list_journey_rows(client, stage, needs_operator, limit)
+    rows = await starts_service.temporal_call(
+        settings, list_journey_rows(client, stage, needs_operator, limit)
     )
+    return OperatorJourneyList(journeys=rows)
 
 
 async def list_journey_rows(

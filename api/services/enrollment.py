@@ -16,38 +16,17 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import STATUS, ApiError
 from config import Settings
-from domain.enrollment import EnrollmentInput, EnrollmentStatus, Stage
+from domain.enrollment import EnrollmentStatus, Stage
 from domain.errors import ErrorCode
 from domain.ids import enrollment_workflow_id
 from workflows.enrollment import EnrollmentWorkflow
 
 T = TypeVar("T")
-
-
-async def start_journey(client: Client, settings: Settings, account_id: str) -> str:
-    """Start the journey, or attach to the running one (a closed one starts anew)."""
-    handle = await client.start_workflow(
-        EnrollmentWorkflow.run,
-        EnrollmentInput(
-            account_id=account_id,
-            circle_terms=settings.circle_terms(),
-            points_signup_url=settings.points_signup_url,
-            reminders=settings.reminder,
-            quiet_hours=settings.quiet,
-        ),
-        id=enrollment_workflow_id(account_id),
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        static_summary="Eco-katsu circle journey",
-    )
-    return handle.id
 
 
 def handle_for(client: Client, account_id: str) -> WorkflowHandle[EnrollmentWorkflow, object]:

@@ -1,0 +1,159 @@
+"""Starting journeys from the API: the monitoring system's announcement and the customer's
+"start or resume", with the Temporal server's outages mapped to 503.
+
+An announcement never depends on the Temporal server being up: the account and its
+pending start are committed together (``store/starts.py``), the start is tried at once,
+and when it cannot be made now the reconciler in the workers makes it later
+(``journey_starts.py``). The monitoring system gets 202 then: nothing for it to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from fastapi import status
+from sqlalchemy.engine import Engine
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ApiError
+from api.schemas import AnnounceAccountRequest
+from api.security import hash_password, verify_password
+from api.services import enrollment as enrollment_service
+from config import Settings
+from domain.enrollment import EnrollmentStatus
+from domain.errors import ErrorCode
+from domain.ids import enrollment_workflow_id
+from journey_starts import start_journey, start_recorded, utcnow
+from store import starts as starts_store
+from store.enrollment import RuleViolation
+from store.tables import Account, Gateway
+
+T = TypeVar("T")
+
+# The server could not serve the call now; anything else is a bug and stays a 500.
+SERVER_TROUBLE = (
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.CANCELLED,
+)
+# How often a customer's start may find the open run's journey over before giving up.
+CLOSING_ROUNDS = 3
+
+
+async def temporal_call(settings: Settings, call: Awaitable[T]) -> T:
+    """Await a call on the Temporal server itself (start, describe, list); 503 when the
+    server cannot be reached within ``temporal_call_timeout``."""
+    try:
+        async with asyncio.timeout(settings.temporal_call_timeout.total_seconds()):
+            return await call
+    except TimeoutError:
+        raise ApiError(ErrorCode.TEMPORAL_UNAVAILABLE) from None
+    except RPCError as err:
+        if err.status in SERVER_TROUBLE:
+            raise ApiError(ErrorCode.TEMPORAL_UNAVAILABLE) from None
+        raise
+
+
+@dataclass(frozen=True)
+class Announcement:
+    status_code: int
+    account_id: str
+    workflow_id: str
+    journey: Literal["started", "pending"]
+
+
+async def announce(
+    client: Client, engine: Engine, settings: Settings, body: AnnounceAccountRequest
+) -> Announcement:
+    """Record the account with its pending start, then try the start.
+
+    201: recorded and started now. 200: the same announcement was recorded before, and its
+    journey runs (started now or earlier). 202: recorded, the start is pending.
+    """
+    password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
+    try:
+        announced = await asyncio.to_thread(
+            lambda: starts_store.record_announcement(
+                engine,
+                Account(
+                    email=body.email,
+                    password_hash=password_hash,
+                    display_name=body.display_name,
+                    holder_type=body.holder_type,
+                ),
+                [Gateway(account_id="", **g.model_dump()) for g in body.gateways],
+                now=utcnow(),
+                lease=settings.journey_start_lease,
+                same_password=lambda stored: verify_password(stored, body.password),
+            )
+        )
+    except RuleViolation as err:
+        raise ApiError(err.code) from None
+    started = announced.started
+    if announced.claimed:
+        started = await start_recorded(client, engine, settings, announced.account_id)
+    if not started:
+        code = status.HTTP_202_ACCEPTED
+    elif announced.created:
+        code = status.HTTP_201_CREATED
+    else:
+        code = status.HTTP_200_OK
+    return Announcement(
+        status_code=code,
+        account_id=announced.account_id,
+        workflow_id=enrollment_workflow_id(announced.account_id),
+        journey="started" if started else "pending",
+    )
+
+
+async def _open_run_id(client: Client, workflow_id: str) -> str | None:
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return described.run_id if described.status == WorkflowExecutionStatus.RUNNING else None
+
+
+async def start_or_resume(
+    client: Client, engine: Engine, settings: Settings, account_id: str
+) -> tuple[str, EnrollmentStatus]:
+    """The customer's journey under way, or a new one; never one that is over.
+
+    A journey that has ended in the workflow's state (withdrawn, declined) keeps its run
+    open while it sends its last mails, and a start with ``USE_EXISTING`` would return
+    that run. So: note the open run before starting; if the start returns that same run
+    and its journey is over, wait for it to close and start again. A run that this start
+    made is returned whatever its stage (a new journey may end at once as ineligible).
+    """
+    workflow_id = enrollment_workflow_id(account_id)
+    for _ in range(CLOSING_ROUNDS):
+        prior = await temporal_call(settings, _open_run_id(client, workflow_id))
+        handle = await temporal_call(
+            settings, start_journey(client, settings, account_id, anew=True)
+        )
+        # Also closes the account's pending start in the outbox, if it has one.
+        await asyncio.to_thread(
+            starts_store.mark_started, engine, account_id, workflow_id, now=utcnow()
+        )
+        state = await enrollment_service.settled_status_of(client, settings, account_id)
+        if handle.result_run_id != prior or not state.stage.is_final:
+            return workflow_id, state
+        try:
+            async with asyncio.timeout(settings.workflow_answer_timeout.total_seconds()):
+                await handle.result()
+        except WorkflowFailureError:
+            pass  # closed all the same
+        except TimeoutError:
+            break
+        except RPCError as err:
+            if err.status in SERVER_TROUBLE:
+                raise ApiError(ErrorCode.TEMPORAL_UNAVAILABLE) from None
+            raise
+    raise ApiError(ErrorCode.JOURNEY_CLOSING)
