@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     )
     # How long the API waits for a workflow to answer an update or query before 503.
     workflow_answer_timeout: timedelta = timedelta(seconds=15)
+    # How long the API tries to reach the Temporal server per attempt: at start-up it
+    # tries once and starts anyway (routes answer 503 until a later attempt succeeds).
+    temporal_connect_timeout: timedelta = timedelta(seconds=3)
+    # Request bodies above this size are refused with 413 before they are parsed.
+    max_request_body_bytes: int = 64 * 1024
 
     # Store
     database_url: str = Field(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StrictBool
 
 from domain.customer import CustomerInfo
 from domain.enrollment import EnrollmentStatus, GatewayModel, GatewayView
-from domain.errors import FieldRuleError
+from domain.errors import ErrorCode, FieldRuleError
 from domain.signup import Service
 from domain.values import GatewayId, PcsSerial
 
@@ -20,7 +21,7 @@ def _email(value: str) -> str:
         # Stored and compared in lower case: user IDs are looked up case-insensitively.
         return validate_email(value.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError:
-        raise FieldRuleError("invalid_email") from None
+        raise FieldRuleError(ErrorCode.INVALID_EMAIL) from None
 
 
 Email = Annotated[str, AfterValidator(_email)]
@@ -41,8 +42,9 @@ class AnnouncedGateway(BaseModel):
     gateway_id: GatewayId
     pcs_serial: PcsSerial
     model: GatewayModel
-    pv_unit_in_use: bool
-    battery_unit_in_use: bool
+    # Strict: they decide eligibility; only JSON true/false count.
+    pv_unit_in_use: StrictBool
+    battery_unit_in_use: StrictBool
 
 
 class AnnounceAccountRequest(BaseModel):
@@ -69,7 +71,8 @@ class TermsResponse(BaseModel):
 
 
 class ConsentBody(BaseModel):
-    agree: bool = Field(description="true: 同意する, false: 同意しない")
+    # Strict: 0, "no" or "false" must not decline (declining ends the journey).
+    agree: StrictBool = Field(description="true: 同意する, false: 同意しない")
     terms_version: str = Field(description="The version the customer was shown (GET /v1/terms)")
 
 
@@ -153,12 +156,21 @@ class LinkToken(BaseModel):
     )
 
 
+class LinkStatus(StrEnum):
+    """What the mailed link's page shows: ``valid``, or the code it would be refused with."""
+
+    VALID = "valid"
+    LINK_EXPIRED = ErrorCode.LINK_EXPIRED.value
+    LINK_REPLACED = ErrorCode.LINK_REPLACED.value
+    LINK_USED = ErrorCode.LINK_USED.value
+    SIGNUP_COMPLETED = ErrorCode.SIGNUP_COMPLETED.value
+    SIGNUP_CLOSED = ErrorCode.SIGNUP_CLOSED.value
+    LINK_UNKNOWN = ErrorCode.LINK_UNKNOWN.value
+
+
 class LinkState(BaseModel):
-    state: Literal[
-        "valid", "link_expired", "link_replaced", "link_used", "signup_completed",
-        "signup_closed", "link_unknown",
-    ]  # fmt: skip
-    message: str
+    state: LinkStatus
+    message: str = Field(description="Empty when valid, else the refusal's message")
     expires_at: datetime | None = None
 
 
@@ -178,8 +190,17 @@ class DocumentView(BaseModel):
     text: str
 
 
+def _json_bool(value: object) -> object:
+    """Only JSON true/false: a ``Literal[True]`` alone also takes 1 and 1.0 (1 == True)."""
+    if not isinstance(value, bool):
+        raise ValueError("not a boolean")
+    return value
+
+
 class AgreementBody(BaseModel):
-    agree: Literal[True] = Field(description="上記について確認したので、同意します。")
+    agree: Annotated[Literal[True], BeforeValidator(_json_bool)] = Field(
+        description="上記について確認したので、同意します。"
+    )
     service_terms_version: str
     privacy_policy_version: str
 
