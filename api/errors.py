@@ -127,12 +127,26 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.code, exc.loc)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, RequestValidationError):  # registered for it only
         raise exc
     errors = exc.errors()
     if any(err["type"] == "json_invalid" for err in errors):
         return error_response(ErrorCode.MALFORMED_BODY, ["body"])
+    # FastAPI parses a body as JSON only when it says so; anything else it hands to the
+    # model as bytes, which would read as a 422 on the whole body.
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    if has_body and not _is_json(request.headers.get("content-type")):
+        return error_response(ErrorCode.UNSUPPORTED_MEDIA_TYPE, ["header", "content-type"])
     items = []
     for err in errors:
         cause = (err.get("ctx") or {}).get("error")

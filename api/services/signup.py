@@ -141,7 +141,8 @@ class SignupService:
         token_sha256 = signup_store.token_hash(body.token)
         # The signup's stored status is part of the key: once it has registered (or
         # ended), the same submission is a new request and is told so.
-        request = key and f"key:{key}" or f"body:{token_sha256}:{body.service}:{signup.status}"
+        status = signup.status
+        request = f"key:{key}" if key else f"body:{token_sha256}:{body.service}:{status}"
         handle = self.handle(signup.id)
         begun = await self._answer(
             signup.id,

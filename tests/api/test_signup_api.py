@@ -202,6 +202,15 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
     await stack.client.get_workflow_handle(signup_id).result()
     late_click = await stack.call("POST", "/v1/points/signup/register", headers=session)
     assert (late_click.status_code, late_click.json()) == (200, first.json())
+    # With the workflow closed, the answer comes from the store, never from an error's
+    # text: still signup_completed (it flipped to 404 journey_not_found under load).
+    closed_begin = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "omron_monitoring"}
+    )
+    assert (closed_begin.status_code, closed_begin.json()["detail"][0]["code"]) == (
+        409,
+        "signup_completed",
+    )
 
     await stack.sink.wait_for(4)
     await asyncio.sleep(0.5)
