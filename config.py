@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # starts, and how long a claimed start is left to its claimant before another may try.
     journey_start_interval: timedelta = timedelta(seconds=5)
     journey_start_lease: timedelta = timedelta(seconds=60)
+    # How long the API tries to reach the Temporal server per attempt: at start-up it
+    # tries once and starts anyway (routes answer 503 until a later attempt succeeds).
+    temporal_connect_timeout: timedelta = timedelta(seconds=3)
+    # Request bodies above this size are refused with 413 before they are parsed.
+    max_request_body_bytes: int = 64 * 1024
 
     # Store
     database_url: str = Field(

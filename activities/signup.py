@@ -60,7 +60,9 @@ class SignupActivities:
     @activity.defn
     def register_member(self, inp: RegisterMemberInput) -> Registered:
         member = refuse_on_rule(lambda: signup_store.register_member(self._engine, inp))
-        return Registered(gateway_id=member.gateway_id, registered_at=inp.registered_at)
+        return Registered(
+            gateway_id=member.gateway_id, registered_at=inp.registered_at, name=inp.info.name
+        )
 
     @activity.defn
     def release_signup(self, inp: ReleaseSignupInput) -> None:

@@ -1,8 +1,12 @@
-"""Typed dependencies: settings, store session, Temporal client, the caller's identity."""
+"""Typed dependencies: settings, store, Temporal client, the caller's identity, the
+signup session, and the request's idempotency key."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
+import time
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -12,10 +16,49 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from api.errors import ApiError
-from api.security import SessionTokens
+from api.security import SessionTokens, SignupSessions
+from api.services.signup import SignupService, SignupStep
 from config import Settings
 from domain.errors import ErrorCode
 from store.tables import Account, Enrollment
+from temporal_client import connect
+
+log = logging.getLogger(__name__)
+
+
+class TemporalConnection:
+    """The process's one Temporal client, connected on first need.
+
+    The API starts while the Temporal server is unreachable: routes that need it answer
+    503 ``service_unavailable`` and the next request tries again (at most one attempt a
+    second, each bounded by ``temporal_connect_timeout``). Once connected, the SDK
+    reconnects by itself; an outage then surfaces as ``RPCError`` UNAVAILABLE (503).
+    """
+
+    RETRY_GAP_SECONDS = 1.0
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+        self._failed_at = -self.RETRY_GAP_SECONDS
+
+    async def get(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                if time.monotonic() - self._failed_at < self.RETRY_GAP_SECONDS:
+                    raise ApiError(ErrorCode.SERVICE_UNAVAILABLE)
+                timeout = self._settings.temporal_connect_timeout.total_seconds()
+                try:
+                    async with asyncio.timeout(timeout):
+                        self._client = await connect(self._settings)
+                except (RuntimeError, TimeoutError, OSError) as err:
+                    self._failed_at = time.monotonic()
+                    log.warning("Temporal server unreachable: %s", type(err).__name__)
+                    raise ApiError(ErrorCode.SERVICE_UNAVAILABLE) from None
+            return self._client
 
 
 def get_settings(request: Request) -> Settings:
@@ -28,9 +71,9 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_client(request: Request) -> Client:
-    client: Client = request.app.state.client
-    return client
+async def get_client(request: Request) -> Client:
+    temporal: TemporalConnection = request.app.state.temporal
+    return await temporal.get()
 
 
 def get_tokens(request: Request) -> SessionTokens:
@@ -87,3 +130,52 @@ def enrolled_account(account: AccountDep, engine: EngineDep) -> Account:
 
 EnrolledDep = Annotated[Account, Depends(enrolled_account)]
 SystemDep = Annotated[None, Depends(system_caller)]
+
+
+def idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            pattern=r"^[\x21-\x7e]+$",
+            description=(
+                "Any unique string (e.g. a UUID) the client sends again when it retries this "
+                "request: the retry gets the first attempt's result, never a second action."
+            ),
+        ),
+    ] = None,
+) -> str | None:
+    return idempotency_key
+
+
+IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
+
+
+def current_signup_step(
+    request: Request,
+    x_signup_session: Annotated[str | None, Header(description="From POST /begin")] = None,
+) -> SignupStep:
+    sessions: SignupSessions = request.app.state.signup_sessions
+    found = sessions.read(x_signup_session) if x_signup_session else None
+    if found is None:
+        raise ApiError(ErrorCode.SESSION_INVALID)
+    signup_id, seq = found
+    return SignupStep(signup_id, seq)
+
+
+def get_signup_sessions(request: Request) -> SignupSessions:
+    sessions: SignupSessions = request.app.state.signup_sessions
+    return sessions
+
+
+async def signup_service(
+    client: ClientDep, engine: EngineDep, settings: SettingsDep
+) -> SignupService:
+    return SignupService(client, engine, settings)
+
+
+SignupStepDep = Annotated[SignupStep, Depends(current_signup_step)]
+SignupServiceDep = Annotated[SignupService, Depends(signup_service)]
+SignupSessionsDep = Annotated[SignupSessions, Depends(get_signup_sessions)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,18 +11,23 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import errors
+from api.deps import TemporalConnection
+from api.errors import ApiError
 from api.ratelimit import SlidingWindowLimiter
 from api.routes import codec, enrollment, session, signup, system
 from api.security import SessionTokens, SignupSessions
 from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
-from temporal_client import connect
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Enrollment into OMRON's みんなでつくるエコ活サークル, one durable Temporal workflow per
 customer. Errors always have the body `{"detail": [{"loc", "code", "message"}]}`: `code`
-is stable, `message` is Japanese, and rejected input is never echoed.
+is stable, `message` is Japanese, and rejected input is never echoed. A 503 (the worker,
+the Temporal server or the store is unavailable) carries `Retry-After`; retry the same
+request with the same `Idempotency-Key` header and it attaches to the first attempt.
 """
 
 
@@ -37,7 +43,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.engine = engine or make_engine(settings.database_url)
-        app.state.client = client or await connect(settings, wait=60)
+        app.state.temporal = TemporalConnection(settings, client)
+        try:  # connect now if we can; if not, the API still starts and answers 503
+            await app.state.temporal.get()
+        except ApiError:
+            log.warning("starting without Temporal; routes that need it answer 503")
         app.state.codec = AesGcmCodec(settings.codec_key_bytes(), settings.codec_key_id)
         secret = settings.secret_key.get_secret_value()
         app.state.tokens = SessionTokens(secret, int(settings.session_max_age.total_seconds()))
@@ -50,7 +60,7 @@ def create_app(
     app = FastAPI(
         title="Eco-katsu enrollment orchestrator", description=DESCRIPTION, lifespan=lifespan
     )
-    errors.install(app)
+    errors.install(app, settings.max_request_body_bytes)
     app.include_router(session.router)
     app.include_router(enrollment.router)
     app.include_router(system.router)

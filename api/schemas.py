@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 
 from api.customer import CustomerForm
 from domain.enrollment import EnrollmentStatus, GatewayModel, GatewayView
 from domain.jst import format_duration
-from domain.signup import Service
+from domain.signup import LinkStatus, Service
 from domain.text import PlainText
 from domain.values import EmailAddress, GatewayId, PcsSerial
 
@@ -30,8 +30,9 @@ class AnnouncedGateway(BaseModel):
     gateway_id: GatewayId
     pcs_serial: PcsSerial
     model: GatewayModel
-    pv_unit_in_use: bool
-    battery_unit_in_use: bool
+    # Strict: they decide eligibility; only JSON true/false count.
+    pv_unit_in_use: StrictBool
+    battery_unit_in_use: StrictBool
 
 
 class AnnounceAccountRequest(BaseModel):
@@ -74,7 +75,8 @@ class TermsResponse(BaseModel):
 
 
 class ConsentBody(BaseModel):
-    agree: bool = Field(description="true: 同意する, false: 同意しない")
+    # Strict: 0, "no" or "false" must not decline (declining ends the journey).
+    agree: StrictBool = Field(description="true: 同意する, false: 同意しない")
     terms_version: PlainText = Field(
         description="The version the customer was shown (GET /v1/terms)"
     )
@@ -155,11 +157,8 @@ class LinkToken(BaseModel):
 
 
 class LinkState(BaseModel):
-    state: Literal[
-        "valid", "link_expired", "link_replaced", "link_used", "signup_completed",
-        "signup_closed", "link_unknown",
-    ]  # fmt: skip
-    message: str
+    state: LinkStatus
+    message: str = Field(description="Empty when valid, else the refusal's message")
     expires_at: datetime | None = None
 
 
@@ -179,8 +178,17 @@ class DocumentView(BaseModel):
     text: str
 
 
+def _json_bool(value: object) -> object:
+    """Only JSON true/false: a ``Literal[True]`` alone also takes 1 and 1.0 (1 == True)."""
+    if not isinstance(value, bool):
+        raise ValueError("not a boolean")
+    return value
+
+
 class AgreementBody(BaseModel):
-    agree: Literal[True] = Field(description="上記について確認したので、同意します。")
+    agree: Annotated[Literal[True], BeforeValidator(_json_bool)] = Field(
+        description="上記について確認したので、同意します。"
+    )
     service_terms_version: PlainText
     privacy_policy_version: PlainText
 

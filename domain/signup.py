@@ -182,6 +182,9 @@ class ReleaseSignupInput(BaseModel):
 class Registered(BaseModel):
     gateway_id: str
     registered_at: datetime
+    # The completion screen's 氏名 … 様, so the API needs no query after the update.
+    # Empty in results recorded before it was added.
+    name: str = ""
 
 
 class SignupView(BaseModel):

@@ -233,3 +233,20 @@ def create_account(
         session.refresh(account)
         session.expunge(account)
         return account
+
+
+def application_counts(engine: Engine, account_id: str, gateway_id: str) -> tuple[int, int]:
+    """How many applications this account made for this gateway, and how many it cancelled.
+
+    The API derives the update ID of an application from the cancelled count and of a
+    cancellation from the total: a retried request finds the same counts and attaches to
+    its first attempt, while applying again after a cancellation is a new request.
+    """
+    with Session(engine) as session:
+        rows = session.exec(
+            select(CircleApplication.status).where(
+                CircleApplication.account_id == account_id,
+                CircleApplication.gateway_id == gateway_id,
+            )
+        ).all()
+    return len(rows), sum(1 for status in rows if status == "cancelled")

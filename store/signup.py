@@ -247,3 +247,10 @@ def cancel_member(engine: Engine, email: str, at: datetime) -> None:
         member.cancelled_at = at
         session.add(member)
         session.commit()
+
+
+def is_registered(engine: Engine, signup_id: str) -> bool:
+    """Whether the signup ended in a membership (the store has the last word on it)."""
+    with Session(engine) as session:
+        signup = session.get(PointSignup, signup_id)
+        return signup is not None and signup.status == "registered"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, status
 
-from api.deps import AccountDep, ClientDep, EngineDep, EnrolledDep, SettingsDep
+from api.deps import (
+    AccountDep,
+    ClientDep,
+    EngineDep,
+    EnrolledDep,
+    IdempotencyKeyDep,
+    SettingsDep,
+)
 from api.errors import ApiError, error_responses
 from api.schemas import (
     ApplicationCompleted,
@@ -19,11 +26,9 @@ from api.schemas import (
 from api.services import enrollment as enrollment_service
 from api.services import starts as starts_service
 from config import document_text
-from domain.enrollment import ApplyRequest, CancelRequest, ConsentRequest
 from domain.errors import ErrorCode, FieldRuleError
 from domain.ids import enrollment_workflow_id
 from domain.values import parse_gateway_id
-from workflows.enrollment import EnrollmentWorkflow
 
 router = APIRouter(prefix="/v1", tags=["circle journey"])
 
@@ -86,25 +91,15 @@ async def answer_terms(
     account: EnrolledDep,
     client: ClientDep,
     settings: SettingsDep,
+    key: IdempotencyKeyDep,
 ) -> ConsentResponse:
     """同意する (``agree: true``) or 同意しない (``agree: false``) on the member terms.
 
     Consent is recorded in the ledger with the terms version and content hash. Declining
-    ends the journey.
+    ends the journey. ``agree`` must be a JSON boolean: ``0`` or ``"no"`` is a 422, not a
+    decline.
     """
-    handle = enrollment_service.handle_for(client, account.id)
-    if body.agree:
-        agreed = await enrollment_service.answer(
-            settings,
-            handle.execute_update(
-                EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=body.terms_version)
-            ),
-        )
-        return ConsentResponse(stage=agreed.stage, decided_at=agreed.consented_at)
-    declined = await enrollment_service.answer(
-        settings, handle.execute_update(EnrollmentWorkflow.decline)
-    )
-    return ConsentResponse(stage=declined.stage, decided_at=declined.declined_at)
+    return await enrollment_service.decide_terms(client, settings, account.id, body, key)
 
 
 @router.get("/journey/gateways", response_model=GatewayList, responses=error_responses(*CALL))
@@ -134,19 +129,17 @@ async def apply_gateway(
     body: ApplyBody,
     account: EnrolledDep,
     client: ClientDep,
+    engine: EngineDep,
     settings: SettingsDep,
+    key: IdempotencyKeyDep,
 ) -> ApplicationCompleted:
     """申込確定 for one gateway; answers with the completion screen's data.
 
     The completion mail (申込完了のお知らせ) goes out with the same data.
     """
-    receipt = await enrollment_service.answer(
-        settings,
-        enrollment_service.handle_for(client, account.id).execute_update(
-            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=body.gateway_id)
-        ),
+    return await enrollment_service.apply_gateway(
+        client, engine, settings, account.id, body.gateway_id, key
     )
-    return ApplicationCompleted(**receipt.model_dump(), applied_at_jst=receipt.applied_at_jst)
 
 
 @router.delete(
@@ -162,7 +155,9 @@ async def apply_gateway(
 async def cancel_application(
     account: EnrolledDep,
     client: ClientDep,
+    engine: EngineDep,
     settings: SettingsDep,
+    key: IdempotencyKeyDep,
     gateway_id: str = Path(description="12 half-width alphanumerics"),
 ) -> CancelResponse:
     """解約: cancel the circle application of one gateway (recorded and mailed).
@@ -173,10 +168,6 @@ async def cancel_application(
         canonical = parse_gateway_id(gateway_id)
     except FieldRuleError as err:
         raise ApiError(err.code, loc=["path", "gateway_id"]) from None
-    receipt = await enrollment_service.answer(
-        settings,
-        enrollment_service.handle_for(client, account.id).execute_update(
-            EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=canonical)
-        ),
+    return await enrollment_service.cancel_application(
+        client, engine, settings, account.id, canonical, key
     )
-    return CancelResponse(**receipt.model_dump())

@@ -3,19 +3,15 @@
 The link's token never appears in a URL path or query (access logs record those): the
 mailed link carries it after ``#``, which browsers do not send, and the front end posts it
 in a body. Opening the link (``/link``) spends nothing; the first form (``/begin``) does.
+Each route makes one workflow call through ``api.services.signup``; a retry with the same
+``Idempotency-Key`` gets the first attempt's answer.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from fastapi import APIRouter, Path, Request, status
 
-from fastapi import APIRouter, Depends, Header, Path, Request, status
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
-
-from api.deps import ClientDep, EngineDep, SettingsDep
+from api.deps import IdempotencyKeyDep, SignupServiceDep, SignupSessionsDep, SignupStepDep
 from api.errors import ApiError, error_responses
 from api.schemas import (
     AgreementBody,
@@ -30,78 +26,17 @@ from api.schemas import (
     SignupRequested,
     SignupSession,
 )
-from api.security import SignupSessions, hash_password
-from api.services.enrollment import answer
-from config import Settings, document_text
-from domain.customer import check_password
-from domain.errors import ErrorCode, FieldRuleError, message_for
-from domain.ids import signup_workflow_id
-from domain.signup import (
-    AgreeRequest,
-    BeginRequest,
-    CustomerEntry,
-    GatewayEntry,
-    LinkStatus,
-    PresentDocument,
-    RegisterRequest,
-    SignupInput,
-    SignupStatus,
-    SignupView,
-)
-from store import signup as signup_store
-from workflows.signup import SignupWorkflow
+from domain.errors import ErrorCode
+from domain.signup import SignupView
 
-T = TypeVar("T")
 router = APIRouter(prefix="/v1/points", tags=["スマイルeポイント signup"])
 
-Handle = WorkflowHandle[SignupWorkflow, SignupView]
 SESSION_ERRORS = (
     ErrorCode.SESSION_INVALID,
     ErrorCode.SIGNUP_COMPLETED,
     ErrorCode.SIGNUP_CLOSED,
     ErrorCode.WORKER_UNAVAILABLE,
 )
-
-
-def _handle(client: Client, signup_id: str) -> Handle:
-    return client.get_workflow_handle_for(SignupWorkflow.run, signup_workflow_id(signup_id))
-
-
-async def signup_answer(settings: Settings, handle: Handle, call: Awaitable[T]) -> T:
-    """``answer`` for a signup: an update to a signup that has ended says how it ended."""
-    try:
-        return await answer(settings, call)
-    except ApiError as err:
-        if err.code != ErrorCode.JOURNEY_CLOSED:
-            raise
-        view = await answer(settings, handle.query(SignupWorkflow.get_signup))
-        registered = view.status == SignupStatus.REGISTERED
-        raise ApiError(
-            ErrorCode.SIGNUP_COMPLETED if registered else ErrorCode.SIGNUP_CLOSED
-        ) from None
-
-
-class Step:
-    """The signup a request's ``X-Signup-Session`` belongs to."""
-
-    def __init__(self, seq: int, handle: Handle) -> None:
-        self.seq, self.handle = seq, handle
-
-
-def current_step(
-    request: Request,
-    client: ClientDep,
-    x_signup_session: Annotated[str | None, Header(description="From POST /begin")] = None,
-) -> Step:
-    sessions: SignupSessions = request.app.state.signup_sessions
-    found = sessions.read(x_signup_session) if x_signup_session else None
-    if found is None:
-        raise ApiError(ErrorCode.SESSION_INVALID)
-    signup_id, seq = found
-    return Step(seq, _handle(client, signup_id))
-
-
-StepDep = Annotated[Step, Depends(current_step)]
 
 
 @router.post(
@@ -113,48 +48,19 @@ StepDep = Annotated[Step, Depends(current_step)]
     ),
 )
 async def request_signup(
-    body: SignupRequest,
-    request: Request,
-    engine: EngineDep,
-    client: ClientDep,
-    settings: SettingsDep,
+    body: SignupRequest, request: Request, signups: SignupServiceDep, key: IdempotencyKeyDep
 ) -> SignupRequested:
     """メールアドレスの入力: mail a signup link (valid ``ECOKATSU_SIGNUP_LINK_TTL``, 24 h).
 
     The answer is the same for every address: one already registered gets a mail saying
     so, not a different screen. Entering the address again while a signup is pending
-    mails a new link and kills the old one.
+    mails a new link and kills the old one (after the resend cooldown).
     """
     client_address = request.client.host if request.client else "unknown"
     if not request.app.state.signup_limiter.allow(f"mail:{body.email}", f"ip:{client_address}"):
         raise ApiError(ErrorCode.RATE_LIMITED)
-    ticket = await asyncio.to_thread(signup_store.open_signup, engine, body.email)
-    start = WithStartWorkflowOperation(
-        SignupWorkflow.run,
-        SignupInput(
-            signup_id=ticket.signup_id,
-            already_member=ticket.already_member,
-            service_terms=settings.points_terms(),
-            privacy_policy=settings.points_privacy(),
-            policy=settings.signup,
-            quiet_hours=settings.quiet,
-        ),
-        id=ticket.workflow_id,
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    try:
-        await answer(
-            settings,
-            client.execute_update_with_start_workflow(
-                SignupWorkflow.request_link, start_workflow_operation=start
-            ),
-        )
-    except ApiError as err:
-        # Too soon or too often for this signup: the screen stays the same.
-        if err.status != 429:
-            raise
-    return SignupRequested.for_link_ttl(settings.signup.link_ttl)
+    await signups.request_link(body.email, key)
+    return SignupRequested.for_link_ttl(signups.settings.signup.link_ttl)
 
 
 @router.post(
@@ -162,22 +68,10 @@ async def request_signup(
     response_model=LinkState,
     responses=error_responses(ErrorCode.WORKER_UNAVAILABLE),
 )
-async def open_link(
-    body: LinkToken, engine: EngineDep, client: ClientDep, settings: SettingsDep
-) -> LinkState:
+async def open_link(body: LinkToken, signups: SignupServiceDep) -> LinkState:
     """The page the mailed link opens: its state, with a message for each. Spends nothing
     (mail scanners open links)."""
-    signup = await asyncio.to_thread(signup_store.signup_for_token, engine, body.token)
-    if signup is None:
-        return LinkState(state="link_unknown", message=message_for(ErrorCode.LINK_UNKNOWN))
-    handle = _handle(client, signup.id)
-    state = await answer(
-        settings, handle.query(SignupWorkflow.link_state, signup_store.token_hash(body.token))
-    )
-    if state == LinkStatus.VALID:  # only a valid link needs its expiry: one more query then
-        view = await answer(settings, handle.query(SignupWorkflow.get_signup))
-        return LinkState(state="valid", message="", expires_at=view.link_expires_at)
-    return LinkState.model_validate({"state": state.value, "message": message_for(state)})
+    return await signups.link_state(body.token)
 
 
 @router.post(
@@ -195,27 +89,19 @@ async def open_link(
     ),
 )
 async def begin(
-    body: BeginBody, request: Request, engine: EngineDep, client: ClientDep, settings: SettingsDep
+    body: BeginBody,
+    signups: SignupServiceDep,
+    sessions: SignupSessionsDep,
+    key: IdempotencyKeyDep,
 ) -> SignupSession:
     """STEP1 会員登録開始: the service in use; the first submission spends the link.
 
     ちくでんエコめがね users are sent to NTT Smile Energy's own site (this system validates
-    the OMRON path only); choosing it does not spend the link.
+    the OMRON path only); choosing it does not spend the link. A retry of the same
+    submission gets the same session.
     """
-    signup = await asyncio.to_thread(signup_store.signup_for_token, engine, body.token)
-    if signup is None:
-        raise ApiError(ErrorCode.LINK_UNKNOWN)
-    handle = _handle(client, signup.id)
-    begun = await signup_answer(
-        settings,
-        handle,
-        handle.execute_update(
-            SignupWorkflow.begin,
-            BeginRequest(token_sha256=signup_store.token_hash(body.token), service=body.service),
-        ),
-    )
-    sessions: SignupSessions = request.app.state.signup_sessions
-    return SignupSession(session=sessions.issue(signup.id, begun.seq))
+    step = await signups.begin(body, key)
+    return SignupSession(session=sessions.issue(step.signup_id, step.seq))
 
 
 @router.get(
@@ -224,32 +110,13 @@ async def begin(
     responses=error_responses(*SESSION_ERRORS),
 )
 async def read_document(
-    step: StepDep,
-    settings: SettingsDep,
+    step: SignupStepDep,
+    signups: SignupServiceDep,
+    key: IdempotencyKeyDep,
     document: str = Path(description="smile_e_point_terms or smile_e_point_privacy"),
 ) -> DocumentView:
     """STEP2: one of the two documents; the agreement counts only after both were shown."""
-    docs = {
-        d.document: (d, path)
-        for d, path in (
-            (settings.points_terms(), settings.points_terms_file),
-            (settings.points_privacy(), settings.points_privacy_file),
-        )
-    }
-    if document not in docs:
-        raise ApiError(ErrorCode.INVALID_INPUT, loc=["path", "document"])
-    view = await answer(settings, step.handle.query(SignupWorkflow.get_signup))
-    if document not in view.documents_presented:
-        await signup_answer(
-            settings,
-            step.handle,
-            step.handle.execute_update(
-                SignupWorkflow.present_document,
-                PresentDocument(seq=step.seq, document=document),
-            ),
-        )
-    terms, path = docs[document]
-    return DocumentView(**terms.model_dump(), text=document_text(path))
+    return await signups.present_document(step, document, key)
 
 
 @router.post(
@@ -262,20 +129,11 @@ async def read_document(
         ErrorCode.CONTROL_CHARACTER,
     ),
 )
-async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> None:
+async def agree(
+    body: AgreementBody, step: SignupStepDep, signups: SignupServiceDep, key: IdempotencyKeyDep
+) -> None:
     """STEP2: 上記について確認したので、同意します (both documents, by version)."""
-    await signup_answer(
-        settings,
-        step.handle,
-        step.handle.execute_update(
-            SignupWorkflow.agree,
-            AgreeRequest(
-                seq=step.seq,
-                service_terms_version=body.service_terms_version,
-                privacy_policy_version=body.privacy_policy_version,
-            ),
-        ),
-    )
+    await signups.agree(step, body, key)
 
 
 @router.post(
@@ -290,16 +148,11 @@ async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> No
         ErrorCode.GATEWAY_ALREADY_MEMBER,
     ),
 )
-async def enter_gateway(body: GatewayBody, step: StepDep, settings: SettingsDep) -> None:
+async def enter_gateway(
+    body: GatewayBody, step: SignupStepDep, signups: SignupServiceDep, key: IdempotencyKeyDep
+) -> None:
     """STEP3: the gateway ID (12) and PCS serial (8) of a confirmed circle application."""
-    await signup_answer(
-        settings,
-        step.handle,
-        step.handle.execute_update(
-            SignupWorkflow.enter_gateway,
-            GatewayEntry(seq=step.seq, gateway_id=body.gateway_id, pcs_serial=body.pcs_serial),
-        ),
-    )
+    await signups.enter_gateway(step, body, key)
 
 
 @router.post(
@@ -324,29 +177,17 @@ async def enter_gateway(body: GatewayBody, step: StepDep, settings: SettingsDep)
         ErrorCode.SIGNUP_INCOMPLETE,
     ),
 )
-async def enter_customer(body: CustomerBody, step: StepDep, settings: SettingsDep) -> None:
+async def enter_customer(
+    body: CustomerBody, step: SignupStepDep, signups: SignupServiceDep, key: IdempotencyKeyDep
+) -> None:
     """STEP4 お客様情報. The password is hashed (argon2id) here; the workflow sees the hash."""
-    try:
-        check_password(body.password)
-    except FieldRuleError as err:
-        raise ApiError(err.code, loc=["body", "password"]) from None
-    if body.password_confirmation != body.password:
-        raise ApiError(ErrorCode.PASSWORD_MISMATCH, loc=["body", "password_confirmation"])
-    password_hash = await asyncio.to_thread(hash_password, body.password)
-    await signup_answer(
-        settings,
-        step.handle,
-        step.handle.execute_update(
-            SignupWorkflow.enter_customer,
-            CustomerEntry(seq=step.seq, info=body.info(), password_hash=password_hash),
-        ),
-    )
+    await signups.enter_customer(step, body, key)
 
 
 @router.get("/signup", response_model=SignupView, responses=error_responses(*SESSION_ERRORS))
-async def confirmation(step: StepDep, settings: SettingsDep) -> SignupView:
+async def confirmation(step: SignupStepDep, signups: SignupServiceDep) -> SignupView:
     """STEP5 登録内容の確認: everything entered, the password masked."""
-    return await answer(settings, step.handle.query(SignupWorkflow.get_signup))
+    return await signups.view(step)
 
 
 @router.post(
@@ -359,17 +200,8 @@ async def confirmation(step: StepDep, settings: SettingsDep) -> SignupView:
         ErrorCode.EMAIL_ALREADY_MEMBER,
     ),
 )
-async def register(step: StepDep, settings: SettingsDep) -> RegisteredResponse:
+async def register(
+    step: SignupStepDep, signups: SignupServiceDep, key: IdempotencyKeyDep
+) -> RegisteredResponse:
     """STEP5 登録する → STEP6. Submitting twice registers once and answers the same."""
-    registered = await signup_answer(
-        settings,
-        step.handle,
-        step.handle.execute_update(SignupWorkflow.register, RegisterRequest(seq=step.seq)),
-    )
-    view = await answer(settings, step.handle.query(SignupWorkflow.get_signup))
-    return RegisteredResponse(
-        name=view.info.name if view.info else "",
-        gateway_id=registered.gateway_id,
-        registered_at=registered.registered_at,
-        my_page_url=settings.points_login_url,
-    )
+    return await signups.register(step, key)

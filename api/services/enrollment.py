@@ -1,70 +1,50 @@
-"""Talking to a customer's EnrollmentWorkflow: start, update, query, with error mapping.
+"""Talking to a customer's EnrollmentWorkflow: start, update, query.
 
-An update or query needs a worker. With none running, the server holds the call; we stop
-waiting after ``workflow_answer_timeout`` and answer 503 instead of hanging.
+Failures are mapped by ``api.services.workflows.answer``. Every update has a stable ID so
+that a client's retry attaches to the first attempt (its result, never a second action):
+the request's ``Idempotency-Key`` if it sent one, else a key derived from the request:
+
+- consent / decline: the account and the body (the journey moves on after either, so the
+  same body again is the same request; a journey started anew is a new run, and update
+  IDs are per run);
+- apply: the account, the gateway and how many of its applications were cancelled
+  (applying again after a cancellation is a new request);
+- cancel: the account, the gateway and how many applications it has had.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import TypeVar
 
-from temporalio.client import (
-    Client,
-    WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-)
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from sqlalchemy.engine import Engine
+from temporalio.client import Client, WorkflowHandle
 
-from api.errors import STATUS, ApiError
+from api.schemas import ApplicationCompleted, CancelResponse, ConsentBody, ConsentResponse
+from api.services.workflows import answer, update_id
 from config import Settings
-from domain.enrollment import EnrollmentStatus, Stage
-from domain.errors import ErrorCode
+from domain.enrollment import (
+    ApplyRequest,
+    CancelRequest,
+    ConsentRequest,
+    EnrollmentStatus,
+    Stage,
+)
 from domain.ids import enrollment_workflow_id
+from store import enrollment as enrollment_store
 from workflows.enrollment import EnrollmentWorkflow
 
-T = TypeVar("T")
+Handle = WorkflowHandle[EnrollmentWorkflow, object]
 
 
-def handle_for(client: Client, account_id: str) -> WorkflowHandle[EnrollmentWorkflow, object]:
+def handle_for(client: Client, account_id: str) -> Handle:
     return client.get_workflow_handle_for(
         EnrollmentWorkflow.run, enrollment_workflow_id(account_id)
     )
 
 
-async def answer(settings: Settings, call: Awaitable[T]) -> T:
-    """Await a workflow call, mapping Temporal's failures to the API's errors."""
-    try:
-        async with asyncio.timeout(settings.workflow_answer_timeout.total_seconds()):
-            return await call
-    except TimeoutError:
-        raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.type in STATUS:
-            raise ApiError(cause.type) from None
-        raise
-    except WorkflowQueryFailedError:
-        raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            # An update to a journey that has ended: "workflow execution already completed".
-            closed = "already completed" in err.message
-            raise ApiError(
-                ErrorCode.JOURNEY_CLOSED if closed else ErrorCode.JOURNEY_NOT_FOUND
-            ) from None
-        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
-            raise ApiError(ErrorCode.WORKER_UNAVAILABLE) from None
-        raise
-
-
 async def status_of(client: Client, settings: Settings, account_id: str) -> EnrollmentStatus:
-    return await answer(
-        settings, handle_for(client, account_id).query(EnrollmentWorkflow.get_status)
-    )
+    handle = handle_for(client, account_id)
+    return await answer(settings, handle, handle.query(EnrollmentWorkflow.get_status))
 
 
 async def settled_status_of(
@@ -75,13 +55,100 @@ async def settled_status_of(
     Polled with queries, which leave nothing in history, rather than an update, which
     would add events each time a customer reloads the page.
     """
+    handle = handle_for(client, account_id)
 
     async def settle() -> EnrollmentStatus:
-        handle = handle_for(client, account_id)
         while True:
             status = await handle.query(EnrollmentWorkflow.get_status)
             if status.stage != Stage.CHECKING:
                 return status
             await asyncio.sleep(0.05)
 
-    return await answer(settings, settle())
+    return await answer(settings, handle, settle())
+
+
+async def decide_terms(
+    client: Client, settings: Settings, account_id: str, body: ConsentBody, key: str | None
+) -> ConsentResponse:
+    """同意する or 同意しない, one update either way."""
+    handle = handle_for(client, account_id)
+    request = f"key:{key}" if key else f"body:{body.agree}:{body.terms_version}"
+    if body.agree:
+        agreed = await answer(
+            settings,
+            handle,
+            handle.execute_update(
+                EnrollmentWorkflow.give_consent,
+                ConsentRequest(terms_version=body.terms_version),
+                id=update_id("consent", account_id, request),
+            ),
+        )
+        return ConsentResponse(stage=agreed.stage, decided_at=agreed.consented_at)
+    declined = await answer(
+        settings,
+        handle,
+        handle.execute_update(
+            EnrollmentWorkflow.decline, id=update_id("consent", account_id, request)
+        ),
+    )
+    return ConsentResponse(stage=declined.stage, decided_at=declined.declined_at)
+
+
+async def apply_gateway(
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    account_id: str,
+    gateway_id: str,
+    key: str | None,
+) -> ApplicationCompleted:
+    """申込確定; the answer is the completion screen's data."""
+    if key:
+        request = f"key:{key}"
+    else:
+        _, cancelled = await _counts(engine, account_id, gateway_id)
+        request = f"body:{gateway_id}:{cancelled}"
+    handle = handle_for(client, account_id)
+    receipt = await answer(
+        settings,
+        handle,
+        handle.execute_update(
+            EnrollmentWorkflow.apply_gateway,
+            ApplyRequest(gateway_id=gateway_id),
+            id=update_id("apply", account_id, request),
+        ),
+    )
+    return ApplicationCompleted(**receipt.model_dump(), applied_at_jst=receipt.applied_at_jst)
+
+
+async def cancel_application(
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    account_id: str,
+    gateway_id: str,
+    key: str | None,
+) -> CancelResponse:
+    """解約 of one gateway's application."""
+    if key:
+        request = f"key:{key}"
+    else:
+        total, _ = await _counts(engine, account_id, gateway_id)
+        request = f"body:{gateway_id}:{total}"
+    handle = handle_for(client, account_id)
+    receipt = await answer(
+        settings,
+        handle,
+        handle.execute_update(
+            EnrollmentWorkflow.cancel_application,
+            CancelRequest(gateway_id=gateway_id),
+            id=update_id("cancel", account_id, request),
+        ),
+    )
+    return CancelResponse(**receipt.model_dump())
+
+
+async def _counts(engine: Engine, account_id: str, gateway_id: str) -> tuple[int, int]:
+    return await asyncio.to_thread(
+        enrollment_store.application_counts, engine, account_id, gateway_id
+    )

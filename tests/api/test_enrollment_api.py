@@ -90,13 +90,22 @@ async def walk_through(stack: Stack) -> None:
     assert f"パワーコンディショナ製造番号： {customer.eligible_pcs}" in complete.text
     assert stack.settings.points_signup_url in complete.links
 
+    # The same request again is a retry: the first answer, no second application.
     twice = await stack.call(
         "POST",
         "/v1/journey/applications",
         headers=auth,
         json={"gateway_id": customer.eligible_gateway},
     )
-    assert (twice.status_code, twice.json()["detail"][0]["code"]) == (
+    assert (twice.status_code, twice.json()) == (201, done)
+    # A new request (its own Idempotency-Key) for the same gateway is refused.
+    again = await stack.call(
+        "POST",
+        "/v1/journey/applications",
+        headers={**auth, "Idempotency-Key": "second-application"},
+        json={"gateway_id": customer.eligible_gateway},
+    )
+    assert (again.status_code, again.json()["detail"][0]["code"]) == (
         409,
         "gateway_already_applied",
     )

@@ -104,10 +104,16 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
     session = {"X-Signup-Session": begun.json()["session"]}
     used = await stack.call("POST", "/v1/points/link", json={"token": token})
     assert used.json()["state"] == "link_used" and "使用済み" in used.json()["message"]
+    # The same submission again (a retry) attaches to the first: the same session, and
+    # the token is still spent once.
     again = await stack.call(
         "POST", "/v1/points/begin", json={"token": token, "service": "omron_monitoring"}
     )
-    assert (again.status_code, again.json()["detail"][0]["code"]) == (410, "link_used")
+    assert (again.status_code, again.json()) == (200, begun.json())
+    other = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "chikuden_eco_megane"}
+    )
+    assert (other.status_code, other.json()["detail"][0]["code"]) == (410, "link_used")
 
     early = await stack.call(
         "POST",
@@ -191,8 +197,17 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
         409,
         "signup_completed",
     )
+    # A late second click on 登録する (a retry) gets the registration's own answer, even
+    # after the signup's workflow has closed.
+    await stack.client.get_workflow_handle(signup_id).result()
     late_click = await stack.call("POST", "/v1/points/signup/register", headers=session)
-    assert (late_click.status_code, late_click.json()["detail"][0]["code"]) == (
+    assert (late_click.status_code, late_click.json()) == (200, first.json())
+    # With the workflow closed, the answer comes from the store, never from an error's
+    # text: still signup_completed (it flipped to 404 journey_not_found under load).
+    closed_begin = await stack.call(
+        "POST", "/v1/points/begin", json={"token": token, "service": "omron_monitoring"}
+    )
+    assert (closed_begin.status_code, closed_begin.json()["detail"][0]["code"]) == (
         409,
         "signup_completed",
     )

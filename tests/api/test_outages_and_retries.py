@@ -1,0 +1,175 @@
+"""What the API answers when a part it depends on is down, and why a retry is safe.
+
+Real parts throughout: a dev server, a worker that the test stops and starts again, the
+SMTP sink and SQLite. No part is mocked: "down" is a stopped worker, an address where no
+Temporal server listens (a port of this suite's own range), or a store the API cannot
+open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from api.main import create_app
+from config import Settings
+from devtools.mailsink import MailSink
+from store.engine import make_engine
+from store.tables import CircleApplication, Consent
+from tests.api.conftest import settings_for
+from tests.factories import PASSWORD, Customer, add_customer
+from worker import build_worker
+
+NO_TEMPORAL = "127.0.0.1:18101"  # nothing listens here (the suite's own port range)
+
+
+def code_of(response: httpx.Response) -> tuple[int, str]:
+    [item] = response.json()["detail"]
+    assert set(item) == {"loc", "code", "message"} and item["message"]
+    return response.status_code, item["code"]
+
+
+@asynccontextmanager
+async def api(
+    settings: Settings, engine: Engine, **kwargs: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engine=engine, **kwargs)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            yield http
+
+
+async def login(http: httpx.AsyncClient, customer: Customer) -> dict[str, str]:
+    response = await http.post(
+        "/v1/session", json={"user_id": customer.email, "password": PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def test_the_api_starts_and_answers_503_without_the_temporal_server(
+    sqlite_engine: Engine, sqlite_url: str, mail_sink: MailSink
+) -> None:
+    settings = settings_for(
+        sqlite_url,
+        mail_sink,
+        temporal_address=NO_TEMPORAL,
+        temporal_connect_timeout=timedelta(seconds=1),
+    )
+    customer = add_customer(sqlite_engine)
+    async with api(settings, sqlite_engine) as http:  # no client injected: it connects
+        assert (await http.get("/healthz")).status_code == 200
+        auth = await login(http, customer)  # the store alone still serves
+        for method, path, body in (
+            ("POST", "/v1/journey", None),
+            ("POST", "/v1/points/signups", {"email": "someone@example.com"}),
+        ):
+            down = await http.request(method, path, headers=auth, json=body)
+            assert code_of(down) == (503, "service_unavailable"), (path, down.text)
+            assert down.headers["Retry-After"].isdigit()
+
+
+async def test_a_store_that_cannot_be_opened_is_503(
+    tmp_path: Path, dev_env: WorkflowEnvironment, mail_sink: MailSink
+) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'store.sqlite3'}"
+    engine = make_engine(url)
+    async with api(settings_for(url, mail_sink), engine, client=dev_env.client) as http:
+        down = await http.post("/v1/session", json={"user_id": "a@example.com", "password": "x"})
+        assert code_of(down) == (503, "service_unavailable")
+    engine.dispose()
+
+
+@asynccontextmanager
+async def running(worker_of: Any) -> AsyncIterator[None]:
+    worker: Worker = worker_of()
+    async with worker:
+        yield
+
+
+async def test_a_retry_after_503_attaches_to_the_first_attempt(
+    dev_env: WorkflowEnvironment, sqlite_url: str, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    """Worker stopped → 503; worker back → the same request again → the first attempt's
+    result, and exactly one action (one consent row, one application, one mail each)."""
+    settings = settings_for(sqlite_url, mail_sink, workflow_answer_timeout=timedelta(seconds=2))
+    customer = add_customer(sqlite_engine)
+    with ThreadPoolExecutor(max_workers=8) as executor:
+
+        def worker_of() -> Worker:
+            return build_worker(dev_env.client, settings, sqlite_engine, executor)
+
+        async with api(settings, sqlite_engine, client=dev_env.client) as http:
+            auth = await login(http, customer)
+            async with running(worker_of):
+                started = await http.post("/v1/journey", headers=auth)
+                assert started.json()["stage"] == "awaiting_consent"
+                await mail_sink.wait_for(1)  # the invitation
+            workflow_id = started.json()["workflow_id"]
+            consent = {"agree": True, "terms_version": settings.circle_terms_version}
+
+            # 1. consent, no header: the key is derived from the account and the body.
+            stalled = await http.post("/v1/journey/consent", headers=auth, json=consent)
+            assert code_of(stalled) == (503, "worker_unavailable")
+            async with running(worker_of):
+                retried = await http.post("/v1/journey/consent", headers=auth, json=consent)
+                assert retried.status_code == 200, retried.text
+                assert retried.json()["stage"] == "awaiting_application"
+
+            # 2. apply, no header: one application and one completion mail.
+            apply = {"gateway_id": customer.eligible_gateway}
+            stalled = await http.post("/v1/journey/applications", headers=auth, json=apply)
+            assert code_of(stalled) == (503, "worker_unavailable")
+            async with running(worker_of):
+                first = await http.post("/v1/journey/applications", headers=auth, json=apply)
+                assert first.status_code == 201, first.text
+                again = await http.post("/v1/journey/applications", headers=auth, json=apply)
+                assert (again.status_code, again.json()) == (201, first.json())
+
+            # 3. cancel with the client's own Idempotency-Key.
+            key = {**auth, "Idempotency-Key": "cancel-7f3c2a"}
+            path = f"/v1/journey/applications/{customer.eligible_gateway}"
+            stalled = await http.delete(path, headers=key)
+            assert code_of(stalled) == (503, "worker_unavailable")
+            async with running(worker_of):
+                cancelled = await http.delete(path, headers=key)
+                assert cancelled.status_code == 200, cancelled.text
+                assert (await http.delete(path, headers=key)).json() == cancelled.json()
+                # The journey ends (withdrawn) once its mails are out: then nothing more can
+                # come, and the history and the sink are complete.
+                handle = dev_env.client.get_workflow_handle(workflow_id)
+                await handle.result()
+                history = await handle.fetch_history()
+                mails = list(mail_sink.received)
+
+    with Session(sqlite_engine) as session:
+        consents = session.exec(
+            select(Consent).where(Consent.account_id == customer.account_id)
+        ).all()
+        applications = session.exec(
+            select(CircleApplication).where(CircleApplication.account_id == customer.account_id)
+        ).all()
+    assert [c.decision for c in consents] == ["agreed"]
+    assert [a.status for a in applications] == ["cancelled"]
+    # Each request ran once in the workflow: one accepted update per action.
+    accepted = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.meta.update_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+    assert len(accepted) == len(set(accepted)) == 3
+    subjects = [m.subject for m in mails]
+    assert sum("お申込み完了" in s for s in subjects) == 1
+    assert sum("解約" in s for s in subjects) == 1
