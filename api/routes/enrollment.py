@@ -10,13 +10,12 @@ from api.deps import AccountDep, ClientDep, EngineDep, EnrolledDep, SettingsDep
 from api.errors import ApiError, error_responses
 from api.schemas import (
     ApplicationCompleted,
-    ApplyBody,
     CancelResponse,
     ConsentBody,
     ConsentResponse,
+    DocumentView,
     GatewayList,
     JourneyResponse,
-    TermsResponse,
 )
 from api.services import enrollment as enrollment_service
 from config import document_text
@@ -33,11 +32,11 @@ AUTH = (ErrorCode.NOT_AUTHENTICATED,)
 CALL = (*AUTH, ErrorCode.JOURNEY_NOT_FOUND, ErrorCode.WORKER_UNAVAILABLE)
 
 
-@router.get("/terms", response_model=TermsResponse)
-def get_terms(settings: SettingsDep) -> TermsResponse:
+@router.get("/terms", response_model=DocumentView)
+def get_terms(settings: SettingsDep) -> DocumentView:
     """The current circle member terms (会員規約): show them, then send their version."""
     terms = settings.circle_terms()
-    return TermsResponse(**terms.model_dump(), text=document_text(settings.circle_terms_file))
+    return DocumentView(**terms.model_dump(), text=document_text(settings.circle_terms_file))
 
 
 @router.post(
@@ -129,7 +128,7 @@ async def list_gateways(
     ),
 )
 async def apply_gateway(
-    body: ApplyBody,
+    body: ApplyRequest,
     account: EnrolledDep,
     client: ClientDep,
     settings: SettingsDep,
@@ -141,7 +140,7 @@ async def apply_gateway(
     receipt = await enrollment_service.answer(
         settings,
         enrollment_service.handle_for(client, account.id).execute_update(
-            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=body.gateway_id)
+            EnrollmentWorkflow.apply_gateway, body
         ),
     )
     return ApplicationCompleted(**receipt.model_dump(), applied_at_jst=receipt.applied_at_jst)

@@ -21,7 +21,6 @@ from domain import search_attributes as sa
 from domain.enrollment import Stage
 from domain.errors import ErrorCode
 from store import enrollment as enrollment_store
-from store.tables import Account, Gateway
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
 
@@ -62,15 +61,7 @@ async def announce_account(
     password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
     try:
         account = await asyncio.to_thread(
-            enrollment_store.create_account,
-            engine,
-            Account(
-                email=body.email,
-                password_hash=password_hash,
-                display_name=body.display_name,
-                holder_type=body.holder_type,
-            ),
-            [Gateway(account_id="", **g.model_dump()) for g in body.gateways],
+            enrollment_store.create_account, engine, *body.rows(password_hash)
         )
     except enrollment_store.RuleViolation as err:
         raise ApiError(err.code) from None
