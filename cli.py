@@ -34,22 +34,12 @@ def seed_demo(
     from api.security import hash_password
     from store import enrollment as enrollment_store
     from store.engine import make_engine
-    from store.tables import Account, Gateway
 
     engine = make_engine(get_settings().database_url)
     for raw in json.loads(data.read_text(encoding="utf-8"))["accounts"]:
         body = AnnounceAccountRequest.model_validate(raw)
         try:
-            enrollment_store.create_account(
-                engine,
-                Account(
-                    email=body.email,
-                    password_hash=hash_password(body.password),
-                    display_name=body.display_name,
-                    holder_type=body.holder_type,
-                ),
-                [Gateway(account_id="", **g.model_dump()) for g in body.gateways],
-            )
+            enrollment_store.create_account(engine, *body.rows(hash_password(body.password)))
             typer.echo(f"demo account added: {body.email}")
         except enrollment_store.RuleViolation:
             typer.echo(f"demo account kept: {body.email}")

@@ -8,7 +8,6 @@ Payloads that are not encrypted (recorded before the codec) pass through unchang
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -63,11 +62,6 @@ class AesGcmCodec(PayloadCodec):
             plain = cipher.decrypt(payload.data[:12], payload.data[12:], key_id.encode())
             opened.append(Payload.FromString(plain))
         return opened
-
-
-def parse_keys(encoded: Mapping[str, str]) -> dict[str, bytes]:
-    """Keys as configured: key ID → base64 of 32 random bytes."""
-    return {key_id: base64.b64decode(value) for key_id, value in encoded.items()}
 
 
 def encrypted_converter(keys: Mapping[str, bytes], current_key_id: str) -> DataConverter:

@@ -11,8 +11,10 @@ from api.customer import CustomerForm
 from domain.enrollment import EnrollmentStatus, GatewayModel, GatewayView
 from domain.jst import format_duration
 from domain.signup import LinkStatus, Service
+from domain.terms import TermsDocument
 from domain.text import PlainText
 from domain.values import EmailAddress, GatewayId, PcsSerial
+from store.tables import Account, Gateway
 
 
 class LoginRequest(BaseModel):
@@ -44,6 +46,16 @@ class AnnounceAccountRequest(BaseModel):
     holder_type: Literal["individual", "corporate"]
     gateways: list[AnnouncedGateway] = Field(min_length=1)
 
+    def rows(self, password_hash: str) -> tuple[Account, list[Gateway]]:
+        """The store rows of this account (the API and ``cli.py seed-demo`` both add it)."""
+        account = Account(
+            email=self.email,
+            password_hash=password_hash,
+            display_name=self.display_name,
+            holder_type=self.holder_type,
+        )
+        return account, [Gateway(account_id="", **g.model_dump()) for g in self.gateways]
+
     def repeated_gateway(self) -> int | None:
         """The index of the first gateway listed a second time, or None."""
         seen: set[str] = set()
@@ -66,14 +78,6 @@ class AnnounceAccountResponse(BaseModel):
     )
 
 
-class TermsResponse(BaseModel):
-    document: str
-    version: str
-    content_sha256: str
-    url: str
-    text: str
-
-
 class ConsentBody(BaseModel):
     # Strict: 0, "no" or "false" must not decline (declining ends the journey).
     agree: StrictBool = Field(description="true: 同意する, false: 同意しない")
@@ -85,10 +89,6 @@ class ConsentBody(BaseModel):
 class ConsentResponse(BaseModel):
     stage: str
     decided_at: datetime
-
-
-class ApplyBody(BaseModel):
-    gateway_id: GatewayId
 
 
 class ApplicationCompleted(BaseModel):
@@ -170,11 +170,9 @@ class SignupSession(BaseModel):
     session: str = Field(description="Send as header X-Signup-Session on every later step")
 
 
-class DocumentView(BaseModel):
-    document: str
-    version: str
-    content_sha256: str
-    url: str
+class DocumentView(TermsDocument):
+    """A document to agree to, with its text (the circle terms, the two signup documents)."""
+
     text: str
 
 

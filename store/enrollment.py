@@ -24,6 +24,7 @@ from domain.enrollment import (
     gateway_ineligibility,
 )
 from domain.errors import ErrorCode
+from domain.terms import TermsDocument
 from store.tables import (
     Account,
     CircleApplication,
@@ -41,13 +42,30 @@ class RuleViolation(Exception):
         self.code = code
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes even for timezone-aware columns; we store UTC.
+def as_utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes even for timezone-aware columns; we store UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _utc_or_none(moment: datetime | None) -> datetime | None:
-    return None if moment is None else _utc(moment)
+def consent_row(
+    key: str,
+    account_id: str,
+    terms: TermsDocument,
+    decision: str,
+    decided_at: datetime,
+    channel: str,
+) -> Consent:
+    """One line of the consent ledger (the circle's terms, or a signup's documents)."""
+    return Consent(
+        request_key=key,
+        account_id=account_id,
+        document=terms.document,
+        version=terms.version,
+        content_sha256=terms.content_sha256,
+        decision=decision,
+        decided_at=decided_at,
+        channel=channel,
+    )
 
 
 def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
@@ -74,8 +92,8 @@ def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
                 eligible=not reasons,
                 reasons=reasons,
                 application=ApplicationState(app.status) if app else ApplicationState.NONE,
-                applied_at=_utc(app.applied_at) if app else None,
-                cancelled_at=_utc_or_none(app.cancelled_at) if app else None,
+                applied_at=as_utc(app.applied_at) if app else None,
+                cancelled_at=as_utc(app.cancelled_at) if app and app.cancelled_at else None,
             )
         )
     return views
@@ -101,15 +119,8 @@ def record_consent(engine: Engine, inp: RecordConsentInput) -> None:
         if session.exec(select(Consent).where(Consent.request_key == inp.key)).first():
             return
         session.add(
-            Consent(
-                request_key=inp.key,
-                account_id=inp.account_id,
-                document=inp.terms.document,
-                version=inp.terms.version,
-                content_sha256=inp.terms.content_sha256,
-                decision=inp.decision,
-                decided_at=inp.decided_at,
-                channel=inp.channel,
+            consent_row(
+                inp.key, inp.account_id, inp.terms, inp.decision, inp.decided_at, inp.channel
             )
         )
         try:
@@ -123,7 +134,7 @@ def _recorded(session: Session, app: CircleApplication, pcs_serial: str) -> Reco
     return RecordedApplication(
         gateway_id=app.gateway_id,
         pcs_serial=pcs_serial,
-        applied_at=_utc(app.applied_at),
+        applied_at=as_utc(app.applied_at),
         gateways=gateway_views(session, app.account_id),
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -19,16 +19,12 @@ from sqlmodel import Session, select
 from domain.errors import ErrorCode
 from domain.ids import signup_workflow_id
 from domain.signup import GatewayMatch, IssueLinkInput, LinkIssued, RegisterMemberInput
-from store.enrollment import RuleViolation
-from store.tables import CircleApplication, Consent, Gateway, PointSignup, PointsMember, SignupLink
+from store.enrollment import RuleViolation, as_utc, consent_row
+from store.tables import CircleApplication, Gateway, PointSignup, PointsMember, SignupLink
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -105,8 +101,8 @@ def _issued(link: SignupLink) -> LinkIssued:
     return LinkIssued(
         seq=link.seq,
         token_sha256=link.token_sha256,
-        issued_at=_utc(link.issued_at),
-        expires_at=_utc(link.expires_at),
+        issued_at=as_utc(link.issued_at),
+        expires_at=as_utc(link.expires_at),
     )
 
 
@@ -130,12 +126,6 @@ def signup_for_token(engine: Engine, token: str) -> PointSignup | None:
         if signup is not None:
             session.expunge(signup)
         return signup
-
-
-def signup_email(engine: Engine, signup_id: str) -> str | None:
-    with Session(engine) as session:
-        signup = session.get(PointSignup, signup_id)
-        return signup.email if signup else None
 
 
 def match_applied_gateway(engine: Engine, gateway_id: str, pcs_serial: str) -> GatewayMatch:
@@ -200,15 +190,13 @@ def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
         session.add(member)
         for terms, agreed_at in inp.agreed:
             session.add(
-                Consent(
-                    request_key=f"{inp.signup_id}:{terms.document}",
-                    account_id=inp.gateway.account_id,
-                    document=terms.document,
-                    version=terms.version,
-                    content_sha256=terms.content_sha256,
-                    decision="agreed",
-                    decided_at=agreed_at,
-                    channel="points_signup",
+                consent_row(
+                    f"{inp.signup_id}:{terms.document}",
+                    inp.gateway.account_id,
+                    terms,
+                    "agreed",
+                    agreed_at,
+                    "points_signup",
                 )
             )
         signup.status = "registered"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Literal
 
 from temporalio import workflow
 
@@ -106,22 +107,8 @@ class EnrollmentWorkflow:
 
     @workflow.update
     async def give_consent(self, req: ConsentRequest) -> ConsentResult:
-        async with self._lock:
-            self._require_stage(Stage.AWAITING_CONSENT)
-            now = workflow.now()
-            await run_store_activity(
-                EnrollmentActivities.record_consent,
-                RecordConsentInput(
-                    key=self._request_key("consent"),
-                    account_id=self._inp.account_id,
-                    terms=self._inp.circle_terms,
-                    decision="agreed",
-                    decided_at=now,
-                    channel=req.channel,
-                ),
-            )
-            self._enter(Stage.AWAITING_APPLICATION)
-            return ConsentResult(stage=self._stage, consented_at=now)
+        now = await self._decide("agreed", "consent", req.channel, Stage.AWAITING_APPLICATION)
+        return ConsentResult(stage=self._stage, consented_at=now)
 
     @give_consent.validator
     def validate_give_consent(self, req: ConsentRequest) -> None:
@@ -131,22 +118,8 @@ class EnrollmentWorkflow:
 
     @workflow.update
     async def decline(self) -> DeclineResult:
-        async with self._lock:
-            self._require_stage(Stage.AWAITING_CONSENT)
-            now = workflow.now()
-            await run_store_activity(
-                EnrollmentActivities.record_consent,
-                RecordConsentInput(
-                    key=self._request_key("decline"),
-                    account_id=self._inp.account_id,
-                    terms=self._inp.circle_terms,
-                    decision="declined",
-                    decided_at=now,
-                    channel="web",
-                ),
-            )
-            self._enter(Stage.DECLINED)
-            return DeclineResult(stage=self._stage, declined_at=now)
+        now = await self._decide("declined", "decline", "web", Stage.DECLINED)
+        return DeclineResult(stage=self._stage, declined_at=now)
 
     @decline.validator
     def validate_decline(self) -> None:
@@ -296,6 +269,27 @@ class EnrollmentWorkflow:
         self._publish()
 
     # ---- helpers -------------------------------------------------------------------
+
+    async def _decide(
+        self, decision: Literal["agreed", "declined"], what: str, channel: str, then: Stage
+    ) -> datetime:
+        """同意する / 同意しない: record the decision on the current terms, then move on."""
+        async with self._lock:
+            self._require_stage(Stage.AWAITING_CONSENT)
+            now = workflow.now()
+            await run_store_activity(
+                EnrollmentActivities.record_consent,
+                RecordConsentInput(
+                    key=self._request_key(what),
+                    account_id=self._inp.account_id,
+                    terms=self._inp.circle_terms,
+                    decision=decision,
+                    decided_at=now,
+                    channel=channel,
+                ),
+            )
+            self._enter(then)
+            return now
 
     def _enter(self, stage: Stage) -> None:
         self._stage = stage

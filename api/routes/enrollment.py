@@ -15,17 +15,17 @@ from api.deps import (
 from api.errors import ApiError, error_responses
 from api.schemas import (
     ApplicationCompleted,
-    ApplyBody,
     CancelResponse,
     ConsentBody,
     ConsentResponse,
+    DocumentView,
     GatewayList,
     JourneyResponse,
-    TermsResponse,
 )
 from api.services import enrollment as enrollment_service
 from api.services import starts as starts_service
 from config import document_text
+from domain.enrollment import ApplyRequest
 from domain.errors import ErrorCode, FieldRuleError
 from domain.ids import enrollment_workflow_id
 from domain.values import parse_gateway_id
@@ -36,11 +36,11 @@ AUTH = (ErrorCode.NOT_AUTHENTICATED,)
 CALL = (*AUTH, ErrorCode.JOURNEY_NOT_FOUND, ErrorCode.WORKER_UNAVAILABLE)
 
 
-@router.get("/terms", response_model=TermsResponse)
-def get_terms(settings: SettingsDep) -> TermsResponse:
+@router.get("/terms", response_model=DocumentView)
+def get_terms(settings: SettingsDep) -> DocumentView:
     """The current circle member terms (会員規約): show them, then send their version."""
     terms = settings.circle_terms()
-    return TermsResponse(**terms.model_dump(), text=document_text(settings.circle_terms_file))
+    return DocumentView(**terms.model_dump(), text=document_text(settings.circle_terms_file))
 
 
 @router.post(
@@ -126,7 +126,7 @@ async def list_gateways(
     ),
 )
 async def apply_gateway(
-    body: ApplyBody,
+    body: ApplyRequest,
     account: EnrolledDep,
     client: ClientDep,
     engine: EngineDep,

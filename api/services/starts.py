@@ -30,7 +30,6 @@ from domain.ids import enrollment_workflow_id
 from journey_starts import start_journey, start_recorded, utcnow
 from store import starts as starts_store
 from store.enrollment import RuleViolation
-from store.tables import Account, Gateway
 
 T = TypeVar("T")
 
@@ -76,17 +75,13 @@ async def announce(
     journey runs (started now or earlier). 202: recorded, the start is pending.
     """
     password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
+    account, gateways = body.rows(password_hash)
     try:
         announced = await asyncio.to_thread(
             lambda: starts_store.record_announcement(
                 engine,
-                Account(
-                    email=body.email,
-                    password_hash=password_hash,
-                    display_name=body.display_name,
-                    holder_type=body.holder_type,
-                ),
-                [Gateway(account_id="", **g.model_dump()) for g in body.gateways],
+                account,
+                gateways,
                 now=utcnow(),
                 lease=settings.journey_start_lease,
                 same_password=lambda stored: verify_password(stored, body.password),
