@@ -49,7 +49,12 @@ async def _time_skipping() -> WorkflowEnvironment:
 
 @pytest.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, shared by tests that do not skip time."""
+    """The time-skipping test server, shared by tests that do not skip time.
+
+    Awaiting a workflow's ``result()`` here skips time too: once that workflow closes, the
+    clock may jump to the next timer of any workflow on the server. A test that awaits a
+    result while it still needs another workflow running belongs on ``dev_env``.
+    """
     env = await _time_skipping()
     yield env
     await env.shutdown()
