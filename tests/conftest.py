@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,6 +25,11 @@ from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
 
 BIN = Path(sys.executable).parent
+# Property tests check outcomes, not speed: Hypothesis' default 200 ms deadline failed
+# test_email_outcome_is_a_half_width_address when two suites shared the two cores (its
+# first example, which warms the e-mail validator, took 418 ms and 919 ms).
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 # The whole suite runs with payload encryption on, under a test key.
 TEST_KEYS = {"test-1": bytes(range(32))}
 CONVERTER = encrypted_converter(TEST_KEYS, "test-1")
@@ -43,7 +49,12 @@ async def _time_skipping() -> WorkflowEnvironment:
 
 @pytest.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, shared by tests that do not skip time."""
+    """The time-skipping test server, shared by tests that do not skip time.
+
+    Awaiting a workflow's ``result()`` here skips time too: once that workflow closes, the
+    clock may jump to the next timer of any workflow on the server. A test that awaits a
+    result while it still needs another workflow running belongs on ``dev_env``.
+    """
     env = await _time_skipping()
     yield env
     await env.shutdown()

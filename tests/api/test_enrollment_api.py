@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
+from sqlmodel import Session
+
+from domain.mail import MailKind
+from store.tables import OutboxMail
 from tests.api.conftest import SYSTEM_KEY, Stack
 from tests.factories import PASSWORD, add_customer
+from tests.history import closed_mail_activities, completed_mail, kinds
 from tests.pii import assert_absent, history_bytes
+from tests.waiting import eventually, mails
 
 FULLWIDTH = {c: c + 0xFEE0 for c in range(0x21, 0x7F)}
 
@@ -32,12 +37,13 @@ async def walk_through(stack: Stack) -> None:
     assert journey["workflow_id"] == f"enrollment-{customer.account_id}"
     assert customer.email not in journey["workflow_id"]
 
-    [invitation] = await stack.sink.wait_for(1)
+    [invitation] = await mails(stack.sink, 1)
     assert invitation.envelope_to == [customer.email]
     assert "お申込みのご案内" in invitation.subject
     assert f"{customer.name} 様" in invitation.text
 
-    # Starting again resumes the same journey; no second invitation.
+    # Starting again resumes the same journey; no second invitation (proved at the end,
+    # from the closed journey's history).
     again = await stack.call("POST", "/v1/journey", headers=auth)
     assert again.json()["stage_entered_at"] == journey["stage_entered_at"]
 
@@ -81,8 +87,7 @@ async def walk_through(stack: Stack) -> None:
     )
     assert done["points_signup_url"] == stack.settings.points_signup_url
 
-    mails = await stack.sink.wait_for(2)
-    complete = mails[1]
+    complete = (await mails(stack.sink, 2))[1]
     assert complete.envelope_to == [customer.email]
     assert "お申込み完了のお知らせ" in complete.subject
     assert f"申込完了日時： {done['applied_at_jst']}" in complete.text
@@ -119,12 +124,20 @@ async def walk_through(stack: Stack) -> None:
     )
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["stage"] == "withdrawn"
-    mails = await stack.sink.wait_for(3)
-    assert "解約" in mails[2].subject and customer.eligible_gateway in mails[2].text
+    cancellation = (await mails(stack.sink, 3))[2]
+    assert "解約" in cancellation.subject and customer.eligible_gateway in cancellation.text
 
     # What Temporal keeps holds no personal data: not in the ID, the search attributes,
     # or anywhere in the history (inputs, results, failures).
     handle = stack.client.get_workflow_handle(journey["workflow_id"])
+    # Withdrawn, the journey closes once its mails went out: its complete history and the
+    # sink agree on exactly these three.
+    assert kinds(await closed_mail_activities(handle)) == [
+        MailKind.INVITATION,
+        MailKind.APPLICATION_COMPLETE,
+        MailKind.APPLICATION_CANCELLED,
+    ]
+    assert [m.envelope_to for m in stack.sink.received] == [[customer.email]] * 3
     history = history_bytes(await handle.fetch_history())
     assert b"EnrollmentWorkflow" in history and b"binary/encrypted" in history
     assert_absent(history, customer.email, customer.name, PASSWORD, customer.eligible_pcs)
@@ -268,7 +281,7 @@ async def test_monitoring_system_announces_accounts(stack: Stack) -> None:
     assert created.status_code == 201, created.text
     assert created.json()["journey"] == "started"
     assert "announced" not in created.json()["workflow_id"].lower()
-    [mail] = await stack.sink.wait_for(1)
+    [mail] = await mails(stack.sink, 1)
     assert mail.envelope_to == ["announced.customer@example.com"]
 
     login = await stack.call(
@@ -306,8 +319,9 @@ async def test_monitoring_system_announces_accounts(stack: Stack) -> None:
     handle = stack.client.get_workflow_handle(created.json()["workflow_id"])
     result = await handle.result()
     assert result["stage"] == "ineligible" and result["ineligible_reason"] == "corporate_account"
-    await asyncio.sleep(0.5)
-    assert len(stack.sink.received) == 1  # no invitation for the corporate account
+    # No invitation for the corporate account: its closed history asked for no mail.
+    assert await closed_mail_activities(handle) == []
+    assert [m.envelope_to for m in stack.sink.received] == [["announced.customer@example.com"]]
 
 
 async def test_operators_find_journeys_by_stage(stack: Stack) -> None:
@@ -315,15 +329,15 @@ async def test_operators_find_journeys_by_stage(stack: Stack) -> None:
     auth = await stack.login(customer)
     workflow_id = (await stack.call("POST", "/v1/journey", headers=auth)).json()["workflow_id"]
     key = {"X-System-Key": SYSTEM_KEY}
-    for _ in range(100):  # visibility is eventually consistent
-        listed = await stack.call(
+
+    async def listed() -> dict[str, Any] | None:
+        answer = await stack.call(
             "GET", "/v1/system/journeys", params={"stage": "awaiting_consent"}, headers=key
         )
-        rows = {r["workflow_id"]: r for r in listed.json()["journeys"]}
-        if workflow_id in rows:
-            break
-        await asyncio.sleep(0.1)
-    row = rows[workflow_id]
+        rows: dict[str, dict[str, Any]] = {r["workflow_id"]: r for r in answer.json()["journeys"]}
+        return rows.get(workflow_id)
+
+    row = await eventually(listed, what="the journey listed (visibility lags)")
     assert (row["stage"], row["reminder_count"], row["needs_operator"]) == (
         "awaiting_consent",
         0,
@@ -340,10 +354,16 @@ async def test_a_deferred_mail_is_retried_by_temporal_and_arrives_once(stack: St
     customer = add_customer(stack.engine)
     auth = await stack.login(customer)
     stack.sink.handler.scripted_replies.append("451 4.3.0 try again later")
-    await stack.call("POST", "/v1/journey", headers=auth)
-    await stack.sink.wait_for(1, timeout=30)
-    await asyncio.sleep(1)
+    started = (await stack.call("POST", "/v1/journey", headers=auth)).json()
+    handle = stack.client.get_workflow_handle(started["workflow_id"])
+    # The history records the mail activity as completed, on its second attempt: there is
+    # no attempt after that, so what the sink and the outbox hold now is final.
+    [invitation] = await completed_mail(handle, MailKind.INVITATION)
+    assert invitation.attempt == 2
     assert len(stack.sink.received) == 1
+    with Session(stack.engine) as session:
+        row = session.get(OutboxMail, invitation.request.key)
+    assert row is not None and (row.status, row.attempts) == ("sent", 2)
 
 
 async def test_without_a_worker_the_api_answers_503(stack_without_worker: Stack) -> None:

@@ -27,11 +27,13 @@ from domain.enrollment import (
     Stage,
 )
 from domain.jst import QuietHours
+from domain.mail import MailKind
 from domain.signup import RegisterRequest
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
 from tests.conftest import CONVERTER
 from tests.factories import add_customer
+from tests.history import completed_mail
 from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
 from tests.workflows.signup_harness import applied_customer, signup_worker, start_signup
 from tests.workflows.test_signup import walk_to_confirmation
@@ -93,7 +95,8 @@ async def record() -> None:
             h = await journeys.start(c.account_id, POLICY, NO_QUIET)
             await wait_stage(h, Stage.AWAITING_CONSENT)
             await env.sleep(timedelta(days=4))
-            await asyncio.sleep(1)
+            # The history must hold both reminders, sent, before the customer declines.
+            await completed_mail(h, MailKind.REMINDER, count=2)
             await h.execute_update(EnrollmentWorkflow.decline)
             await h.result()
             await save("enrollment_dormant_then_declined", h)

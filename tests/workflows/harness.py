@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -28,6 +28,7 @@ from domain.ids import enrollment_workflow_id
 from domain.jst import QuietHours
 from domain.mail import MailKind, MailReceipt, MailRequest
 from domain.terms import TermsDocument
+from tests.waiting import eventually
 from workflows.enrollment import EnrollmentWorkflow
 
 TERMS = TermsDocument(
@@ -98,21 +99,24 @@ class Journeys:
 
         The time-skipping server keeps time locked while an activity or workflow task is in
         progress; terminating the workflow in that moment can leave the lock held, and
-        every later ``env.sleep`` hangs.
+        every later ``env.sleep`` hangs. A workflow still busy after the wait is
+        terminated anyway: the test is over either way.
         """
-        loop = asyncio.get_running_loop()
         for handle in self.handles:
-            deadline = loop.time() + 10
-            while True:
-                description = await handle.describe()
-                raw = description.raw_description
-                busy = bool(raw.pending_activities) or raw.HasField("pending_workflow_task")
-                if description.status != WorkflowExecutionStatus.RUNNING:
-                    break
-                if not busy or loop.time() > deadline:
-                    await handle.terminate("test finished")
-                    break
-                await asyncio.sleep(0.05)
+            try:
+                await eventually(partial(_closed_or_idle, handle), timeout=10)
+            except AssertionError:
+                pass
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test finished")
+
+
+async def _closed_or_idle(handle: WorkflowHandle[EnrollmentWorkflow, EnrollmentResult]) -> bool:
+    description = await handle.describe()
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return True
+    raw = description.raw_description
+    return not raw.pending_activities and not raw.HasField("pending_workflow_task")
 
 
 @asynccontextmanager
@@ -141,28 +145,14 @@ async def running_worker(
                 await journeys.terminate_running()
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait (in real time) for work already due, such as an activity after a timer."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def wait_stage(
     handle: WorkflowHandle[EnrollmentWorkflow, EnrollmentResult], stage: Stage
 ) -> EnrollmentStatus:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while True:
+    async def reached() -> EnrollmentStatus | None:
         status = await handle.query(EnrollmentWorkflow.get_status)
-        if status.stage == stage:
-            return status
-        if loop.time() > deadline:
-            raise AssertionError(f"stage is {status.stage}, expected {stage}")
-        await asyncio.sleep(0.05)
+        return status if status.stage == stage else None
+
+    return await eventually(reached, what=f"stage {stage.value}")
 
 
 def near(actual: datetime, expected: datetime, slack: timedelta = timedelta(seconds=5)) -> bool:
