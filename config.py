@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     signup_abandon_after: timedelta = timedelta(days=7)
     # Mail-sending requests per address and per client address, per hour (API).
     signup_requests_per_hour: int = 10
+    # Knowing the two IDs is not enough (domain/holder.py): wrong gateway/serial pairs per
+    # signup before it locks, and per gateway in 24 hours (all signups) before the gateway
+    # is refused; the circle account holder's confirmation of a stranger's address: how
+    # long it waits, how often one signup may ask, how many requests a gateway gets a day.
+    signup_gateway_tries: int = 5
+    gateway_failures_per_day: int = 10
+    holder_confirmation_ttl: timedelta = timedelta(hours=24)
+    holder_confirmation_asks: int = 3
+    holder_confirmation_asks_per_gateway_per_day: int = 3
+    # The holder's confirm page; the mailed link is this #<token> (never in a log).
+    holder_confirmation_url: str = "https://regist.kp-net.com/points-confirmation"
 
     # Circle member terms (a new version needs a new consent)
     circle_terms_version: str = "2025-03-26"
@@ -143,7 +154,18 @@ class Settings(BaseSettings):
             abandon_after=self.signup_abandon_after,
             quiet_start=self.quiet_start,
             quiet_end=self.quiet_end,
+            gateway_tries=self.signup_gateway_tries,
+            gateway_failures_per_day=self.gateway_failures_per_day,
+            holder_confirmation_ttl=self.holder_confirmation_ttl,
+            holder_asks=self.holder_confirmation_asks,
+            holder_asks_per_gateway_per_day=self.holder_confirmation_asks_per_gateway_per_day,
         )
+
+    def holder_token_key(self) -> bytes:
+        """The key the holder's confirmation tokens are derived with: from the secret key,
+        under a label of its own (rotating the secret key kills unanswered links)."""
+        secret = self.secret_key.get_secret_value().encode()
+        return hashlib.sha256(b"eco-katsu holder confirmation\0" + secret).digest()
 
 
 @lru_cache

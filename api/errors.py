@@ -64,6 +64,18 @@ STATUS: dict[str, int] = {
     ErrorCode.RESEND_TOO_SOON: 429,
     ErrorCode.RESEND_LIMIT: 429,
     ErrorCode.RATE_LIMITED: 429,
+    # ---- knowing the two IDs is not enough (domain/holder.py) ---------------------------
+    ErrorCode.SIGNUP_LOCKED: 409,
+    ErrorCode.GATEWAY_LOCKED: 429,
+    ErrorCode.HOLDER_CONFIRMATION_PENDING: 409,
+    ErrorCode.HOLDER_CONFIRMATION_EXPIRED: 409,
+    ErrorCode.HOLDER_DECLINED: 409,
+    ErrorCode.HOLDER_ASK_LIMIT: 429,
+    ErrorCode.CONFIRMATION_UNKNOWN: 404,
+    ErrorCode.CONFIRMATION_EXPIRED: 410,
+    ErrorCode.CONFIRMATION_REPLACED: 410,
+    ErrorCode.CONFIRMATION_USED: 410,
+    ErrorCode.APPLICATION_NOT_ACTIVE: 409,
 }
 
 # Messages for pydantic's own error types (the rejected value is never included).

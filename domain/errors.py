@@ -69,6 +69,19 @@ class ErrorCode(StrEnum):
     # the system (503)
     WORKER_UNAVAILABLE = auto()
 
+    # ---- knowing the two IDs is not enough (domain/holder.py) ---------------------------
+    SIGNUP_LOCKED = auto()
+    GATEWAY_LOCKED = auto()
+    HOLDER_CONFIRMATION_PENDING = auto()
+    HOLDER_CONFIRMATION_EXPIRED = auto()
+    HOLDER_DECLINED = auto()
+    HOLDER_ASK_LIMIT = auto()
+    CONFIRMATION_UNKNOWN = auto()
+    CONFIRMATION_EXPIRED = auto()
+    CONFIRMATION_REPLACED = auto()
+    CONFIRMATION_USED = auto()
+    APPLICATION_NOT_ACTIVE = auto()
+
 
 MESSAGES: dict[str, str] = {
     ErrorCode.INVALID_GATEWAY_ID: (
@@ -172,6 +185,46 @@ MESSAGES: dict[str, str] = {
     ErrorCode.GATEWAY_ALREADY_APPLIED: "このゲートウェイは既にお申し込み済みです。",
     ErrorCode.WORKER_UNAVAILABLE: (
         "ただいま処理を受け付けられません。しばらくしてから再度お試しください。"
+    ),
+    # ---- knowing the two IDs is not enough (domain/holder.py) ---------------------------
+    ErrorCode.SIGNUP_LOCKED: (
+        "ゲートウェイIDとパワーコンディショナ製造番号の入力誤りが上限に達したため、この会員登録の"
+        "手続きはロックされました。この手続きは、しばらくご利用がないと終了し、その後あらためて"
+        "はじめからお手続きいただけます。ゲートウェイIDとパワーコンディショナ製造番号は、"
+        "「みんなでつくるエコ活サークル」のお申込み完了のお知らせメールでご確認ください。"
+    ),
+    ErrorCode.GATEWAY_LOCKED: (
+        "このゲートウェイIDについて入力誤りが続いたため、安全のため一時的に受付を停止しています。"
+        "24時間ほど時間をおいてから再度お試しください。"
+    ),
+    ErrorCode.HOLDER_CONFIRMATION_PENDING: (
+        "このゲートウェイの「みんなでつくるエコ活サークル」にご登録のアカウントの方に、確認のメールを"
+        "お送りしています。アカウントの方が承認すると登録できます。承認後に、あらためて「登録する」を"
+        "押してください。"
+    ),
+    ErrorCode.HOLDER_CONFIRMATION_EXPIRED: (
+        "ゲートウェイにご登録のアカウントの方による確認が、有効期限内に行われませんでした。"
+        "確認画面から、あらためて確認をご依頼ください。"
+    ),
+    ErrorCode.HOLDER_DECLINED: (
+        "この会員登録は、ゲートウェイにご登録のアカウントの方に承認されなかったため、"
+        "手続きを終了しました。"
+    ),
+    ErrorCode.HOLDER_ASK_LIMIT: (
+        "確認のご依頼の回数が上限に達しました。時間をおいてから再度お試しください。"
+    ),
+    ErrorCode.CONFIRMATION_UNKNOWN: "このURLは無効です。メールに記載のURLをご確認ください。",
+    ErrorCode.CONFIRMATION_EXPIRED: (
+        "このURLは、有効期限が切れたか、会員登録の手続きが終了したため無効です。"
+        "お心当たりのない場合は、このままで問題ありません。"
+    ),
+    ErrorCode.CONFIRMATION_REPLACED: (
+        "このURLは、新しい確認のご依頼により無効になりました。最新のメールのURLをご利用ください。"
+    ),
+    ErrorCode.CONFIRMATION_USED: "この確認には、すでにご回答いただいています。",
+    ErrorCode.APPLICATION_NOT_ACTIVE: (
+        "このゲートウェイの「みんなでつくるエコ活サークル」のお申込みは解約されているため、"
+        "スマイルeポイントに登録できません。"
     ),
 }
 

@@ -20,6 +20,7 @@ from domain.errors import ErrorCode
 from domain.ids import signup_workflow_id
 from domain.signup import GatewayMatch, IssueLinkInput, LinkIssued, RegisterMemberInput
 from store.enrollment import RuleViolation
+from store.holder import holder_may_register
 from store.tables import CircleApplication, Consent, Gateway, PointSignup, PointsMember, SignupLink
 
 
@@ -176,6 +177,22 @@ def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
         signup = session.get(PointSignup, inp.signup_id)
         if signup is None:
             raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
+        # Checked again here, in the transaction that creates the member: the application
+        # may have been cancelled since STEP3 (row locked on PostgreSQL, so a concurrent
+        # cancel waits for us), and the holder must have confirmed a stranger's address.
+        active = session.exec(
+            select(CircleApplication)
+            .where(
+                CircleApplication.gateway_id == inp.gateway.gateway_id,
+                CircleApplication.account_id == inp.gateway.account_id,
+                CircleApplication.status == "active",
+            )
+            .with_for_update()
+        ).first()
+        if active is None:
+            raise RuleViolation(ErrorCode.APPLICATION_NOT_ACTIVE)
+        if not holder_may_register(session, signup, inp.gateway):
+            raise RuleViolation(ErrorCode.HOLDER_CONFIRMATION_PENDING)
         info = inp.info
         installation = info.installation_address
         member = PointsMember(

@@ -54,6 +54,21 @@ T = TypeVar("T")
 router = APIRouter(prefix="/v1/points", tags=["スマイルeポイント signup"])
 
 Handle = WorkflowHandle[SignupWorkflow, SignupView]
+# Knowing the two IDs is not enough (api/routes/confirmation.py, domain/holder.py).
+HOLDER_STEP3_ERRORS = (
+    ErrorCode.SIGNUP_LOCKED,
+    ErrorCode.GATEWAY_LOCKED,
+    ErrorCode.HOLDER_ASK_LIMIT,
+    ErrorCode.HOLDER_DECLINED,
+)
+HOLDER_REGISTER_ERRORS = (
+    ErrorCode.SIGNUP_LOCKED,
+    ErrorCode.HOLDER_CONFIRMATION_PENDING,
+    ErrorCode.HOLDER_CONFIRMATION_EXPIRED,
+    ErrorCode.HOLDER_ASK_LIMIT,
+    ErrorCode.HOLDER_DECLINED,
+    ErrorCode.APPLICATION_NOT_ACTIVE,
+)
 SESSION_ERRORS = (
     ErrorCode.SESSION_INVALID,
     ErrorCode.SIGNUP_COMPLETED,
@@ -74,10 +89,11 @@ async def signup_answer(settings: Settings, handle: Handle, call: Awaitable[T]) 
         if err.code != ErrorCode.JOURNEY_CLOSED:
             raise
         view = await answer(settings, handle.query(SignupWorkflow.get_signup))
-        registered = view.status == SignupStatus.REGISTERED
-        raise ApiError(
-            ErrorCode.SIGNUP_COMPLETED if registered else ErrorCode.SIGNUP_CLOSED
-        ) from None
+        ended = {
+            SignupStatus.REGISTERED: ErrorCode.SIGNUP_COMPLETED,
+            SignupStatus.HOLDER_DECLINED: ErrorCode.HOLDER_DECLINED,
+        }
+        raise ApiError(ended.get(view.status, ErrorCode.SIGNUP_CLOSED)) from None
 
 
 class Step:
@@ -283,10 +299,16 @@ async def agree(body: AgreementBody, step: StepDep, settings: SettingsDep) -> No
         ErrorCode.SIGNUP_INCOMPLETE,
         ErrorCode.GATEWAY_NOT_APPLIED,
         ErrorCode.GATEWAY_ALREADY_MEMBER,
+        *HOLDER_STEP3_ERRORS,
     ),
 )
 async def enter_gateway(body: GatewayBody, step: StepDep, settings: SettingsDep) -> None:
-    """STEP3: the gateway ID (12) and PCS serial (8) of a confirmed circle application."""
+    """STEP3: the gateway ID (12) and PCS serial (8) of a confirmed circle application.
+
+    Wrong pairs are limited per signup (then ``signup_locked``) and per gateway across
+    signups (then ``gateway_locked``, right pair or not). A signup whose e-mail is not the
+    circle account's own asks the account holder to confirm (see GET /signup).
+    """
     await signup_answer(
         settings,
         step.handle,
@@ -350,10 +372,15 @@ async def confirmation(step: StepDep, settings: SettingsDep) -> SignupView:
         ErrorCode.SIGNUP_INCOMPLETE,
         ErrorCode.GATEWAY_ALREADY_MEMBER,
         ErrorCode.EMAIL_ALREADY_MEMBER,
+        *HOLDER_REGISTER_ERRORS,
     ),
 )
 async def register(step: StepDep, settings: SettingsDep) -> RegisteredResponse:
-    """STEP5 登録する → STEP6. Submitting twice registers once and answers the same."""
+    """STEP5 登録する → STEP6. Submitting twice registers once and answers the same.
+
+    Waits for the circle account holder's confirmation when one is needed
+    (``holder_confirmation_pending``); the application must still be active.
+    """
     registered = await signup_answer(
         settings,
         step.handle,
