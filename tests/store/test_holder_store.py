@@ -159,23 +159,21 @@ def test_a_decline_is_final_and_frees_the_address(store_engine: Engine) -> None:
 
 def test_wrong_pairs_are_limited_per_gateway_across_signups(store_engine: Engine) -> None:
     customer = applied(store_engine)
+    WRONG, LOCKED, MATCHED = (
+        GatewayOutcome.WRONG_PAIR,
+        GatewayOutcome.GATEWAY_LOCKED,
+        GatewayOutcome.MATCHED,
+    )
     a = signup_store.open_signup(store_engine, "a@example.com").signup_id
     b = signup_store.open_signup(store_engine, "b@example.com").signup_id
     c = signup_store.open_signup(store_engine, "c@example.com").signup_id
-    assert entry(store_engine, a, customer, 0, customer.eligible_pcs) == GatewayOutcome.MATCHED
+    assert entry(store_engine, a, customer, 0, customer.eligible_pcs) == MATCHED
     for n in range(5):
-        assert entry(store_engine, a, customer, n + 1, f"WRONG00{n}") == GatewayOutcome.WRONG_PAIR
-    assert (
-        entry(store_engine, a, customer, 5, "WRONG00X") == GatewayOutcome.WRONG_PAIR
-    )  # a retry: once
+        assert entry(store_engine, a, customer, n + 1, f"WRONG00{n}") == WRONG
+    assert entry(store_engine, a, customer, 5, "WRONG00X") == WRONG  # a retry: once
     for n in range(5):
-        assert entry(store_engine, b, customer, n, f"WRONG10{n}") == GatewayOutcome.WRONG_PAIR
+        assert entry(store_engine, b, customer, n, f"WRONG10{n}") == WRONG
     # Ten wrong pairs in 24 hours: refused, the right pair too (nothing is revealed).
-    assert (
-        entry(store_engine, c, customer, 0, customer.eligible_pcs) == GatewayOutcome.GATEWAY_LOCKED
-    )
-    assert entry(store_engine, c, customer, 1, "WRONG200") == GatewayOutcome.GATEWAY_LOCKED
-    assert (
-        entry(store_engine, c, customer, 2, customer.eligible_pcs, hours=24)
-        == GatewayOutcome.MATCHED
-    )
+    assert entry(store_engine, c, customer, 0, customer.eligible_pcs) == LOCKED
+    assert entry(store_engine, c, customer, 1, "WRONG200") == LOCKED
+    assert entry(store_engine, c, customer, 2, customer.eligible_pcs, hours=24) == MATCHED
