@@ -52,6 +52,8 @@ class SignupActivities:
 
     @activity.defn
     def match_gateway(self, gateway_id: str, pcs_serial: str) -> GatewayMatch:
+        # Only for signups whose STEP3 ran before patch "holder-confirmation"; new ones
+        # use HolderActivities.check_gateway (limits on wrong pairs).
         return refuse_on_rule(
             lambda: signup_store.match_applied_gateway(self._engine, gateway_id, pcs_serial)
         )
