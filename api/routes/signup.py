@@ -86,7 +86,9 @@ async def signup_answer(settings: Settings, handle: Handle, call: Awaitable[T]) 
     try:
         return await answer(settings, call)
     except ApiError as err:
-        if err.code != ErrorCode.JOURNEY_CLOSED:
+        # A signup that has just closed may answer "not found" rather than "completed"
+        # (timing): its query still says how it ended, and a missing one stays 404.
+        if err.code not in (ErrorCode.JOURNEY_CLOSED, ErrorCode.JOURNEY_NOT_FOUND):
             raise
         view = await answer(settings, handle.query(SignupWorkflow.get_signup))
         ended = {
