@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     signup: SignupPolicy = Field(default_factory=SignupPolicy)
     # Mail-sending requests per address and per client address, per hour (API).
     signup_requests_per_hour: int = 10
+    # The limits of STEP3 and the holder's confirmation are ``signup.gateway_tries`` …
+    # ``signup.holder_asks_per_gateway_per_day`` (domain/signup.py SignupPolicy).
+    # The holder's confirm page; the mailed link is this #<token> (never in a log).
+    holder_confirmation_url: str = "https://regist.kp-net.com/points-confirmation"
 
     # Circle member terms (a new version needs a new consent)
     circle_terms_version: str = "2025-03-26"
@@ -157,6 +161,12 @@ class Settings(BaseSettings):
             self.points_privacy_file,
             self.points_privacy_url,
         )
+
+    def holder_token_key(self) -> bytes:
+        """The key the holder's confirmation tokens are derived with: from the secret key,
+        under a label of its own (rotating the secret key kills unanswered links)."""
+        secret = self.secret_key.get_secret_value().encode()
+        return hashlib.sha256(b"eco-katsu holder confirmation\0" + secret).digest()
 
 
 @lru_cache

@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.enrollment import EnrollmentActivities
+from activities.holder import HolderActivities
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
 from activities.signup import SignupActivities
 from config import Settings, get_settings
@@ -71,6 +72,9 @@ def build_worker(
     registry = EnrollmentActivities(engine)
     mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
     signup = SignupActivities(engine, mail, settings.points_registration_url)
+    holder = HolderActivities(
+        engine, mail, settings.holder_confirmation_url, settings.holder_token_key()
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -85,6 +89,11 @@ def build_worker(
             signup.match_gateway,
             signup.register_member,
             signup.release_signup,
+            holder.check_gateway,
+            holder.ask_holder,
+            holder.record_holder_decision,
+            holder.mail_holder_confirmation,
+            holder.mail_registration_notice,
         ],
         activity_executor=executor,
     )

@@ -53,6 +53,8 @@ class SignupActivities:
 
     @activity.defn
     def match_gateway(self, inp: MatchGatewayInput) -> GatewayMatch:
+        # Only for signups whose STEP3 ran before patch "holder-confirmation"; new ones
+        # use HolderActivities.check_gateway (limits on wrong pairs).
         return refuse_on_rule(
             lambda: signup_store.match_applied_gateway(self._engine, inp.gateway_id, inp.pcs_serial)
         )

@@ -85,6 +85,19 @@ class ErrorCode(StrEnum):
     BODY_TOO_LARGE = auto()
     UNSUPPORTED_MEDIA_TYPE = auto()
 
+    # ---- knowing the two IDs is not enough (domain/holder.py) ---------------------------
+    SIGNUP_LOCKED = auto()
+    GATEWAY_LOCKED = auto()
+    HOLDER_CONFIRMATION_PENDING = auto()
+    HOLDER_CONFIRMATION_EXPIRED = auto()
+    HOLDER_DECLINED = auto()
+    HOLDER_ASK_LIMIT = auto()
+    CONFIRMATION_UNKNOWN = auto()
+    CONFIRMATION_EXPIRED = auto()
+    CONFIRMATION_REPLACED = auto()
+    CONFIRMATION_USED = auto()
+    APPLICATION_NOT_ACTIVE = auto()
+
 
 class ErrorSpec(NamedTuple):
     """One row of the table: the HTTP status the API answers with, and the message."""
@@ -272,6 +285,56 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.BODY_TOO_LARGE: ErrorSpec(413, "送信された内容が大きすぎます。"),
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(
         415, "送信形式が正しくありません（application/json で送信してください）。"
+    ),
+    # ---- knowing the two IDs is not enough (domain/holder.py) ---------------------------
+    ErrorCode.SIGNUP_LOCKED: ErrorSpec(
+        409,
+        "ゲートウェイIDとパワーコンディショナ製造番号の入力誤りが上限に達したため、この会員登録の"
+        "手続きはロックされました。この手続きは、しばらくご利用がないと終了し、その後あらためて"
+        "はじめからお手続きいただけます。ゲートウェイIDとパワーコンディショナ製造番号は、"
+        "「みんなでつくるエコ活サークル」のお申込み完了のお知らせメールでご確認ください。",
+    ),
+    ErrorCode.GATEWAY_LOCKED: ErrorSpec(
+        429,
+        "このゲートウェイIDについて入力誤りが続いたため、安全のため一時的に受付を停止しています。"
+        "24時間ほど時間をおいてから再度お試しください。",
+    ),
+    ErrorCode.HOLDER_CONFIRMATION_PENDING: ErrorSpec(
+        409,
+        "このゲートウェイの「みんなでつくるエコ活サークル」にご登録のアカウントの方に、確認のメールを"
+        "お送りしています。アカウントの方が承認すると登録できます。承認後に、あらためて「登録する」を"
+        "押してください。",
+    ),
+    ErrorCode.HOLDER_CONFIRMATION_EXPIRED: ErrorSpec(
+        409,
+        "ゲートウェイにご登録のアカウントの方による確認が、有効期限内に行われませんでした。"
+        "確認画面から、あらためて確認をご依頼ください。",
+    ),
+    ErrorCode.HOLDER_DECLINED: ErrorSpec(
+        409,
+        "この会員登録は、ゲートウェイにご登録のアカウントの方に承認されなかったため、"
+        "手続きを終了しました。",
+    ),
+    ErrorCode.HOLDER_ASK_LIMIT: ErrorSpec(
+        429, "確認のご依頼の回数が上限に達しました。時間をおいてから再度お試しください。"
+    ),
+    ErrorCode.CONFIRMATION_UNKNOWN: ErrorSpec(
+        404, "このURLは無効です。メールに記載のURLをご確認ください。"
+    ),
+    ErrorCode.CONFIRMATION_EXPIRED: ErrorSpec(
+        410,
+        "このURLは、有効期限が切れたか、会員登録の手続きが終了したため無効です。"
+        "お心当たりのない場合は、このままで問題ありません。",
+    ),
+    ErrorCode.CONFIRMATION_REPLACED: ErrorSpec(
+        410,
+        "このURLは、新しい確認のご依頼により無効になりました。最新のメールのURLをご利用ください。",
+    ),
+    ErrorCode.CONFIRMATION_USED: ErrorSpec(410, "この確認には、すでにご回答いただいています。"),
+    ErrorCode.APPLICATION_NOT_ACTIVE: ErrorSpec(
+        409,
+        "このゲートウェイの「みんなでつくるエコ活サークル」のお申込みは解約されているため、"
+        "スマイルeポイントに登録できません。",
     ),
 }
 

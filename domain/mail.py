@@ -17,6 +17,12 @@ class MailKind(StrEnum):
     SIGNUP_EXPIRED = "signup_expired"
     SIGNUP_REMINDER = "signup_reminder"
     SIGNUP_COMPLETE = "signup_complete"
+    # knowing the two IDs is not enough (domain/holder.py)
+    HOLDER_CONFIRMATION = "holder_confirmation"  # to the circle account: confirm link
+    HOLDER_CONFIRMED = "holder_confirmed"  # to the signup's address
+    HOLDER_DECLINED = "holder_declined"  # to the signup's address, neutral
+    HOLDER_CONFIRMATION_EXPIRED = "holder_confirmation_expired"  # to the signup's address
+    POINTS_REGISTERED_NOTICE = "points_registered_notice"  # to the circle account
 
 
 class MailRequest(BaseModel):

@@ -45,6 +45,7 @@ class SignupStatus(StrEnum):
     IN_PROGRESS = "in_progress"  # the link was used; steps under way
     REGISTERED = "registered"
     ABANDONED = "abandoned"
+    HOLDER_DECLINED = "holder_declined"  # the circle account holder did not confirm it
     ALREADY_MEMBER = "already_member"  # the address is a member (or was): told by mail
 
     @property
@@ -53,7 +54,18 @@ class SignupStatus(StrEnum):
             SignupStatus.REGISTERED,
             SignupStatus.ABANDONED,
             SignupStatus.ALREADY_MEMBER,
+            SignupStatus.HOLDER_DECLINED,
         )
+
+
+class HolderConfirmation(StrEnum):
+    """Where the account holder's confirmation of a signup stands (STEP5 shows it)."""
+
+    NOT_NEEDED = "not_needed"  # the signup's e-mail is the circle account's own
+    PENDING = "pending"  # mailed to the holder; register waits
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"  # not answered in time: the signup may ask again
+    DECLINED = "declined"  # the signup has ended
 
 
 class SignupPolicy(BaseModel):
@@ -65,6 +77,15 @@ class SignupPolicy(BaseModel):
     resend_daily_cap: int = 5
     idle_reminder_after: timedelta = timedelta(days=2)
     abandon_after: timedelta = timedelta(days=7)
+    # Knowing the two IDs is not enough (domain/holder.py): wrong pairs per signup before
+    # it is locked, per gateway across signups in 24 hours before the gateway is refused;
+    # the holder's confirmation: how long it may take, how often a signup may ask, how
+    # many requests one gateway's holder gets in 24 hours.
+    gateway_tries: int = 5
+    gateway_failures_per_day: int = 10
+    holder_confirmation_ttl: timedelta = timedelta(hours=24)
+    holder_asks: int = 3
+    holder_asks_per_gateway_per_day: int = 3
 
 
 class SignupInput(BaseModel):
@@ -201,3 +222,8 @@ class SignupView(BaseModel):
     info: CustomerInfo | None = None
     password: str | None = None  # "********" once entered, never the hash
     registered_at: datetime | None = None
+    # Set once STEP3 matched: whether the circle account holder must confirm, and where
+    # that stands (register waits for it); the lock after too many wrong pairs.
+    holder_confirmation: HolderConfirmation | None = None
+    holder_confirmation_expires_at: datetime | None = None
+    gateway_entry_locked: bool = False

@@ -20,6 +20,7 @@ from domain.errors import ErrorCode
 from domain.ids import signup_workflow_id
 from domain.signup import GatewayMatch, IssueLinkInput, LinkIssued, RegisterMemberInput
 from store.enrollment import RuleViolation, as_utc, consent_row
+from store.holder import holder_may_register
 from store.tables import CircleApplication, Gateway, PointSignup, PointsMember, SignupLink
 
 
@@ -166,6 +167,22 @@ def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
         signup = session.get(PointSignup, inp.signup_id)
         if signup is None:
             raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
+        # Checked again here, in the transaction that creates the member: the application
+        # may have been cancelled since STEP3 (row locked on PostgreSQL, so a concurrent
+        # cancel waits for us), and the holder must have confirmed a stranger's address.
+        active = session.exec(
+            select(CircleApplication)
+            .where(
+                CircleApplication.gateway_id == inp.gateway.gateway_id,
+                CircleApplication.account_id == inp.gateway.account_id,
+                CircleApplication.status == "active",
+            )
+            .with_for_update()
+        ).first()
+        if active is None:
+            raise RuleViolation(ErrorCode.APPLICATION_NOT_ACTIVE)
+        if not holder_may_register(session, signup, inp.gateway):
+            raise RuleViolation(ErrorCode.HOLDER_CONFIRMATION_PENDING)
         info = inp.info
         installation = info.installation_address
         member = PointsMember(
@@ -237,8 +254,14 @@ def cancel_member(engine: Engine, email: str, at: datetime) -> None:
         session.commit()
 
 
-def is_registered(engine: Engine, signup_id: str) -> bool:
-    """Whether the signup ended in a membership (the store has the last word on it)."""
+def how_it_ended(engine: Engine, signup_id: str) -> ErrorCode:
+    """The refusal for a signup that has ended (the store has the last word on it):
+    registered, declined by the circle account holder, or otherwise closed."""
     with Session(engine) as session:
         signup = session.get(PointSignup, signup_id)
-        return signup is not None and signup.status == "registered"
+        status = signup.status if signup is not None else None
+    if status == "registered":
+        return ErrorCode.SIGNUP_COMPLETED
+    if status == "declined":
+        return ErrorCode.HOLDER_DECLINED
+    return ErrorCode.SIGNUP_CLOSED

@@ -159,7 +159,7 @@ class PointSignup(SQLModel, table=True):
     id: str = Field(default_factory=new_public_id, primary_key=True, max_length=32)
     workflow_id: str = Field(unique=True, max_length=80)
     email: str = Field(max_length=254, index=True)
-    status: str = Field(max_length=12)  # "pending" | "registered" | "abandoned" | "refused"
+    status: str = Field(max_length=12)  # pending, registered, abandoned, refused, declined
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     closed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
 
@@ -225,3 +225,45 @@ class JourneyStart(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=80)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     started_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class GatewayEntryFailure(SQLModel, table=True):
+    """A wrong gateway/serial pair entered at STEP3. Counted per entered gateway ID over
+    24 hours, across signups and API instances, to refuse a gateway being probed."""
+
+    __tablename__ = "gateway_entry_failures"
+    __table_args__ = (
+        sa.Index("ix_gateway_entry_failures_gateway_time", "gateway_id", "failed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # signup and attempt number: a retried activity records its failure once
+    request_key: str = Field(unique=True, max_length=200)
+    gateway_id: str = Field(max_length=12)  # as entered: it need not exist
+    signup_id: str = Field(foreign_key="point_signups.id", index=True, max_length=32)
+    failed_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+
+
+class HolderConfirmationRequest(SQLModel, table=True):
+    """A request to the circle account holder to confirm a points signup on their gateway.
+
+    Only the confirmation token's SHA-256 is stored; the token itself is derived from a
+    server key and ``salt`` when the mail is sent, so a retried mail carries the same link.
+    The decision (and its channel) stays here after Temporal's retention.
+    """
+
+    __tablename__ = "holder_confirmations"
+    __table_args__ = (sa.UniqueConstraint("signup_id", "seq"),)
+
+    id: str = Field(default_factory=new_public_id, primary_key=True, max_length=32)
+    signup_id: str = Field(foreign_key="point_signups.id", index=True, max_length=32)
+    seq: int
+    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    gateway_id: str = Field(foreign_key="gateways.gateway_id", index=True, max_length=12)
+    token_sha256: str = Field(unique=True, max_length=64)
+    salt: str = Field(max_length=32)
+    status: str = Field(max_length=10)  # "pending" | "confirmed" | "declined" | "replaced"
+    requested_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    decided_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    channel: str | None = Field(default=None, max_length=20)  # "mail_link" | "circle_session"

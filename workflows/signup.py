@@ -16,9 +16,19 @@ Messages
   ``register``: the later steps, each tied to the current link's session (``seq``).
 - queries ``get_signup() -> SignupView`` (the confirmation view, password masked) and
   ``link_state(token_sha256) -> LinkStatus``.
+- knowing the two IDs is not enough (``domain/holder.py``, patch ``holder-confirmation``):
+  ``enter_gateway`` counts wrong pairs (the signup locks after ``gateway_tries``; the
+  store refuses a gateway with too many wrong pairs across signups) and, when the
+  signup's e-mail is not the circle account's, asks the account holder to confirm;
+  ``register`` waits for that (``holder_confirmation_pending``) and tells the holder of
+  every registration. Update ``decide_holder(HolderDecision) -> HolderState`` is the
+  holder's answer (a decline ends the signup); ``ask_holder_again(SessionRequest)``
+  asks anew after an unanswered request expired.
 
 Timers
 - an unused link expires at its ``expires_at``: one "expired, start again" mail;
+- an unanswered holder confirmation expires (``holder_confirmation_ttl``): the signup's
+  address is told;
 - a signup left idle gets one reminder, then is abandoned, which releases the e-mail
   reservation; so is an expired link never renewed.
 """
@@ -32,12 +42,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.holder import HolderActivities
     from activities.signup import SignupActivities
     from domain.customer import CustomerInfo
     from domain.enrollment import PointsRegistered
     from domain.errors import ErrorCode
+    from domain.holder import (
+        AskHolderInput,
+        CheckGatewayInput,
+        GatewayCheck,
+        GatewayOutcome,
+        HolderAsked,
+        HolderDecision,
+        HolderMailInput,
+        HolderState,
+        RecordHolderDecisionInput,
+        RegistrationNoticeInput,
+    )
     from domain.ids import enrollment_workflow_id
     from domain.jst import defer_out_of_quiet_hours
     from domain.mail import MailKind, MailRequest
@@ -48,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         CustomerEntry,
         GatewayEntry,
         GatewayMatch,
+        HolderConfirmation,
         IssueLinkInput,
         LinkIssued,
         LinkStatus,
@@ -59,17 +84,22 @@ with workflow.unsafe.imports_passed_through():
         ReleaseSignupInput,
         RequestLinkResult,
         Service,
+        SessionRequest,
         SignupInput,
         SignupStatus,
         SignupView,
     )
-    from workflows.mail import send_in_background
+    from workflows.mail import MAIL_GIVE_UP_AFTER, MAIL_RETRY, send_in_background
     from workflows.refusals import refusal, run_store_activity
 
 # A workflow module, imported normally: the sandbox loads it afresh like this one.
 from workflows.enrollment import EnrollmentWorkflow
 
 MASK = "********"
+# STEP3 checks the pair with limits and asks the circle account holder to confirm a
+# stranger's address; register waits for it and tells the holder. Signups whose STEP3
+# or register ran before this replay the old commands.
+HOLDER_PATCH = "holder-confirmation"
 
 
 # The type name predates the rename: running signups and recorded histories carry it.
@@ -95,6 +125,11 @@ class SignupWorkflow:
         self._info: CustomerInfo | None = None
         self._password_hash: str | None = None
         self._registered: Registered | None = None
+        self._gateway_entries = 0  # STEP3 checks run, for idempotency keys
+        self._wrong_entries = 0  # wrong pairs; the signup locks at policy.gateway_tries
+        self._holder: HolderAsked | None = None  # the current confirmation request
+        self._holder_status: HolderConfirmation | None = None
+        self._holder_asks = 0
         self._version = 0  # bumped on every change the timers must notice
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
@@ -185,12 +220,20 @@ class SignupWorkflow:
     async def enter_gateway(self, req: GatewayEntry) -> GatewayMatch:
         async with self._lock:
             self._check_step(req.seq, needs=[self._agreed_at])
-            self._gateway = await run_store_activity(
-                SignupActivities.match_gateway,
-                MatchGatewayInput(gateway_id=req.gateway_id, pcs_serial=req.pcs_serial),
-            )
+            if not workflow.patched(HOLDER_PATCH):
+                self._gateway = await run_store_activity(
+                    SignupActivities.match_gateway,
+                    MatchGatewayInput(gateway_id=req.gateway_id, pcs_serial=req.pcs_serial),
+                )
+                self._touch()
+                return self._gateway
+            match = await self._check_gateway(req)
+            changed = self._gateway is None or self._gateway.gateway_id != match.gateway_id
+            self._gateway = match
             self._touch()
-            return self._gateway
+            if changed or self._holder_status in (None, HolderConfirmation.EXPIRED):
+                await self._ask_holder()
+            return match
 
     @enter_gateway.validator
     def validate_enter_gateway(self, req: GatewayEntry) -> None:
@@ -213,6 +256,9 @@ class SignupWorkflow:
             if self._registered is not None:  # a double submission: the same answer
                 return self._registered
             self._check_register(req)
+            holder_rule = workflow.patched(HOLDER_PATCH)
+            if holder_rule:
+                await self._ensure_holder_confirmed()
             gateway, info, service = self._gateway, self._info, self._service
             password_hash, agreed_at = self._password_hash, self._agreed_at
             if not (gateway and info and service and password_hash and agreed_at):
@@ -235,6 +281,17 @@ class SignupWorkflow:
                 "complete",
                 {"gateway_id": gateway.gateway_id, "pcs_serial": gateway.pcs_serial},
             )
+            if holder_rule:  # the household hears of every membership on its gateway
+                self._mail_via(
+                    HolderActivities.mail_registration_notice,
+                    RegistrationNoticeInput(
+                        key=f"{workflow.info().workflow_id}:registered-notice",
+                        signup_id=self._inp.signup_id,
+                        account_id=gateway.account_id,
+                        gateway_id=gateway.gateway_id,
+                        registered_at=registered.registered_at,
+                    ),
+                )
             await self._tell_enrollment(gateway, registered)
             self._status = SignupStatus.REGISTERED
             self._touch()
@@ -244,6 +301,55 @@ class SignupWorkflow:
     def validate_register(self, req: RegisterRequest) -> None:
         if self._registered is None:
             self._check_register(req)
+            # Pressing 登録する again while waiting leaves nothing in history.
+            if self._holder_status == HolderConfirmation.PENDING:
+                raise refusal(ErrorCode.HOLDER_CONFIRMATION_PENDING)
+            if self._holder_status == HolderConfirmation.EXPIRED:
+                raise refusal(ErrorCode.HOLDER_CONFIRMATION_EXPIRED)
+
+    @workflow.update
+    async def decide_holder(self, req: HolderDecision) -> HolderState:
+        """The circle account holder's answer (the API checked who is answering)."""
+        async with self._lock:
+            self._check_decision(req)
+            await run_store_activity(
+                HolderActivities.record_holder_decision,
+                RecordHolderDecisionInput(
+                    signup_id=self._inp.signup_id,
+                    confirmation_id=req.confirmation_id,
+                    confirm=req.confirm,
+                    channel=req.channel,
+                    decided_at=workflow.now(),
+                ),
+            )
+            seq = self._holder.seq if self._holder else 0
+            if req.confirm:
+                self._holder_status = HolderConfirmation.CONFIRMED
+                self._mail(MailKind.HOLDER_CONFIRMED, f"holder-confirmed:{seq}")
+            else:  # the store closed the signup in the same transaction
+                self._holder_status = HolderConfirmation.DECLINED
+                self._status = SignupStatus.HOLDER_DECLINED
+                self._mail(MailKind.HOLDER_DECLINED, f"holder-declined:{seq}")
+            self._version += 1
+            return self._holder_state()
+
+    @decide_holder.validator
+    def validate_decide_holder(self, req: HolderDecision) -> None:
+        self._check_decision(req)
+
+    @workflow.update
+    async def ask_holder_again(self, req: SessionRequest) -> HolderState:
+        """A new confirmation request after the last one expired unanswered."""
+        async with self._lock:
+            self._check_ask_again(req)
+            if self._holder_status in (None, HolderConfirmation.EXPIRED):
+                await self._ask_holder()
+                self._touch()
+            return self._holder_state()
+
+    @ask_holder_again.validator
+    def validate_ask_holder_again(self, req: SessionRequest) -> None:
+        self._check_ask_again(req)
 
     # ---- queries -------------------------------------------------------------------
 
@@ -261,6 +367,9 @@ class SignupWorkflow:
             info=self._info,
             password=MASK if self._password_hash else None,
             registered_at=self._registered.registered_at if self._registered else None,
+            holder_confirmation=self._holder_status,
+            holder_confirmation_expires_at=self._holder.expires_at if self._holder else None,
+            gateway_entry_locked=self._locked(),
         )
 
     @workflow.query
@@ -272,6 +381,18 @@ class SignupWorkflow:
     # ---- timers --------------------------------------------------------------------
 
     def _next_deadline(self) -> tuple[datetime | None, Callable[[], Awaitable[None]]]:
+        deadline, action = self._step_deadline()
+        holder = self._holder
+        if (
+            self._holder_status == HolderConfirmation.PENDING
+            and holder is not None
+            and holder.expires_at is not None
+            and (deadline is None or holder.expires_at < deadline)
+        ):
+            return holder.expires_at, self._expire_holder
+        return deadline, action
+
+    def _step_deadline(self) -> tuple[datetime | None, Callable[[], Awaitable[None]]]:
         policy = self._inp.policy
         if self._status == SignupStatus.AWAITING_OPEN and self._link is not None:
             return self._link.expires_at, self._expire_link
@@ -279,7 +400,8 @@ class SignupWorkflow:
             return self._started_at + policy.abandon_after, self._abandon
         if self._status == SignupStatus.LINK_EXPIRED and self._link is not None:
             return self._link.expires_at + policy.abandon_after, self._abandon
-        if self._reminded_at_activity != self._last_activity:
+        # A locked signup is not urged on: it only waits to be abandoned.
+        if self._reminded_at_activity != self._last_activity and not self._locked():
             due = self._last_activity + policy.idle_reminder_after
             return defer_out_of_quiet_hours(due, self._inp.quiet_hours), self._remind
         return self._last_activity + policy.abandon_after, self._abandon
@@ -312,6 +434,12 @@ class SignupWorkflow:
         self._mail(MailKind.SIGNUP_EXPIRED, f"expired:{self._link.seq}")
         self._version += 1
 
+    async def _expire_holder(self) -> None:
+        self._holder_status = HolderConfirmation.EXPIRED
+        seq = self._holder.seq if self._holder else 0
+        self._mail(MailKind.HOLDER_CONFIRMATION_EXPIRED, f"holder-expired:{seq}")
+        self._version += 1
+
     async def _remind(self) -> None:
         self._reminded_at_activity = self._last_activity
         self._mail(MailKind.SIGNUP_REMINDER, f"idle:{self._last_activity.isoformat()}")
@@ -330,7 +458,7 @@ class SignupWorkflow:
     def _check_request_allowed(self) -> None:
         if self._status == SignupStatus.REGISTERED:
             raise refusal(ErrorCode.SIGNUP_COMPLETED)
-        if self._status == SignupStatus.ABANDONED:
+        if self._status in (SignupStatus.ABANDONED, SignupStatus.HOLDER_DECLINED):
             raise refusal(ErrorCode.SIGNUP_CLOSED)
         now = workflow.now()
         policy = self._inp.policy
@@ -343,7 +471,11 @@ class SignupWorkflow:
     def _link_refusal(self, token_sha256: str) -> ErrorCode | None:
         if self._status == SignupStatus.REGISTERED:
             return ErrorCode.SIGNUP_COMPLETED
-        if self._status in (SignupStatus.ABANDONED, SignupStatus.ALREADY_MEMBER):
+        if self._status in (
+            SignupStatus.ABANDONED,
+            SignupStatus.ALREADY_MEMBER,
+            SignupStatus.HOLDER_DECLINED,
+        ):
             return ErrorCode.SIGNUP_CLOSED
         current = self._link
         if current is not None and hmac.compare_digest(current.token_sha256, token_sha256):
@@ -366,6 +498,8 @@ class SignupWorkflow:
     def _check_session(self, seq: int) -> None:
         if self._status == SignupStatus.REGISTERED:
             raise refusal(ErrorCode.SIGNUP_COMPLETED)
+        if self._status == SignupStatus.HOLDER_DECLINED:
+            raise refusal(ErrorCode.HOLDER_DECLINED)
         if self._status.is_final:
             raise refusal(ErrorCode.SIGNUP_CLOSED)
         if self._status != SignupStatus.IN_PROGRESS or self._link is None or seq != self._link.seq:
@@ -383,8 +517,35 @@ class SignupWorkflow:
 
     def _check_step(self, seq: int, needs: list[object]) -> None:
         self._check_session(seq)
+        if self._locked():
+            raise refusal(ErrorCode.SIGNUP_LOCKED)
         if any(step is None for step in needs):
             raise refusal(ErrorCode.SIGNUP_INCOMPLETE)
+
+    def _locked(self) -> bool:
+        return self._wrong_entries >= self._inp.policy.gateway_tries
+
+    def _check_decision(self, req: HolderDecision) -> None:
+        holder = self._holder
+        if self._status.is_final and self._status != SignupStatus.HOLDER_DECLINED:
+            raise refusal(ErrorCode.CONFIRMATION_EXPIRED)
+        if holder is None or holder.confirmation_id != req.confirmation_id:
+            raise refusal(ErrorCode.CONFIRMATION_REPLACED)
+        if self._holder_status in (HolderConfirmation.CONFIRMED, HolderConfirmation.DECLINED):
+            raise refusal(ErrorCode.CONFIRMATION_USED)
+        expired = holder.expires_at is not None and workflow.now() >= holder.expires_at
+        if self._holder_status != HolderConfirmation.PENDING or expired:
+            raise refusal(ErrorCode.CONFIRMATION_EXPIRED)
+
+    def _check_ask_again(self, req: SessionRequest) -> None:
+        self._check_step(req.seq, needs=[self._agreed_at, self._gateway])
+        if self._holder_status == HolderConfirmation.PENDING:
+            raise refusal(ErrorCode.HOLDER_CONFIRMATION_PENDING)
+        if (
+            self._holder_status in (None, HolderConfirmation.EXPIRED)
+            and self._holder_asks >= self._inp.policy.holder_asks
+        ):
+            raise refusal(ErrorCode.HOLDER_ASK_LIMIT)
 
     def _check_register(self, req: RegisterRequest) -> None:
         self._check_step(req.seq, needs=[self._agreed_at, self._gateway, self._info])
@@ -409,6 +570,98 @@ class SignupWorkflow:
             context=context or {},
         )
         send_in_background(self._mail_tasks, request, lambda: None)
+
+    def _mail_via(self, activity: Callable[..., Awaitable[Any]], inp: Any) -> None:
+        """A mail activity that needs what the workflow must not see (a link token, an
+        address): in the background, like ``send_in_background``."""
+
+        async def deliver() -> None:
+            try:
+                await workflow.execute_activity_method(
+                    activity,
+                    inp,
+                    start_to_close_timeout=timedelta(minutes=2),
+                    schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
+                    retry_policy=MAIL_RETRY,
+                )
+            except ActivityError as err:
+                workflow.logger.warning("holder mail not delivered: %s", type(err.cause).__name__)
+
+        self._mail_tasks.append(asyncio.create_task(deliver()))
+
+    async def _check_gateway(self, req: GatewayEntry) -> GatewayMatch:
+        """STEP3 with limits: a wrong pair counts, the last allowed one locks the signup."""
+        policy = self._inp.policy
+        check: GatewayCheck = await run_store_activity(
+            HolderActivities.check_gateway,
+            CheckGatewayInput(
+                signup_id=self._inp.signup_id,
+                attempt_key=f"{self._inp.signup_id}:gateway:{self._gateway_entries}",
+                gateway_id=req.gateway_id,
+                pcs_serial=req.pcs_serial,
+                at=workflow.now(),
+                failures_per_day=policy.gateway_failures_per_day,
+            ),
+        )
+        self._gateway_entries += 1
+        if check.outcome == GatewayOutcome.WRONG_PAIR:
+            self._wrong_entries += 1
+            self._touch()
+            raise refusal(
+                ErrorCode.SIGNUP_LOCKED if self._locked() else ErrorCode.GATEWAY_NOT_APPLIED
+            )
+        if check.outcome == GatewayOutcome.GATEWAY_LOCKED:
+            raise refusal(ErrorCode.GATEWAY_LOCKED)
+        if check.outcome == GatewayOutcome.ALREADY_MEMBER or check.match is None:
+            raise refusal(ErrorCode.GATEWAY_ALREADY_MEMBER)
+        return check.match
+
+    async def _ask_holder(self) -> None:
+        """Ask the circle account holder (unless the signup's e-mail is theirs)."""
+        gateway = self._gateway
+        if gateway is None:
+            raise refusal(ErrorCode.SIGNUP_INCOMPLETE)
+        if self._holder_asks >= self._inp.policy.holder_asks:
+            raise refusal(ErrorCode.HOLDER_ASK_LIMIT)
+        policy = self._inp.policy
+        asked: HolderAsked = await run_store_activity(
+            HolderActivities.ask_holder,
+            AskHolderInput(
+                signup_id=self._inp.signup_id,
+                gateway=gateway,
+                seq=(self._holder.seq if self._holder else 0) + 1,
+                asked_at=workflow.now(),
+                ttl=policy.holder_confirmation_ttl,
+                asks_per_gateway_per_day=policy.holder_asks_per_gateway_per_day,
+            ),
+        )
+        self._version += 1
+        if not asked.needed or asked.confirmation_id is None:
+            self._holder, self._holder_status = None, HolderConfirmation.NOT_NEEDED
+            return
+        self._holder, self._holder_status = asked, HolderConfirmation.PENDING
+        self._holder_asks += 1
+        self._mail_via(
+            HolderActivities.mail_holder_confirmation,
+            HolderMailInput(
+                key=f"{workflow.info().workflow_id}:holder:{asked.seq}",
+                confirmation_id=asked.confirmation_id,
+            ),
+        )
+
+    async def _ensure_holder_confirmed(self) -> None:
+        if self._holder_status is None:  # STEP3 was entered before this rule existed
+            await self._ask_holder()
+        if self._holder_status == HolderConfirmation.PENDING:
+            raise refusal(ErrorCode.HOLDER_CONFIRMATION_PENDING)
+        if self._holder_status == HolderConfirmation.EXPIRED:
+            raise refusal(ErrorCode.HOLDER_CONFIRMATION_EXPIRED)
+
+    def _holder_state(self) -> HolderState:
+        return HolderState(
+            holder_confirmation=self._holder_status or HolderConfirmation.NOT_NEEDED,
+            expires_at=self._holder.expires_at if self._holder else None,
+        )
 
     async def _tell_enrollment(self, gateway: GatewayMatch, registered: Registered) -> None:
         """Signal the customer's journey; a journey that has ended is only logged."""

@@ -31,6 +31,21 @@ from domain.signup import SignupView
 
 router = APIRouter(prefix="/v1/points", tags=["スマイルeポイント signup"])
 
+# Knowing the two IDs is not enough (api/routes/confirmation.py, domain/holder.py).
+HOLDER_STEP3_ERRORS = (
+    ErrorCode.SIGNUP_LOCKED,
+    ErrorCode.GATEWAY_LOCKED,
+    ErrorCode.HOLDER_ASK_LIMIT,
+    ErrorCode.HOLDER_DECLINED,
+)
+HOLDER_REGISTER_ERRORS = (
+    ErrorCode.SIGNUP_LOCKED,
+    ErrorCode.HOLDER_CONFIRMATION_PENDING,
+    ErrorCode.HOLDER_CONFIRMATION_EXPIRED,
+    ErrorCode.HOLDER_ASK_LIMIT,
+    ErrorCode.HOLDER_DECLINED,
+    ErrorCode.APPLICATION_NOT_ACTIVE,
+)
 SESSION_ERRORS = (
     ErrorCode.SESSION_INVALID,
     ErrorCode.SIGNUP_COMPLETED,
@@ -146,12 +161,18 @@ async def agree(
         ErrorCode.SIGNUP_INCOMPLETE,
         ErrorCode.GATEWAY_NOT_APPLIED,
         ErrorCode.GATEWAY_ALREADY_MEMBER,
+        *HOLDER_STEP3_ERRORS,
     ),
 )
 async def enter_gateway(
     body: GatewayBody, step: SignupStepDep, signups: SignupServiceDep, key: IdempotencyKeyDep
 ) -> None:
-    """STEP3: the gateway ID (12) and PCS serial (8) of a confirmed circle application."""
+    """STEP3: the gateway ID (12) and PCS serial (8) of a confirmed circle application.
+
+    Wrong pairs are limited per signup (then ``signup_locked``) and per gateway across
+    signups (then ``gateway_locked``, right pair or not). A signup whose e-mail is not the
+    circle account's own asks the account holder to confirm (see GET /signup).
+    """
     await signups.enter_gateway(step, body, key)
 
 
@@ -198,10 +219,15 @@ async def confirmation(step: SignupStepDep, signups: SignupServiceDep) -> Signup
         ErrorCode.SIGNUP_INCOMPLETE,
         ErrorCode.GATEWAY_ALREADY_MEMBER,
         ErrorCode.EMAIL_ALREADY_MEMBER,
+        *HOLDER_REGISTER_ERRORS,
     ),
 )
 async def register(
     step: SignupStepDep, signups: SignupServiceDep, key: IdempotencyKeyDep
 ) -> RegisteredResponse:
-    """STEP5 登録する → STEP6. Submitting twice registers once and answers the same."""
+    """STEP5 登録する → STEP6. Submitting twice registers once and answers the same.
+
+    Waits for the circle account holder's confirmation when one is needed
+    (``holder_confirmation_pending``); the application must still be active.
+    """
     return await signups.register(step, key)

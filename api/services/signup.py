@@ -44,6 +44,7 @@ from api.services.workflows import answer, update_id
 from config import Settings, document_text
 from domain.customer import check_password
 from domain.errors import ErrorCode, FieldRuleError, message_for
+from domain.holder import HolderState
 from domain.ids import signup_workflow_id
 from domain.signup import (
     AgreeRequest,
@@ -53,6 +54,7 @@ from domain.signup import (
     LinkStatus,
     PresentDocument,
     RegisterRequest,
+    SessionRequest,
     SignupInput,
     SignupView,
 )
@@ -250,6 +252,14 @@ class SignupService:
             my_page_url=self.settings.points_login_url,
         )
 
+    async def ask_holder_again(self, step: SignupStep) -> HolderState:
+        """Ask the circle account holder again after an unanswered request expired."""
+        handle = self.handle(step.signup_id)
+        return await self._answer(
+            step.signup_id,
+            handle.execute_update(SignupWorkflow.ask_holder_again, SessionRequest(seq=step.seq)),
+        )
+
     @staticmethod
     def _id(step: SignupStep, route: str, key: str | None) -> str | None:
         return update_id(route, step.signup_id, f"key:{key}") if key else None
@@ -261,7 +271,5 @@ class SignupService:
         except ApiError as err:
             if err.code not in (ErrorCode.JOURNEY_CLOSED, ErrorCode.JOURNEY_NOT_FOUND):
                 raise
-            registered = await asyncio.to_thread(signup_store.is_registered, self.engine, signup_id)
-            raise ApiError(
-                ErrorCode.SIGNUP_COMPLETED if registered else ErrorCode.SIGNUP_CLOSED
-            ) from None
+            ended = await asyncio.to_thread(signup_store.how_it_ended, self.engine, signup_id)
+            raise ApiError(ended) from None

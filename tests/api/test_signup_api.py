@@ -182,6 +182,21 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
     )
     assert PASSWORD not in str(confirmation)
 
+    # Not the circle account's own address: the account holder confirms first
+    # (tests/api/test_holder_api.py walks the refusals).
+    assert confirmation["holder_confirmation"] == "pending"
+    await stack.sink.wait_for(4)
+    [asked] = [m for m in stack.sink.received if "会員登録の確認のお願い" in m.subject]
+    assert asked.envelope_to == [customer.email] and "s***@example.com" in asked.text
+    [confirm_link] = [
+        link for link in asked.links if link.startswith(Settings().holder_confirmation_url + "#")
+    ]
+    confirmed = await stack.call(
+        "POST", "/v1/holder-confirmation/confirm", json={"token": confirm_link.split("#", 1)[1]}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    await stack.sink.wait_for(5)  # 承認のお知らせ to the signup's address
+
     first, second = await asyncio.gather(
         stack.call("POST", "/v1/points/signup/register", headers=session),
         stack.call("POST", "/v1/points/signup/register", headers=session),
@@ -221,6 +236,9 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
         "signup_completed",
     )
 
+    await mails(stack.sink, 7)  # 会員登録完了, and the holder's 会員登録のお知らせ
+    [notice] = [m for m in stack.sink.received if "会員登録のお知らせ】" in m.subject]
+    assert notice.envelope_to == [customer.email] and "s***@example.com" in notice.text
     [complete] = [m for m in stack.sink.received if "会員登録完了のお知らせ" in m.subject]
     assert complete.envelope_to == [email]
     for expected in (
@@ -254,7 +272,7 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
     # The same address again: the same screen; the mail says it is already registered.
     again = await stack.call("POST", "/v1/points/signups", json={"email": email})
     assert again.status_code == 202 and again.json() == requested.json()
-    await mails(stack.sink, 5)
+    await mails(stack.sink, 8)
     assert "会員登録についてのお知らせ" in stack.sink.received[-1].subject
 
 

@@ -1,4 +1,4 @@
-"""Record the EnrollmentWorkflow histories the replay test checks against.
+"""Record the EnrollmentWorkflow and SignupWorkflow histories the replay test checks against.
 
 Run ``.venv/bin/python -m tests.replay.record_histories`` after a deliberate, versioned
 change to the workflow, and commit the new files beside the old ones: old histories must
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from devtools.mailsink import MailSink
@@ -26,16 +26,35 @@ from domain.enrollment import (
     ReminderPolicy,
     Stage,
 )
+from domain.holder import HolderDecision
 from domain.jst import QuietHours
 from domain.mail import MailKind
-from domain.signup import RegisterRequest
+from domain.signup import (
+    AgreeRequest,
+    BeginRequest,
+    CustomerEntry,
+    GatewayEntry,
+    PresentDocument,
+    RegisterRequest,
+    Service,
+    SessionRequest,
+)
+from store import holder as holder_store
+from store import signup as signup_store
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
 from tests.conftest import CONVERTER
 from tests.factories import add_customer
 from tests.history import completed_mail
 from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
-from tests.workflows.signup_harness import applied_customer, signup_worker, start_signup
+from tests.workflows.signup_harness import (
+    INFO,
+    SETTINGS,
+    applied_customer,
+    signup_worker,
+    start_signup,
+    token_in,
+)
 from tests.workflows.test_signup import walk_to_confirmation
 from workflows.enrollment import EnrollmentWorkflow
 from workflows.signup import SignupWorkflow
@@ -54,6 +73,21 @@ async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
         return
     path.write_text((await handle.fetch_history()).to_json())
     print(f"recorded {path.name}")
+
+
+async def agree_both(s: WorkflowHandle[Any, Any], seq: int) -> None:
+    for doc in (SETTINGS.points_terms(), SETTINGS.points_privacy()):
+        await s.execute_update(
+            SignupWorkflow.present_document, PresentDocument(seq=seq, document=doc.document)
+        )
+    await s.execute_update(
+        SignupWorkflow.agree,
+        AgreeRequest(
+            seq=seq,
+            service_terms_version=SETTINGS.points_terms_version,
+            privacy_policy_version=SETTINGS.points_privacy_version,
+        ),
+    )
 
 
 async def record() -> None:
@@ -109,12 +143,12 @@ async def record() -> None:
 
         sink = MailSink().start()
         async with signup_worker(env.client, engine, sink) as settings:
-            # 4. a whole points signup, registered (its journey is not running: logged)
+            # 4. a whole points signup, registered (its journey is not running: logged);
+            # recorded before the holder's confirmation existed, now under the holder's
+            # own address, which needs none
             c = applied_customer(engine)
-            s = await start_signup(env.client, settings, engine, "replay-member@example.com")
-            seq = await walk_to_confirmation(
-                s, sink, "replay-member@example.com", c.eligible_gateway, c.eligible_pcs
-            )
+            s = await start_signup(env.client, settings, engine, c.email)
+            seq = await walk_to_confirmation(s, sink, c.email, c.eligible_gateway, c.eligible_pcs)
             await s.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq))
             await s.result()
             await save("signup_registered", s)
@@ -124,6 +158,68 @@ async def record() -> None:
             await env.sleep(timedelta(days=9))
             await s.result()
             await save("signup_expired_abandoned", s)
+
+            # 6. (patch holder-confirmation) a stranger's address: one wrong pair, the
+            # holder is asked, the request expires, asked again, confirmed, registered,
+            # and the holder is told
+            c = applied_customer(engine)
+            stranger = "replay-family@example.com"
+            s = await start_signup(env.client, settings, engine, stranger)
+            token = token_in(sink, stranger)
+            seq = (
+                await s.execute_update(
+                    SignupWorkflow.begin,
+                    BeginRequest(
+                        token_sha256=signup_store.token_hash(token),
+                        service=Service.OMRON_MONITORING,
+                    ),
+                )
+            ).seq
+            await agree_both(s, seq)
+            try:
+                await s.execute_update(
+                    SignupWorkflow.enter_gateway,
+                    GatewayEntry(seq=seq, gateway_id=c.eligible_gateway, pcs_serial="WRONG000"),
+                )
+            except WorkflowUpdateFailedError:
+                pass
+            await s.execute_update(
+                SignupWorkflow.enter_gateway,
+                GatewayEntry(seq=seq, gateway_id=c.eligible_gateway, pcs_serial=c.eligible_pcs),
+            )
+            await s.execute_update(
+                SignupWorkflow.enter_customer,
+                CustomerEntry(seq=seq, info=INFO, password_hash="$argon2id$replay"),
+            )
+            await env.sleep(timedelta(hours=25))
+            await s.execute_update(SignupWorkflow.ask_holder_again, SessionRequest(seq=seq))
+            pending = holder_store.pending_for_account(engine, c.account_id, datetime.now(UTC))
+            await s.execute_update(
+                SignupWorkflow.decide_holder,
+                HolderDecision(
+                    confirmation_id=pending[-1].confirmation_id, confirm=True, channel="mail_link"
+                ),
+            )
+            await s.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq))
+            await s.result()
+            await save("signup_holder_confirmed", s)
+
+            # 7. (patch holder-confirmation) the holder declines
+            c = applied_customer(engine)
+            stranger = "replay-stranger@example.com"
+            s = await start_signup(env.client, settings, engine, stranger)
+            await walk_to_confirmation(s, sink, stranger, c.eligible_gateway, c.eligible_pcs)
+            pending = holder_store.pending_for_account(engine, c.account_id, datetime.now(UTC))
+            await s.execute_update(
+                SignupWorkflow.decide_holder,
+                HolderDecision(
+                    confirmation_id=pending[-1].confirmation_id,
+                    confirm=False,
+                    channel="circle_session",
+                ),
+            )
+            await s.result()
+            await save("signup_holder_declined", s)
         sink.stop()
         engine.dispose()
     await env.shutdown()

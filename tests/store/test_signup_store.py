@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -10,15 +11,20 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from domain.enrollment import RecordApplicationInput
 from domain.errors import ErrorCode
+from domain.holder import AskHolderInput, RecordHolderDecisionInput
 from domain.signup import GatewayMatch, IssueLinkInput, RegisterMemberInput, Service
+from store import enrollment as enrollment_store
+from store import holder as holder_store
 from store import signup as signup_store
 from store.enrollment import RuleViolation
 from store.tables import PointSignup, PointsMember
-from tests.factories import add_customer
+from tests.factories import Customer, add_customer
 from tests.workflows.signup_harness import INFO, SETTINGS
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+KEY = b"k" * 32
 
 
 def race(*calls: Callable[[], object]) -> list[object]:
@@ -40,20 +46,63 @@ def race(*calls: Callable[[], object]) -> list[object]:
     return results
 
 
-def member_input(signup_id: str, customer: object) -> RegisterMemberInput:
+def member_input(signup_id: str, customer: Customer) -> RegisterMemberInput:
     return RegisterMemberInput(
         signup_id=signup_id,
         service=Service.OMRON_MONITORING,
         gateway=GatewayMatch(
-            gateway_id=customer.eligible_gateway,  # type: ignore[attr-defined]
-            pcs_serial=customer.eligible_pcs,  # type: ignore[attr-defined]
-            account_id=customer.account_id,  # type: ignore[attr-defined]
+            gateway_id=customer.eligible_gateway,
+            pcs_serial=customer.eligible_pcs,
+            account_id=customer.account_id,
         ),
         info=INFO,
         password_hash="$argon2id$test",
         agreed=[(SETTINGS.points_terms(), NOW), (SETTINGS.points_privacy(), NOW)],
         registered_at=NOW,
     )
+
+
+def applied(engine: Engine) -> Customer:
+    """A customer whose circle application for the eligible gateway is active."""
+    customer = add_customer(engine)
+    enrollment_store.record_application(
+        engine,
+        RecordApplicationInput(
+            key=uuid.uuid4().hex,
+            account_id=customer.account_id,
+            gateway_id=customer.eligible_gateway,
+            applied_at=NOW,
+        ),
+    )
+    return customer
+
+
+def confirm_holder(engine: Engine, signup_id: str, customer: Customer) -> str:
+    """The circle account holder confirmed this signup (as the confirm route records it)."""
+    asked = holder_store.ask_holder(
+        engine,
+        AskHolderInput(
+            signup_id=signup_id,
+            gateway=member_input(signup_id, customer).gateway,
+            seq=1,
+            asked_at=NOW,
+            ttl=timedelta(hours=24),
+            asks_per_gateway_per_day=100,
+        ),
+        KEY,
+    )
+    assert asked.needed and asked.confirmation_id
+    holder_store.record_decision(
+        engine,
+        RecordHolderDecisionInput(
+            signup_id=signup_id,
+            confirmation_id=asked.confirmation_id,
+            confirm=True,
+            channel="mail_link",
+            decided_at=NOW,
+        ),
+    )
+    return asked.confirmation_id
 
 
 def test_two_entries_of_one_address_reach_one_signup(store_engine: Engine) -> None:
@@ -70,9 +119,10 @@ def test_two_entries_of_one_address_reach_one_signup(store_engine: Engine) -> No
 
 
 def test_two_signups_racing_for_one_gateway_make_one_member(store_engine: Engine) -> None:
-    customer = add_customer(store_engine)
-    first = signup_store.open_signup(store_engine, "first@example.com")
+    customer = applied(store_engine)
+    first = signup_store.open_signup(store_engine, customer.email)  # the holder's own
     second = signup_store.open_signup(store_engine, "second@example.com")
+    confirm_holder(store_engine, second.signup_id, customer)
     outcomes = race(
         lambda: signup_store.register_member(store_engine, member_input(first.signup_id, customer)),
         lambda: signup_store.register_member(
@@ -88,8 +138,9 @@ def test_two_signups_racing_for_one_gateway_make_one_member(store_engine: Engine
 def test_registration_is_idempotent_and_a_cancelled_member_cannot_rejoin(
     store_engine: Engine,
 ) -> None:
-    customer = add_customer(store_engine)
+    customer = applied(store_engine)
     ticket = signup_store.open_signup(store_engine, "once@example.com")
+    confirm_holder(store_engine, ticket.signup_id, customer)
     member = signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
     again = signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
     assert (member.id, member.email) == (again.id, again.email)
@@ -97,7 +148,8 @@ def test_registration_is_idempotent_and_a_cancelled_member_cannot_rejoin(
     signup_store.cancel_member(store_engine, "once@example.com", NOW)
     rejoin = signup_store.open_signup(store_engine, "once@example.com")
     assert rejoin.already_member  # the tombstone: no new reservation, a mail instead
-    other = add_customer(store_engine)
+    other = applied(store_engine)
+    confirm_holder(store_engine, rejoin.signup_id, other)
     with pytest.raises(RuleViolation) as err:
         signup_store.register_member(store_engine, member_input(rejoin.signup_id, other))
     assert err.value.code == ErrorCode.EMAIL_ALREADY_MEMBER

@@ -276,7 +276,9 @@ async def test_a_whole_signup_registers_one_member_and_enrolls_the_journey(
     # which once timed the still-running journey out (its 10-year execution timeout).
     env = dev_env
     customer = add_customer(sqlite_engine)  # the journey below applies for the gateway
-    email = "member@example.com"
+    email = (
+        customer.email
+    )  # the holder's own: no confirmation (tests/workflows/test_signup_holder.py)
     async with (
         running_worker(env.client, sqlite_engine, MailRecorder()) as journeys,
         signup_worker(env.client, sqlite_engine, mail_sink) as settings,

@@ -1,0 +1,295 @@
+"""Store operations of "knowing the two IDs is not enough" (see ``domain/holder.py``).
+
+The counts that must span signups and API instances live here: wrong pairs per gateway
+(a row per failure, counted over 24 hours) and confirmation requests per gateway. So do
+the holder's confirmation requests (token hash, salt, decision): the rule is checked
+again in ``store.signup.register_member``, inside the registering transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from domain.errors import ErrorCode
+from domain.holder import (
+    AskHolderInput,
+    CheckGatewayInput,
+    GatewayCheck,
+    GatewayOutcome,
+    HolderAsked,
+    RecordHolderDecisionInput,
+    mask_email,
+)
+from domain.signup import GatewayMatch
+from store.enrollment import RuleViolation
+from store.tables import (
+    Account,
+    CircleApplication,
+    Gateway,
+    GatewayEntryFailure,
+    HolderConfirmationRequest,
+    PointSignup,
+    PointsMember,
+)
+
+# "Per day": the window over which wrong pairs and confirmation requests are counted.
+WINDOW = timedelta(hours=24)
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes for timezone-aware columns; we store UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def confirmation_token(key: bytes, confirmation_id: str, salt: str) -> str:
+    """The link's token: derived, so a retried mail carries the same link, and the
+    store needs only its hash (256 bits, URL-safe)."""
+    mac = hmac.new(key, f"holder-confirmation:{confirmation_id}:{salt}".encode(), "sha256")
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def same_address(a: str, b: str) -> bool:
+    return a.strip().lower() == b.strip().lower()
+
+
+def check_gateway_entry(engine: Engine, inp: CheckGatewayInput) -> GatewayCheck:
+    """STEP3: the pair must back a confirmed (active) circle application, no member yet.
+
+    A gateway with too many wrong pairs in 24 hours is refused before the pair is looked
+    at, so the refusal says nothing about whether the pair was right. A wrong serial and
+    an unapplied gateway get the same answer, so the pair cannot be probed one half at a
+    time.
+    """
+    with Session(engine) as session:
+        if session.exec(
+            select(GatewayEntryFailure).where(GatewayEntryFailure.request_key == inp.attempt_key)
+        ).first():
+            return GatewayCheck(outcome=GatewayOutcome.WRONG_PAIR)  # a retry: counted once
+        recent = session.exec(
+            select(func.count())
+            .select_from(GatewayEntryFailure)
+            .where(
+                GatewayEntryFailure.gateway_id == inp.gateway_id,
+                col(GatewayEntryFailure.failed_at) > inp.at - WINDOW,
+            )
+        ).one()
+        if recent >= inp.failures_per_day:
+            return GatewayCheck(outcome=GatewayOutcome.GATEWAY_LOCKED)
+        gateway = session.get(Gateway, inp.gateway_id)
+        applied = session.exec(
+            select(CircleApplication).where(
+                CircleApplication.gateway_id == inp.gateway_id,
+                CircleApplication.status == "active",
+            )
+        ).first()
+        if gateway is None or applied is None or gateway.pcs_serial != inp.pcs_serial:
+            session.add(
+                GatewayEntryFailure(
+                    request_key=inp.attempt_key,
+                    gateway_id=inp.gateway_id,
+                    signup_id=inp.signup_id,
+                    failed_at=inp.at,
+                )
+            )
+            session.commit()
+            return GatewayCheck(outcome=GatewayOutcome.WRONG_PAIR)
+        member = select(PointsMember).where(PointsMember.gateway_id == inp.gateway_id)
+        if session.exec(member).first():
+            return GatewayCheck(outcome=GatewayOutcome.ALREADY_MEMBER)
+        return GatewayCheck(
+            outcome=GatewayOutcome.MATCHED,
+            match=GatewayMatch(
+                gateway_id=inp.gateway_id,
+                pcs_serial=inp.pcs_serial,
+                account_id=gateway.account_id,
+            ),
+        )
+
+
+def ask_holder(engine: Engine, inp: AskHolderInput, key: bytes) -> HolderAsked:
+    """Open request ``seq`` of a signup (the previous one is replaced), or say that none
+    is needed because the signup's e-mail is the circle account's own. Idempotent."""
+    with Session(engine) as session:
+        signup = session.get(PointSignup, inp.signup_id)
+        account = session.get(Account, inp.gateway.account_id)
+        if signup is None or account is None:
+            raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
+        if same_address(signup.email, account.email):
+            return HolderAsked(needed=False)
+        existing = session.exec(
+            select(HolderConfirmationRequest).where(
+                HolderConfirmationRequest.signup_id == inp.signup_id,
+                HolderConfirmationRequest.seq == inp.seq,
+            )
+        ).first()
+        if existing is None:
+            asked_lately = session.exec(
+                select(func.count())
+                .select_from(HolderConfirmationRequest)
+                .where(
+                    HolderConfirmationRequest.gateway_id == inp.gateway.gateway_id,
+                    col(HolderConfirmationRequest.requested_at) > inp.asked_at - WINDOW,
+                )
+            ).one()
+            if asked_lately >= inp.asks_per_gateway_per_day:
+                raise RuleViolation(ErrorCode.HOLDER_ASK_LIMIT)
+            for older in session.exec(
+                select(HolderConfirmationRequest).where(
+                    HolderConfirmationRequest.signup_id == inp.signup_id,
+                    HolderConfirmationRequest.status == "pending",
+                )
+            ):
+                older.status = "replaced"
+                session.add(older)
+            existing = HolderConfirmationRequest(
+                signup_id=inp.signup_id,
+                seq=inp.seq,
+                account_id=inp.gateway.account_id,
+                gateway_id=inp.gateway.gateway_id,
+                token_sha256="",
+                salt=secrets.token_hex(16),
+                status="pending",
+                requested_at=inp.asked_at,
+                expires_at=inp.asked_at + inp.ttl,
+            )
+            existing.token_sha256 = token_hash(confirmation_token(key, existing.id, existing.salt))
+            session.add(existing)
+            try:
+                session.commit()
+            except sa.exc.IntegrityError:  # a concurrent retry of the same request won
+                session.rollback()
+                return ask_holder(engine, inp, key)
+            session.refresh(existing)
+        return HolderAsked(
+            needed=True,
+            confirmation_id=existing.id,
+            seq=existing.seq,
+            expires_at=_utc(existing.expires_at),
+        )
+
+
+def record_decision(engine: Engine, inp: RecordHolderDecisionInput) -> None:
+    """The holder's answer; a decline closes the signup (its e-mail is free again)."""
+    with Session(engine) as session:
+        row = session.get(HolderConfirmationRequest, inp.confirmation_id)
+        if row is None or row.signup_id != inp.signup_id:
+            raise RuleViolation(ErrorCode.CONFIRMATION_UNKNOWN)
+        decided = "confirmed" if inp.confirm else "declined"
+        if row.status == decided:
+            return  # a retry
+        if row.status != "pending":
+            raise RuleViolation(ErrorCode.CONFIRMATION_USED)
+        row.status, row.decided_at, row.channel = decided, inp.decided_at, inp.channel
+        session.add(row)
+        signup = session.get(PointSignup, inp.signup_id)
+        if not inp.confirm and signup is not None and signup.status == "pending":
+            signup.status, signup.closed_at = "declined", inp.decided_at
+            session.add(signup)
+        session.commit()
+
+
+def holder_may_register(session: Session, signup: PointSignup, gateway: GatewayMatch) -> bool:
+    """The rule, for ``register_member``'s transaction: the signup's e-mail is the circle
+    account's own, or the holder confirmed this signup on this gateway."""
+    account = session.get(Account, gateway.account_id)
+    if account is not None and same_address(signup.email, account.email):
+        return True
+    confirmed = session.exec(
+        select(HolderConfirmationRequest).where(
+            HolderConfirmationRequest.signup_id == signup.id,
+            HolderConfirmationRequest.gateway_id == gateway.gateway_id,
+            HolderConfirmationRequest.account_id == gateway.account_id,
+            HolderConfirmationRequest.status == "confirmed",
+        )
+    ).first()
+    return confirmed is not None
+
+
+@dataclass(frozen=True)
+class ConfirmationFacts:
+    """One request as the holder's page and mail show it (the address masked)."""
+
+    confirmation_id: str
+    signup_id: str
+    account_id: str
+    gateway_id: str
+    masked_email: str
+    status: str
+    requested_at: datetime
+    expires_at: datetime
+    salt: str
+
+    def refusal(self, now: datetime) -> ErrorCode | None:
+        """Why this request can no longer be answered, if it cannot."""
+        if self.status == "replaced":
+            return ErrorCode.CONFIRMATION_REPLACED
+        if self.status != "pending":
+            return ErrorCode.CONFIRMATION_USED
+        if now >= self.expires_at:
+            return ErrorCode.CONFIRMATION_EXPIRED
+        return None
+
+
+def _facts(session: Session, row: HolderConfirmationRequest) -> ConfirmationFacts:
+    signup = session.get(PointSignup, row.signup_id)
+    return ConfirmationFacts(
+        confirmation_id=row.id,
+        signup_id=row.signup_id,
+        account_id=row.account_id,
+        gateway_id=row.gateway_id,
+        masked_email=mask_email(signup.email) if signup else "",
+        status=row.status,
+        requested_at=_utc(row.requested_at),
+        expires_at=_utc(row.expires_at),
+        salt=row.salt,
+    )
+
+
+def confirmation_by_id(engine: Engine, confirmation_id: str) -> ConfirmationFacts | None:
+    with Session(engine) as session:
+        row = session.get(HolderConfirmationRequest, confirmation_id)
+        return _facts(session, row) if row else None
+
+
+def confirmation_for_token(engine: Engine, token: str) -> ConfirmationFacts | None:
+    """The request a mailed token belongs to (looked up by the token's hash)."""
+    with Session(engine) as session:
+        row = session.exec(
+            select(HolderConfirmationRequest).where(
+                HolderConfirmationRequest.token_sha256 == token_hash(token)
+            )
+        ).first()
+        return _facts(session, row) if row else None
+
+
+def pending_for_account(engine: Engine, account_id: str, now: datetime) -> list[ConfirmationFacts]:
+    """The requests a logged-in holder can still answer, oldest first."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(HolderConfirmationRequest)
+            .where(
+                HolderConfirmationRequest.account_id == account_id,
+                HolderConfirmationRequest.status == "pending",
+            )
+            .order_by(col(HolderConfirmationRequest.requested_at))
+        ).all()
+        return [f for f in (_facts(session, r) for r in rows) if f.refusal(now) is None]
+
+
+def signup_address(engine: Engine, signup_id: str) -> str | None:
+    with Session(engine) as session:
+        signup = session.get(PointSignup, signup_id)
+        return signup.email if signup else None
