@@ -53,6 +53,13 @@ _BANCHI_WORDS = re.compile(r"[0-9]\s*(丁目|番地|番|号)")
 _PASSWORD_CHARS = re.compile(r"[\x21-\x7e]+")
 _SYMBOL = re.compile(r"[!-/:-@\[-`{-~]")
 
+# phonenumbers loads each region's metadata lazily, by an import at the first parse. Inside
+# the workflow sandbox (a payload carrying CustomerInfo is validated when it decodes) that
+# import would re-import phonenumbers in the sandbox and fail, so the decode and the replay
+# would depend on whether some earlier code in the process had parsed a Japanese number.
+# Load Japan's metadata now, outside any sandbox.
+phonenumbers.PhoneMetadata.metadata_for_region("JP")
+
 
 def _refuse(code: ErrorCode) -> FieldRuleError:
     return FieldRuleError(code.value)
