@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
@@ -18,7 +19,7 @@ from temporalio.worker import Worker
 from activities.enrollment import EnrollmentActivities
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
 from activities.signup import SignupActivities
-from config import Settings, get_settings
+from config import Settings, UnsafeSecrets, get_settings
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
@@ -84,6 +85,7 @@ def build_worker(
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    settings.check_secrets("the worker")
     engine = make_engine(settings.database_url)
     client = await connect(settings, wait=60)
     await ensure_search_attributes(client, settings.temporal_namespace)
@@ -94,4 +96,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except UnsafeSecrets as exc:
+        sys.exit(str(exc))

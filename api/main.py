@@ -32,6 +32,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app; tests inject the client and engine, ``make run`` lets it connect."""
     settings = settings or get_settings()
+    settings.check_secrets("the API")  # before anything listens
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
