@@ -108,8 +108,16 @@ class Settings(BaseSettings):
     signup_resend_daily_cap: int = 5
     signup_idle_reminder_after: timedelta = timedelta(days=2)
     signup_abandon_after: timedelta = timedelta(days=7)
-    # Mail-sending requests per address and per client address, per hour (API).
+    # Mail-sending requests per address and per client address, per hour (API; counted
+    # in the store, so shared by every API instance).
     signup_requests_per_hour: int = 10
+    # "Already registered" mails per address and period: a member's address entered again
+    # and again is told once, not once per request.
+    signup_member_notice_cap: int = 1
+    signup_member_notice_period: timedelta = timedelta(days=1)
+    # A signup request is handed to its workflow right after the answer; one whose
+    # hand-over failed is taken again by any API instance once this lease has run out.
+    signup_request_lease: timedelta = timedelta(seconds=30)
 
     # Circle member terms (a new version needs a new consent)
     circle_terms_version: str = "2025-03-26"
@@ -128,6 +136,13 @@ class Settings(BaseSettings):
     # API
     secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY))
     session_max_age: timedelta = timedelta(hours=12)
+    # Login throttling (in the store, shared by every API instance): this many failures
+    # within the window lock the user ID, or the client address, for the lockout. A locked
+    # key is refused (429) before any password is hashed, even with the right password.
+    login_failures_per_account: int = 5
+    login_failures_per_client: int = 30
+    login_failure_window: timedelta = timedelta(minutes=15)
+    login_lockout: timedelta = timedelta(minutes=15)
     system_api_key: SecretStr = Field(default=SecretStr(DEV_SYSTEM_API_KEY))
 
     def published_secrets(self) -> list[str]:

@@ -64,6 +64,9 @@ STATUS: dict[str, int] = {
     ErrorCode.RESEND_TOO_SOON: 429,
     ErrorCode.RESEND_LIMIT: 429,
     ErrorCode.RATE_LIMITED: 429,
+    # ---- "no door left open" (issue 6) ----
+    ErrorCode.LOGIN_THROTTLED: 429,
+    ErrorCode.CODEC_PAYLOAD_INVALID: 422,
 }
 
 # Messages for pydantic's own error types (the rejected value is never included).
@@ -85,10 +88,16 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, code: ErrorCode | str, loc: list[str | int] | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        loc: list[str | int] | None = None,
+        retry_after: int | None = None,  # seconds, sent as Retry-After (429)
+    ) -> None:
         super().__init__(str(code))
         self.code = str(code)
         self.loc = loc or []
+        self.retry_after = retry_after
 
     @property
     def status(self) -> int:
@@ -115,7 +124,9 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, ApiError):  # registered for ApiError only
         raise exc
     item = ErrorItem(loc=exc.loc, code=exc.code, message=message_for(exc.code))
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(_body([item]), status_code=exc.status, headers=headers)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,9 +12,10 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import errors
-from api.ratelimit import SlidingWindowLimiter
+from api.ratelimit import StoreLimiter
 from api.routes import codec, enrollment, session, signup, system
 from api.security import SessionTokens, SignupSessions
+from api.services.signup_requests import SignupRequests
 from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
@@ -45,8 +48,16 @@ def create_app(
         app.state.signup_sessions = SignupSessions(
             secret, int((settings.signup_abandon_after + settings.signup_link_ttl).total_seconds())
         )
-        app.state.signup_limiter = SlidingWindowLimiter(settings.signup_requests_per_hour, 3600)
-        yield
+        # Login and signup-request limits, in the store: shared by every API instance.
+        app.state.limiter = StoreLimiter(app.state.engine, secret)
+        app.state.signup_requests = SignupRequests(app.state.engine, app.state.client, settings)
+        drainer = asyncio.create_task(app.state.signup_requests.drain_forever())
+        try:
+            yield
+        finally:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
 
     app = FastAPI(
         title="Eco-katsu enrollment orchestrator", description=DESCRIPTION, lifespan=lifespan

@@ -68,6 +68,9 @@ class ErrorCode(StrEnum):
     GATEWAY_ALREADY_APPLIED = auto()
     # the system (503)
     WORKER_UNAVAILABLE = auto()
+    # ---- "no door left open" (issue 6): added at the end, for the lead to merge ----
+    LOGIN_THROTTLED = auto()  # 429
+    CODEC_PAYLOAD_INVALID = auto()  # 422
 
 
 MESSAGES: dict[str, str] = {
@@ -173,6 +176,13 @@ MESSAGES: dict[str, str] = {
     ErrorCode.WORKER_UNAVAILABLE: (
         "ただいま処理を受け付けられません。しばらくしてから再度お試しください。"
     ),
+    # ---- "no door left open" (issue 6) ----
+    # The same words whether or not the user ID exists (no account is revealed).
+    ErrorCode.LOGIN_THROTTLED: (
+        "ログインの失敗が続いたため、一時的にログインを受け付けていません。"
+        "しばらく時間をおいてから再度お試しください。"
+    ),
+    ErrorCode.CODEC_PAYLOAD_INVALID: "復号・暗号化できないペイロードです。",
 }
 
 

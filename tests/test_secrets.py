@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from api.main import create_app
 from config import ROOT, Settings, UnsafeSecrets
 
-OWN = {
+OWN: dict[str, Any] = {
     "secret_key": "a-real-secret-of-our-own",
     "system_api_key": "a-real-system-key",
     "codec_keys": {"prod-1": base64.b64encode(os.urandom(32)).decode()},
@@ -42,7 +43,7 @@ def test_the_default_refuses_every_published_secret_and_names_it_without_its_val
         {"secret_key": "local-only-change-me"},  # docker-compose's former fallback
     ],
 )
-def test_one_published_or_empty_secret_is_enough_to_refuse(override: dict[str, object]) -> None:
+def test_one_published_or_empty_secret_is_enough_to_refuse(override: dict[str, Any]) -> None:
     with pytest.raises(UnsafeSecrets):
         Settings(env="production", **{**OWN, **override}).check_secrets("the worker")
 

@@ -11,9 +11,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Path, Request, status
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Request, status
+from temporalio.client import Client, WorkflowHandle
 
 from api.deps import ClientDep, EngineDep, SettingsDep
 from api.errors import ApiError, error_responses
@@ -32,6 +31,7 @@ from api.schemas import (
 )
 from api.security import SignupSessions, hash_password
 from api.services.enrollment import answer
+from api.services.signup_requests import accept_signup_request
 from config import Settings, document_text
 from domain.customer import check_password
 from domain.errors import ErrorCode, FieldRuleError, message_for
@@ -43,7 +43,6 @@ from domain.signup import (
     GatewayEntry,
     PresentDocument,
     RegisterRequest,
-    SignupInput,
     SignupStatus,
     SignupView,
 )
@@ -107,51 +106,19 @@ StepDep = Annotated[Step, Depends(current_step)]
     "/signups",
     response_model=SignupRequested,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(
-        ErrorCode.INVALID_EMAIL, ErrorCode.RATE_LIMITED, ErrorCode.WORKER_UNAVAILABLE
-    ),
+    responses=error_responses(ErrorCode.INVALID_EMAIL, ErrorCode.RATE_LIMITED),
 )
 async def request_signup(
-    body: SignupRequest,
-    request: Request,
-    engine: EngineDep,
-    client: ClientDep,
-    settings: SettingsDep,
+    body: SignupRequest, request: Request, background: BackgroundTasks
 ) -> SignupRequested:
     """メールアドレスの入力: mail a signup link valid 24 hours.
 
-    The answer is the same for every address: one already registered gets a mail saying
-    so, not a different screen. Entering the address again while a signup is pending
-    mails a new link and kills the old one.
+    The answer is the same, in the same time, for every address: the work happens after
+    it. An address already registered gets a mail saying so (at most
+    ``signup_member_notice_cap`` per period), not a different screen. Entering the
+    address again while a signup is pending mails a new link and kills the old one.
     """
-    client_address = request.client.host if request.client else "unknown"
-    if not request.app.state.signup_limiter.allow(f"mail:{body.email}", f"ip:{client_address}"):
-        raise ApiError(ErrorCode.RATE_LIMITED)
-    ticket = await asyncio.to_thread(signup_store.open_signup, engine, body.email)
-    start = WithStartWorkflowOperation(
-        SignupWorkflow.run,
-        SignupInput(
-            signup_id=ticket.signup_id,
-            already_member=ticket.already_member,
-            service_terms=settings.points_terms(),
-            privacy_policy=settings.points_privacy(),
-            policy=settings.signup_policy(),
-        ),
-        id=ticket.workflow_id,
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    try:
-        await answer(
-            settings,
-            client.execute_update_with_start_workflow(
-                SignupWorkflow.request_link, start_workflow_operation=start
-            ),
-        )
-    except ApiError as err:
-        # Too soon or too often for this signup: the screen stays the same.
-        if err.status != 429:
-            raise
+    await accept_signup_request(request, body.email, background)
     return SignupRequested()
 
 
