@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # API
     secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY))
     session_max_age: timedelta = timedelta(hours=12)
+    # /docs and /openapi.json (turn off where the schema should not be public).
+    api_docs: bool = True
+    # Send HSTS on every answer (TLS terminated by a proxy that sends no
+    # X-Forwarded-Proto); with the header, or TLS to us directly, it is sent anyway.
+    hsts: bool = False
     # Login throttling (in the store, shared by every API instance): this many failures
     # within the window lock the user ID, or the client address, for the lockout. A locked
     # key is refused (429) before any password is hashed, even with the right password.

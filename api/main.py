@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 
 from api import errors
+from api.middleware import SecurityHeaders, add_docs
 from api.ratelimit import StoreLimiter
 from api.routes import codec, enrollment, session, signup, system
 from api.security import SessionTokens, SignupSessions
@@ -59,9 +60,20 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await drainer
 
+    # The docs and the schema can be turned off (ECOKATSU_API_DOCS=false); ReDoc is not
+    # served (one HTML page to keep under a CSP is enough).
+    openapi_url = "/openapi.json" if settings.api_docs else None
     app = FastAPI(
-        title="Eco-katsu enrollment orchestrator", description=DESCRIPTION, lifespan=lifespan
+        title="Eco-katsu enrollment orchestrator",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=openapi_url,
+        docs_url=None,
+        redoc_url=None,
     )
+    if openapi_url is not None:
+        add_docs(app, openapi_url)
+    app.add_middleware(SecurityHeaders, always_hsts=settings.hsts)
     errors.install(app)
     app.include_router(session.router)
     app.include_router(enrollment.router)
