@@ -25,6 +25,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.synced
 
 ## run: the whole stack on embedded defaults (Ctrl-C stops all of it)
+# Development mode: the published default secrets are accepted (with a loud warning);
+# without it the API, worker and CLI refuse to start with them.
+run bench: export ECOKATSU_ENV = development
 run: install
 	@mkdir -p var/mail
 	$(PY) cli.py migrate

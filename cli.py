@@ -16,6 +16,18 @@ from domain.enrollment import Stage
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 
 
+@app.callback()
+def _refuse_published_secrets() -> None:
+    """Every command first checks the secrets (outside development: none published)."""
+    from config import UnsafeSecrets
+
+    try:
+        get_settings().check_secrets("the CLI")
+    except UnsafeSecrets as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def migrate() -> None:
     """Bring the store's schema to the newest revision."""

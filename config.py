@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +25,27 @@ from domain.signup import SignupPolicy
 from domain.terms import TermsDocument
 
 ROOT = Path(__file__).resolve().parent
+
+# Secrets whose default values are published (in this repository): fine on a laptop, an
+# open door anywhere else. Outside development the API, worker and CLI refuse them.
+DEV_SECRET_KEY = "dev-only-change-me"  # noqa: S105 (published on purpose, refused outside dev)
+DEV_SYSTEM_API_KEY = "dev-system-key"
+DEV_CODEC_KEY = "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="
+# The docker-compose file's former fallbacks were published too.
+PUBLISHED_SECRETS = frozenset(
+    {
+        DEV_SECRET_KEY,
+        DEV_SYSTEM_API_KEY,
+        DEV_CODEC_KEY,
+        "local-only-change-me",
+        "local-only-system-key",
+        "bG9jYWwtb25seS1rZXktZG8tbm90LXVzZS1pdC0wMSE=",
+    }
+)
+
+
+class UnsafeSecrets(RuntimeError):
+    """Outside development, a secret still holds a published default (or is empty)."""
 
 
 class SupportContact(BaseModel):
@@ -45,6 +68,11 @@ class Settings(BaseSettings):
         env_nested_max_split=1,
     )
 
+    # "development" accepts the published default secrets (with a loud warning); anything
+    # else refuses to start with them. The default is the safe one: `make run` and the
+    # tests say "development" explicitly, a deployment sets its own secrets.
+    env: Literal["development", "production"] = "production"
+
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -52,7 +80,7 @@ class Settings(BaseSettings):
     # Payload encryption: key ID → base64 of 32 random bytes; the current key seals.
     # The default is for a laptop only: set your own in every other place.
     codec_keys: dict[str, SecretStr] = Field(
-        default_factory=lambda: {"dev-1": SecretStr("ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE=")}
+        default_factory=lambda: {"dev-1": SecretStr(DEV_CODEC_KEY)}
     )
     codec_key_id: str = "dev-1"
     # The codec server (POST /codec/decode, /codec/encode) for the Temporal UI and CLI:
@@ -111,8 +139,16 @@ class Settings(BaseSettings):
     points_privacy_file: Path = ROOT / "terms" / "smile-e-point-privacy.ja.txt"
     points_privacy_url: str = "https://www.eco-megane.jp/smile-e-pt_privacy"
     signup: SignupPolicy = Field(default_factory=SignupPolicy)
-    # Mail-sending requests per address and per client address, per hour (API).
+    # Mail-sending requests per address and per client address, per hour (API; counted
+    # in the store, so shared by every API instance).
     signup_requests_per_hour: int = 10
+    # "Already registered" mails per address and period: a member's address entered again
+    # and again is told once, not once per request.
+    signup_member_notice_cap: int = 1
+    signup_member_notice_period: timedelta = timedelta(days=1)
+    # A signup request is handed to its workflow right after the answer; one whose
+    # hand-over failed is taken again by any API instance once this lease has run out.
+    signup_request_lease: timedelta = timedelta(seconds=30)
     # The limits of STEP3 and the holder's confirmation are ``signup.gateway_tries`` …
     # ``signup.holder_asks_per_gateway_per_day`` (domain/signup.py SignupPolicy).
     # The holder's confirm page; the mailed link is this #<token> (never in a log).
@@ -131,9 +167,62 @@ class Settings(BaseSettings):
     support: SupportContact = Field(default_factory=SupportContact)
 
     # API
-    secret_key: SecretStr = Field(default=SecretStr("dev-only-change-me"))
+    secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY))
     session_max_age: timedelta = timedelta(hours=12)
-    system_api_key: SecretStr = Field(default=SecretStr("dev-system-key"))
+    # /docs and /openapi.json (turn off where the schema should not be public).
+    api_docs: bool = True
+    # Send HSTS on every answer (TLS terminated by a proxy that sends no
+    # X-Forwarded-Proto); with the header, or TLS to us directly, it is sent anyway.
+    hsts: bool = False
+    # Login throttling (in the store, shared by every API instance): this many failures
+    # within the window lock the user ID, or the client address, for the lockout. A locked
+    # key is refused (429) before any password is hashed, even with the right password.
+    login_failures_per_account: int = 5
+    login_failures_per_client: int = 30
+    login_failure_window: timedelta = timedelta(minutes=15)
+    login_lockout: timedelta = timedelta(minutes=15)
+    system_api_key: SecretStr = Field(default=SecretStr(DEV_SYSTEM_API_KEY))
+
+    def published_secrets(self) -> list[str]:
+        """The variables whose secret is a published default or empty (names only)."""
+        named: list[tuple[str, SecretStr]] = [
+            ("ECOKATSU_SECRET_KEY", self.secret_key),
+            ("ECOKATSU_SYSTEM_API_KEY", self.system_api_key),
+        ]
+        # The codec server token is optional: unset or empty turns the token mode off.
+        token = self.codec_server_token
+        if token is not None and token.get_secret_value() in PUBLISHED_SECRETS:
+            named.append(("ECOKATSU_CODEC_SERVER_TOKEN", token))
+        named += [(f"ECOKATSU_CODEC_KEYS[{k}]", v) for k, v in self.codec_keys.items()]
+        found = []
+        for name, secret in named:
+            value = secret.get_secret_value()
+            if not value.strip() or value in PUBLISHED_SECRETS:
+                found.append(name)
+        return found
+
+    def check_secrets(self, component: str) -> None:
+        """Refuse to start with published secrets outside development; warn loudly in it.
+
+        Called by the API, the worker and the CLI before they do anything else.
+        """
+        found = self.published_secrets()
+        if not found:
+            return
+        names = ", ".join(found)
+        if self.env != "development":
+            raise UnsafeSecrets(
+                f"{component} refuses to start: {names} hold(s) a published default or is "
+                "empty. Set your own secrets (or ECOKATSU_ENV=development on a laptop)."
+            )
+        logging.getLogger("ecokatsu.config").warning(
+            "\n%s\n!! %s is using the PUBLISHED DEFAULT secrets %s.\n"
+            "!! Development only (ECOKATSU_ENV=development): anyone can read them.\n%s",
+            "!" * 78,
+            component,
+            names,
+            "!" * 78,
+        )
 
     def codec_key_bytes(self) -> dict[str, bytes]:
         return {k: base64.b64decode(v.get_secret_value()) for k, v in self.codec_keys.items()}

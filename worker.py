@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
@@ -25,7 +26,7 @@ from activities.enrollment import EnrollmentActivities
 from activities.holder import HolderActivities
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
 from activities.signup import SignupActivities
-from config import Settings, get_settings
+from config import Settings, UnsafeSecrets, get_settings
 from domain.jst import format_duration
 from journey_starts import JourneyStartReconciler
 from store.engine import make_engine
@@ -102,6 +103,7 @@ def build_worker(
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    settings.check_secrets("the worker")
     engine = make_engine(settings.database_url)
     client = await connect(settings, wait=60)
     await ensure_search_attributes(client, settings.temporal_namespace)
@@ -115,4 +117,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except UnsafeSecrets as exc:
+        sys.exit(str(exc))

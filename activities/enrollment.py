@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from domain.enrollment import (
     CancelApplicationInput,
@@ -29,12 +29,22 @@ T = TypeVar("T")
 
 
 def refuse_on_rule(fn: Callable[[], T]) -> T:
-    """Run a store operation; a rule violation becomes a non-retryable, typed failure."""
+    """Run a store operation; a rule violation becomes a non-retryable, typed failure.
+
+    A refusal is an expected answer, not a fault: it is logged as one INFO line (the code
+    and the activity's IDs, no personal data), and raised as a BENIGN error, for which
+    the SDK logs its "Completing activity as failed" traceback at DEBUG instead of
+    WARNING (and counts no failure in its metrics). Real failures keep their traceback.
+    """
     try:
         return fn()
     except enrollment_store.RuleViolation as exc:
+        activity.logger.info("refused by a rule: %s", exc.code.value)
         raise ApplicationError(
-            message_for(exc.code), type=exc.code.value, non_retryable=True
+            message_for(exc.code),
+            type=exc.code.value,
+            non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,
         ) from None
 
 

@@ -74,10 +74,16 @@ class ErrorBody(BaseModel):
 class ApiError(Exception):
     """A refusal with a code from the table; its status is the table's."""
 
-    def __init__(self, code: ErrorCode | str, loc: list[str | int] | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode | str,
+        loc: list[str | int] | None = None,
+        retry_after: int | None = None,  # seconds, sent as Retry-After (429)
+    ) -> None:
         super().__init__(str(code))
         self.code = ErrorCode(code)  # an unknown code fails here, not with a default status
         self.loc = loc or []
+        self.retry_after = retry_after
 
     @property
     def status(self) -> int:
@@ -124,7 +130,8 @@ def error_response(
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, ApiError):  # registered for it only
         raise exc
-    return error_response(exc.code, exc.loc)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_response(exc.code, exc.loc, headers)
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,9 +15,11 @@ from temporalio.client import Client
 from api import errors
 from api.deps import TemporalConnection
 from api.errors import ApiError
-from api.ratelimit import SlidingWindowLimiter
+from api.middleware import SecurityHeaders, add_docs
+from api.ratelimit import StoreLimiter
 from api.routes import codec, confirmation, enrollment, session, signup, system
 from api.security import SessionTokens, SignupSessions
+from api.services.signup_requests import SignupRequests
 from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
@@ -38,6 +42,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app; tests inject the client and engine, ``make run`` lets it connect."""
     settings = settings or get_settings()
+    settings.check_secrets("the API")  # before anything listens
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,12 +59,31 @@ def create_app(
         app.state.signup_sessions = SignupSessions(
             secret, int((settings.signup.abandon_after + settings.signup.link_ttl).total_seconds())
         )
-        app.state.signup_limiter = SlidingWindowLimiter(settings.signup_requests_per_hour, 3600)
-        yield
+        # Login and signup-request limits, in the store: shared by every API instance.
+        app.state.limiter = StoreLimiter(app.state.engine, secret)
+        app.state.signup_requests = SignupRequests(app.state.engine, app.state.client, settings)
+        drainer = asyncio.create_task(app.state.signup_requests.drain_forever())
+        try:
+            yield
+        finally:
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
 
+    # The docs and the schema can be turned off (ECOKATSU_API_DOCS=false); ReDoc is not
+    # served (one HTML page to keep under a CSP is enough).
+    openapi_url = "/openapi.json" if settings.api_docs else None
     app = FastAPI(
-        title="Eco-katsu enrollment orchestrator", description=DESCRIPTION, lifespan=lifespan
+        title="Eco-katsu enrollment orchestrator",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url=openapi_url,
+        docs_url=None,
+        redoc_url=None,
     )
+    if openapi_url is not None:
+        add_docs(app, openapi_url)
+    app.add_middleware(SecurityHeaders, always_hsts=settings.hsts)
     errors.install(app, settings.max_request_body_bytes)
     app.include_router(session.router)
     app.include_router(enrollment.router)

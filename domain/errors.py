@@ -98,6 +98,10 @@ class ErrorCode(StrEnum):
     CONFIRMATION_USED = auto()
     APPLICATION_NOT_ACTIVE = auto()
 
+    # ---- "no door left open" (issue 6) ----------------------------------------------------
+    LOGIN_THROTTLED = auto()
+    CODEC_PAYLOAD_INVALID = auto()
+
 
 class ErrorSpec(NamedTuple):
     """One row of the table: the HTTP status the API answers with, and the message."""
@@ -336,6 +340,14 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         "このゲートウェイの「みんなでつくるエコ活サークル」のお申込みは解約されているため、"
         "スマイルeポイントに登録できません。",
     ),
+    # ---- "no door left open" (issue 6) ----------------------------------------------------
+    # The same words whether or not the user ID exists (no account is revealed).
+    ErrorCode.LOGIN_THROTTLED: ErrorSpec(
+        429,
+        "ログインの失敗が続いたため、一時的にログインを受け付けていません。"
+        "しばらく時間をおいてから再度お試しください。",
+    ),
+    ErrorCode.CODEC_PAYLOAD_INVALID: ErrorSpec(422, "復号・暗号化できないペイロードです。"),
 }
 
 

@@ -67,6 +67,34 @@ def open_signup(engine: Engine, email: str) -> SignupTicket:
         raise RuntimeError("could not reserve the address")
 
 
+@dataclass(frozen=True)
+class NoticeCap:
+    """At most ``count`` "already registered" signups (so mails) per address since ``since``."""
+
+    count: int
+    since: datetime
+
+
+def open_signup_capped(engine: Engine, email: str, cap: NoticeCap) -> SignupTicket | None:
+    """``open_signup``, except that a member's address already told ``cap.count`` times
+    since ``cap.since`` gets None: no signup, no mail (entering a member's address again
+    and again must not flood its owner)."""
+    with Session(engine) as session:
+        if session.exec(select(PointsMember).where(PointsMember.email == email)).first():
+            told = session.exec(
+                select(sa.func.count())
+                .select_from(PointSignup)
+                .where(
+                    PointSignup.email == email,
+                    PointSignup.status == "refused",
+                    PointSignup.created_at >= cap.since,
+                )
+            ).one()
+            if told >= cap.count:
+                return None
+    return open_signup(engine, email)
+
+
 def issue_link(engine: Engine, inp: IssueLinkInput) -> tuple[str | None, LinkIssued]:
     """Create link ``seq`` of a signup: (token, what the workflow may know).
 

@@ -267,3 +267,40 @@ class HolderConfirmationRequest(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     decided_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     channel: str | None = Field(default=None, max_length=20)  # "mail_link" | "circle_session"
+
+
+class Throttle(SQLModel, table=True):
+    """One rate-limit counter (login failures, signup requests), shared by every API
+    instance. ``key`` is an HMAC of what is counted (an address, a client), so the table
+    holds no e-mail address or IP address. Times are epoch seconds: integer arithmetic in
+    one upsert works the same on SQLite and PostgreSQL."""
+
+    __tablename__ = "throttles"
+
+    key: str = Field(primary_key=True, max_length=64)
+    window_start: int = Field(sa_type=sa.BigInteger)
+    count: int
+    blocked_until: int = Field(default=0, sa_type=sa.BigInteger)
+    expires_at: int = Field(sa_type=sa.BigInteger, index=True)  # purged after this
+
+
+class SignupRequest(SQLModel, table=True):
+    """A `POST /v1/points/signups` not yet handed to its signup workflow.
+
+    The route only writes this row (the same work for a member and a stranger), answers,
+    and a background task hands it over; a drainer retries rows whose hand-over failed or
+    whose API process died. The row is deleted once handed over. ``id`` is the update ID,
+    so a row handed over twice acts once."""
+
+    __tablename__ = "signup_requests"
+
+    id: str = Field(default_factory=new_public_id, primary_key=True, max_length=32)
+    email: str = Field(max_length=254)
+    requested_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    attempts: int = 0
+    # The signup this request opened, kept so a retried hand-over reuses it (and a
+    # member's address is not counted, or mailed, twice for one request).
+    signup_id: str | None = Field(default=None, max_length=32)
+    already_member: bool = False
+    # Epoch seconds until which one API process owns the row (a lease, not a lock).
+    claimed_until: int = Field(default=0, sa_type=sa.BigInteger, index=True)

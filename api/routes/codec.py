@@ -2,16 +2,23 @@
 
 Protocol: POST ``…/encode`` or ``…/decode`` with a ``Payloads`` message as protobuf JSON,
 answered in kind. Refused unless the caller is allowed: a bearer token when one is
-configured, or (local UI mode, for ``make run``) a loopback client.
+configured, or (local UI mode, for ``make run``) a loopback client that addressed us by a
+loopback name or the UI's host. Without that ``Host`` check a page on any site could
+rebind its own name to 127.0.0.1 and read decrypted personal data through the operator's
+browser (DNS rebinding). A payload that cannot be parsed, opened or sealed is a 422, never
+a 500.
 """
 
 from __future__ import annotations
 
 import hmac
 from typing import Literal
+from urllib.parse import urlsplit
 
+from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Request, Response
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
 from api.deps import SettingsDep
@@ -21,6 +28,7 @@ from domain.errors import ErrorCode
 
 router = APIRouter(prefix="/codec", tags=["operators"])
 LOOPBACK = {"127.0.0.1", "::1"}
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 
 
 def _cors(response: Response, request: Request, settings: Settings) -> None:
@@ -40,7 +48,16 @@ def _allowed(request: Request, settings: Settings) -> bool:
     if token and sent.startswith("Bearer "):  # an empty configured token is no token
         return hmac.compare_digest(sent[7:].encode(), token.encode())
     client = request.client.host if request.client else ""
-    return settings.codec_server_local_ui and client in LOOPBACK
+    return settings.codec_server_local_ui and client in LOOPBACK and _local_names(request, settings)
+
+
+def _local_names(request: Request, settings: Settings) -> bool:
+    """Local UI mode: we were addressed by a loopback name or the UI's host, and a browser
+    request comes from the configured UI origin."""
+    host = urlsplit(f"//{request.headers.get('host', '')}").hostname or ""
+    allowed = LOOPBACK_NAMES | {urlsplit(o).hostname or "" for o in settings.codec_cors_origins}
+    origin = request.headers.get("origin")
+    return host in allowed and (origin is None or origin in settings.codec_cors_origins)
 
 
 @router.options("/{operation}", include_in_schema=False)
@@ -54,7 +71,7 @@ async def preflight(operation: str, request: Request, settings: SettingsDep) -> 
     "/{operation}",
     responses={
         200: {"description": "Payloads (protobuf JSON)", "content": {"application/json": {}}},
-        **error_responses(ErrorCode.CODEC_FORBIDDEN),
+        **error_responses(ErrorCode.CODEC_FORBIDDEN, ErrorCode.CODEC_PAYLOAD_INVALID),
     },
 )
 async def transcode(
@@ -63,13 +80,14 @@ async def transcode(
     """Encode or decode payloads with the configured keys (operators only)."""
     if not _allowed(request, settings):
         raise ApiError(ErrorCode.CODEC_FORBIDDEN)
-    try:
-        payloads = json_format.Parse(await request.body(), Payloads())
-    except json_format.ParseError:
-        raise ApiError(ErrorCode.INVALID_INPUT, loc=["body"]) from None
     codec = request.app.state.codec
     step = codec.encode if operation == "encode" else codec.decode
-    result = Payloads(payloads=await step(list(payloads.payloads)))
+    try:
+        payloads = json_format.Parse(await request.body(), Payloads())
+        result = Payloads(payloads=await step(list(payloads.payloads)))
+    except (json_format.ParseError, ValueError, KeyError, InvalidTag, DecodeError):
+        # Not JSON, bad base64, an unknown key ID, tampered ciphertext, garbage inside.
+        raise ApiError(ErrorCode.CODEC_PAYLOAD_INVALID, loc=["body"]) from None
     response = Response(json_format.MessageToJson(result), media_type="application/json")
     _cors(response, request, settings)
     return response

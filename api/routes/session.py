@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlmodel import Session, select
 
-from api.deps import EngineDep, TokensDep
+from api.deps import EngineDep, SettingsDep, TokensDep
 from api.errors import ApiError, error_responses
+from api.ratelimit import Limit, StoreLimiter
 from api.schemas import LoginRequest, LoginResponse
 from api.security import verify_password
 from domain.errors import ErrorCode
@@ -13,21 +14,43 @@ from store.tables import Account
 router = APIRouter(prefix="/v1/session", tags=["session"])
 
 
-@router.post("", response_model=LoginResponse, responses=error_responses(ErrorCode.LOGIN_FAILED))
-def log_in(body: LoginRequest, engine: EngineDep, tokens: TokensDep) -> LoginResponse:
+@router.post(
+    "",
+    response_model=LoginResponse,
+    responses=error_responses(ErrorCode.LOGIN_FAILED, ErrorCode.LOGIN_THROTTLED),
+)
+def log_in(
+    body: LoginRequest,
+    request: Request,
+    engine: EngineDep,
+    tokens: TokensDep,
+    settings: SettingsDep,
+) -> LoginResponse:
     """Log in with the monitoring account's user ID (e-mail) and password.
 
     Returns a bearer token for the journey routes. A wrong user ID and a wrong password get
-    the same answer, in the same time.
+    the same answer, in the same time. Repeated failures lock the user ID, and the client
+    address, for a while (429 with ``Retry-After``): while locked even the right password
+    is refused, and an unknown user ID locks exactly like a known one.
     """
+    limiter: StoreLimiter = request.app.state.limiter
+    user_id = body.user_id.strip().lower()
+    # Keyed by what was typed, not by the account: the same for an unknown user ID.
+    account_key = f"login-account:{user_id}"
+    client_key = f"login-client:{request.client.host if request.client else 'unknown'}"
+    wait = limiter.locked_for(account_key, client_key)
+    if wait is not None:  # refused before hashing: a flood costs no argon2 time
+        raise ApiError(ErrorCode.LOGIN_THROTTLED, retry_after=wait)
     with Session(engine) as session:  # released before the (slow, on purpose) hash check
-        account = session.exec(
-            select(Account).where(Account.email == body.user_id.strip().lower())
-        ).first()
+        account = session.exec(select(Account).where(Account.email == user_id)).first()
         if account is not None:
             session.expunge(account)
     # Verified even for an unknown user ID, so both answers take the same time.
     verified = verify_password(account.password_hash if account else None, body.password)
     if account is None or not verified:
+        window, lockout = settings.login_failure_window, settings.login_lockout
+        limiter.fail(Limit(settings.login_failures_per_account, window, lockout), account_key)
+        limiter.fail(Limit(settings.login_failures_per_client, window, lockout), client_key)
         raise ApiError(ErrorCode.LOGIN_FAILED)
+    limiter.forget(account_key)  # the customer's own earlier typos are forgiven
     return LoginResponse(access_token=tokens.issue(account.id), account_id=account.id)

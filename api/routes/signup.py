@@ -9,10 +9,16 @@ Each route makes one workflow call through ``api.services.signup``; a retry with
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, BackgroundTasks, Path, Request, status
 
-from api.deps import IdempotencyKeyDep, SignupServiceDep, SignupSessionsDep, SignupStepDep
-from api.errors import ApiError, error_responses
+from api.deps import (
+    IdempotencyKeyDep,
+    SettingsDep,
+    SignupServiceDep,
+    SignupSessionsDep,
+    SignupStepDep,
+)
+from api.errors import error_responses
 from api.schemas import (
     AgreementBody,
     BeginBody,
@@ -26,6 +32,7 @@ from api.schemas import (
     SignupRequested,
     SignupSession,
 )
+from api.services.signup_requests import accept_signup_request
 from domain.errors import ErrorCode
 from domain.signup import SignupView
 
@@ -58,24 +65,20 @@ SESSION_ERRORS = (
     "/signups",
     response_model=SignupRequested,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=error_responses(
-        ErrorCode.INVALID_EMAIL, ErrorCode.RATE_LIMITED, ErrorCode.WORKER_UNAVAILABLE
-    ),
+    responses=error_responses(ErrorCode.INVALID_EMAIL, ErrorCode.RATE_LIMITED),
 )
 async def request_signup(
-    body: SignupRequest, request: Request, signups: SignupServiceDep, key: IdempotencyKeyDep
+    body: SignupRequest, request: Request, background: BackgroundTasks, settings: SettingsDep
 ) -> SignupRequested:
     """メールアドレスの入力: mail a signup link (valid ``ECOKATSU_SIGNUP_LINK_TTL``, 24 h).
 
-    The answer is the same for every address: one already registered gets a mail saying
-    so, not a different screen. Entering the address again while a signup is pending
-    mails a new link and kills the old one (after the resend cooldown).
+    The answer is the same, in the same time, for every address: the work happens after
+    it. An address already registered gets a mail saying so (at most
+    ``signup_member_notice_cap`` per period), not a different screen. Entering the
+    address again while a signup is pending mails a new link and kills the old one.
     """
-    client_address = request.client.host if request.client else "unknown"
-    if not request.app.state.signup_limiter.allow(f"mail:{body.email}", f"ip:{client_address}"):
-        raise ApiError(ErrorCode.RATE_LIMITED)
-    await signups.request_link(body.email, key)
-    return SignupRequested.for_link_ttl(signups.settings.signup.link_ttl)
+    await accept_signup_request(request, body.email, background)
+    return SignupRequested.for_link_ttl(settings.signup.link_ttl)
 
 
 @router.post(

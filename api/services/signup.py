@@ -20,7 +20,6 @@ An update to a signup whose workflow has closed is answered from the store:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -82,38 +81,35 @@ class SignupService:
             SignupWorkflow.run, signup_workflow_id(signup_id)
         )
 
-    async def request_link(self, email: str, key: str | None) -> None:
-        """Mail a new link (update-with-start); too soon or too often is not an error."""
-        ticket = await asyncio.to_thread(signup_store.open_signup, self.engine, email)
+    async def send_link(self, signup_id: str, already_member: bool, update: str) -> None:
+        """Start the signup if need be and ask it for a new link (update-with-start of
+        ``request_link``); too soon or too often for this signup is not an error (the
+        customer's screen says "mail sent" either way). ``update`` is the update ID: a
+        second hand-over of the same request attaches to the first."""
         settings = self.settings
         start = WithStartWorkflowOperation(
             SignupWorkflow.run,
             SignupInput(
-                signup_id=ticket.signup_id,
-                already_member=ticket.already_member,
+                signup_id=signup_id,
+                already_member=already_member,
                 service_terms=settings.points_terms(),
                 privacy_policy=settings.points_privacy(),
                 policy=settings.signup,
                 quiet_hours=settings.quiet,
             ),
-            id=ticket.workflow_id,
+            id=signup_workflow_id(signup_id),
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
-        cooldown = max(settings.signup.resend_cooldown.total_seconds(), 1.0)
-        request = f"key:{key}" if key else f"window:{int(time.time() // cooldown)}"
         try:
             await answer(
                 settings,
-                self.handle(ticket.signup_id),
+                self.handle(signup_id),
                 self.client.execute_update_with_start_workflow(
-                    SignupWorkflow.request_link,
-                    start_workflow_operation=start,
-                    id=update_id("request_link", ticket.signup_id, request),
+                    SignupWorkflow.request_link, start_workflow_operation=start, id=update
                 ),
             )
         except ApiError as err:
-            # Too soon or too often for this signup: the screen stays the same.
             if err.status != 429:
                 raise
 

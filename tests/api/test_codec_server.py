@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,7 +31,9 @@ async def codec_api(
     app = create_app(settings_for(url, sink, **over), client=env.client, engine=make_engine(url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=(client_host, 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        # make run's address: in local UI mode only loopback names are served.
+        base = "http://127.0.0.1:8000"
+        async with httpx.AsyncClient(transport=transport, base_url=base) as http:
             yield http
 
 
@@ -103,9 +107,80 @@ async def test_operators_can_read_a_real_signup_history(stack: Stack) -> None:
             if not args.payloads:
                 continue
             assert all(p.metadata["encoding"] == b"binary/encrypted" for p in args.payloads)
-            answer = await stack.http.post("/codec/decode", content=json_format.MessageToJson(args))
+            answer = await stack.http.post(
+                "/codec/decode",
+                content=json_format.MessageToJson(args),
+                headers={"Host": "127.0.0.1:8000"},
+            )
             assert answer.status_code == 200
             decoded += [
                 p.data.decode() for p in json_format.Parse(answer.content, Payloads()).payloads
             ]
     assert any("笑顔 太郎" in text for text in decoded)
+
+
+async def test_local_ui_mode_refuses_other_host_names(
+    dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
+) -> None:
+    """DNS rebinding: evil.example resolves to 127.0.0.1, so the client is loopback, but
+    the browser says which name it used."""
+    body = await sealed(b'{"name":"x"}')
+    async with codec_api(dev_env, sqlite_url, mail_sink, codec_server_local_ui=True) as http:
+        for host in ("evil.example:8000", "127.0.0.1.evil.example", "api", ""):
+            refused = await http.post("/codec/decode", content=body, headers={"Host": host})
+            assert refused.status_code == 403, host
+            assert refused.json()["detail"][0]["code"] == "codec_forbidden"
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "localhost"):
+            ok = await http.post("/codec/decode", content=body, headers={"Host": host})
+            assert ok.status_code == 200, host
+        from_ui = await http.post("/codec/decode", content=body, headers={"Origin": UI})
+        assert from_ui.status_code == 200
+        other_page = {"Origin": "http://evil.example:8000"}
+        assert (
+            await http.post("/codec/decode", content=body, headers=other_page)
+        ).status_code == 403
+    # The UI's own host (docker-compose: the UI and the API at localhost) is accepted.
+    ui = ["http://ops.internal:8080"]
+    async with codec_api(
+        dev_env, sqlite_url, mail_sink, codec_server_local_ui=True, codec_cors_origins=ui
+    ) as http:
+        ok = await http.post("/codec/decode", content=body, headers={"Host": "ops.internal:8000"})
+        assert ok.status_code == 200
+
+
+async def test_malformed_payloads_are_422_in_the_standard_shape(
+    dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
+) -> None:
+    good = json.loads(await sealed(b'{"name":"x"}'))
+    sealed_data = base64.b64decode(good["payloads"][0]["data"])
+    tampered = copy.deepcopy(good)
+    tampered["payloads"][0]["data"] = base64.b64encode(
+        sealed_data[:-1] + bytes([sealed_data[-1] ^ 1])
+    ).decode()
+    unknown_key = copy.deepcopy(good)
+    unknown_key["payloads"][0]["metadata"]["encryption-key-id"] = base64.b64encode(b"gone").decode()
+    no_key_id = copy.deepcopy(good)
+    del no_key_id["payloads"][0]["metadata"]["encryption-key-id"]
+    bad_base64 = copy.deepcopy(good)
+    bad_base64["payloads"][0]["data"] = "not base64 at all!"
+    short = copy.deepcopy(good)
+    short["payloads"][0]["data"] = base64.b64encode(b"tiny").decode()
+    bodies = [
+        b"{not json",
+        b"\xff\xfe",
+        json.dumps({"payloads": "nope"}).encode(),
+        json.dumps(tampered).encode(),
+        json.dumps(unknown_key).encode(),
+        json.dumps(no_key_id).encode(),
+        json.dumps(bad_base64).encode(),
+        json.dumps(short).encode(),
+    ]
+    async with codec_api(dev_env, sqlite_url, mail_sink, codec_server_local_ui=True) as http:
+        for i, content in enumerate(bodies):
+            for operation in ("decode", "encode"):
+                answer = await http.post(f"/codec/{operation}", content=content)
+                if operation == "encode" and answer.status_code == 200:
+                    continue  # a well-formed Payloads message can always be sealed
+                assert answer.status_code == 422, (i, operation, answer.text)
+                [item] = answer.json()["detail"]
+                assert (item["loc"], item["code"]) == (["body"], "codec_payload_invalid")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from api.main import create_app
 from config import Settings
 
-SPEC = create_app(Settings()).openapi()
+SPEC = create_app(Settings(env="development")).openapi()
 
 
 def test_every_route_documents_its_errors() -> None:
