@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     points_privacy_version: str = "2022-07-01"
     points_privacy_file: Path = ROOT / "terms" / "smile-e-point-privacy.ja.txt"
     points_privacy_url: str = "https://www.eco-megane.jp/smile-e-pt_privacy"
+    # The server key signup link tokens are derived with (HMAC over signup, link number
+    # and a stored salt): a retried mail carries the same link, and the store holds
+    # nothing secret. Changing it makes links not yet mailed unmailable (flagged for an
+    # operator); links already mailed keep working (they are looked up by hash).
+    signup_link_key: SecretStr = Field(default=SecretStr("dev-only-signup-link-key"))
     signup_link_ttl: timedelta = timedelta(hours=24)
     signup_resend_cooldown: timedelta = timedelta(minutes=1)
     signup_resend_daily_cap: int = 5

@@ -61,7 +61,12 @@ def build_worker(
 ) -> Worker:
     registry = EnrollmentActivities(engine)
     mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
-    signup = SignupActivities(engine, mail, settings.points_registration_url)
+    signup = SignupActivities(
+        engine,
+        mail,
+        settings.points_registration_url,
+        settings.signup_link_key.get_secret_value().encode(),
+    )
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -72,7 +77,9 @@ def build_worker(
             registry.record_application,
             registry.cancel_application,
             mail.send_mail,
-            signup.issue_link,
+            signup.record_link,
+            signup.send_link,
+            signup.issue_link,  # for runs recorded before record_link/send_link
             signup.match_gateway,
             signup.register_member,
             signup.release_signup,

@@ -76,6 +76,31 @@ class IssueLinkInput(BaseModel):
     ttl: timedelta
 
 
+class RecordLinkInput(BaseModel):
+    """Record the signup's next link (its number comes from the store). ``request_key``
+    (the update's ID) makes a retry return the link already recorded."""
+
+    signup_id: str
+    request_key: str
+    issued_at: datetime
+    ttl: timedelta
+
+
+class SendLinkInput(BaseModel):
+    """Mail link ``seq`` of a signup; the activity derives the token (never the workflow)."""
+
+    signup_id: str
+    seq: int
+
+
+class LinkMailed(BaseModel):
+    """``sent``, ``already_sent``, or ``not_sent`` when a newer link replaced this one
+    or it expired before the relay took it (mailing a dead link helps nobody)."""
+
+    seq: int
+    outcome: str
+
+
 class RequestLinkResult(BaseModel):
     status: SignupStatus
 
@@ -155,3 +180,5 @@ class SignupView(BaseModel):
     info: CustomerRecord | None = None
     password: str | None = None  # "********" once entered, never the hash
     registered_at: datetime | None = None
+    # A mail (or a store write) failed for good: an operator should look at this signup.
+    needs_operator: bool = False

@@ -5,16 +5,24 @@ the API with update-with-start of ``request_link``, so entering the same address
 reaches the same signup. Input: ``SignupInput``; result: ``SignupView``.
 
 Messages
-- update ``request_link() -> RequestLinkResult``: mail a new 24-hour link; the previous
-  link (and any session opened with it) dies. Cooldown and daily cap in the validator.
-  For an address that is or was a member, mails what happened instead.
+- update ``request_link() -> RequestLinkResult``: record a new 24-hour link (a local
+  store activity: its number comes from the store, its token is derived there) and
+  answer; the mail goes out in a background activity (``send_link``), so the link is
+  known here before the mail can arrive, and a slow or absent relay never holds the
+  update. The previous link (and any session opened with it) dies. Cooldown and daily
+  cap in the validator. For an address that is or was a member, mails what happened
+  instead.
 - update ``begin(BeginRequest) -> BeginResult``: STEP1, the first form submission; spends
   the token (opening the link spends nothing). Each link state has its own refusal:
   ``link_expired``, ``link_replaced``, ``link_used``, ``signup_completed``.
 - updates ``present_document``, ``agree``, ``enter_gateway``, ``enter_customer``,
   ``register``: the later steps, each tied to the current link's session (``seq``).
-- queries ``get_signup() -> SignupView`` (the confirmation view, password masked) and
-  ``link_state(token_sha256) -> str``.
+- queries ``get_signup() -> SignupView`` (the confirmation view, password masked; its
+  ``needs_operator`` says a mail failed for good or a store write kept failing, as do
+  the workflow's current details) and ``link_state(token_sha256) -> str``.
+
+Versioning: ``workflow.patched(LINK_RECORDED_THEN_MAILED)`` guards the link commands;
+runs recorded before it keep the old ``issue_link`` activity (record and mail in one).
 
 Timers
 - an unused link expires after 24 h: one "expired, start again" mail;
@@ -31,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.signup import SignupActivities
@@ -50,19 +59,24 @@ with workflow.unsafe.imports_passed_through():
         IssueLinkInput,
         LinkIssued,
         PresentDocument,
+        RecordLinkInput,
         Registered,
         RegisterMemberInput,
         RegisterRequest,
         RequestLinkResult,
+        SendLinkInput,
         Service,
         SignupInput,
         SignupStatus,
         SignupView,
     )
-    from workflows.mail import send_in_background
-    from workflows.refusals import refusal, run_store_activity
+    from workflows.mail import mail_in_background, send_in_background
+    from workflows.refusals import refusal, run_local_store_activity, run_store_activity
 
 MASK = "********"
+# The link is recorded by a local activity and mailed by a background one (before: one
+# activity recorded and mailed it inside the update).
+LINK_RECORDED_THEN_MAILED = "link-recorded-then-mailed"
 
 
 # The type name predates the rename: running signups and recorded histories carry it.
@@ -89,6 +103,7 @@ class SignupWorkflow:
         self._password_hash: str | None = None
         self._registered: Registered | None = None
         self._version = 0  # bumped on every change the timers must notice
+        self._needs_operator = False
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
 
@@ -114,18 +129,39 @@ class SignupWorkflow:
             if self._status == SignupStatus.ALREADY_MEMBER:
                 self._mail(MailKind.SIGNUP_ALREADY_MEMBER, f"already-member:{len(self._requests)}")
                 return RequestLinkResult(status=self._status)
-            issued = await run_store_activity(
-                SignupActivities.issue_link,
-                IssueLinkInput(
-                    signup_id=self._inp.signup_id,
-                    seq=(self._link.seq if self._link else 0) + 1,
-                    issued_at=now,
-                    ttl=self._inp.policy.link_ttl,
-                ),
-            )
+            recorded_then_mailed = workflow.patched(LINK_RECORDED_THEN_MAILED)
+            if recorded_then_mailed:
+                issued: LinkIssued = await run_local_store_activity(
+                    SignupActivities.record_link,
+                    RecordLinkInput(
+                        signup_id=self._inp.signup_id,
+                        request_key=self._request_key("link"),
+                        issued_at=now,
+                        ttl=self._inp.policy.link_ttl,
+                    ),
+                )
+            else:
+                issued = await run_store_activity(
+                    SignupActivities.issue_link,
+                    IssueLinkInput(
+                        signup_id=self._inp.signup_id,
+                        seq=(self._link.seq if self._link else 0) + 1,
+                        issued_at=now,
+                        ttl=self._inp.policy.link_ttl,
+                    ),
+                )
             if self._link is not None:
                 self._replaced.append(self._link.token_sha256)
             self._link = issued
+            if recorded_then_mailed:
+                # Only now, with the link known here, may its mail leave.
+                mail_in_background(
+                    self._mail_tasks,
+                    SignupActivities.send_link,
+                    SendLinkInput(signup_id=self._inp.signup_id, seq=issued.seq),
+                    MailKind.SIGNUP_LINK.value,
+                    lambda: self._flag_operator(f"{MailKind.SIGNUP_LINK.value} mail not sent"),
+                )
             self._status = SignupStatus.AWAITING_OPEN
             self._touch()
             return RequestLinkResult(status=self._status)
@@ -253,6 +289,7 @@ class SignupWorkflow:
             info=self._info,
             password=MASK if self._password_hash else None,
             registered_at=self._registered.registered_at if self._registered else None,
+            needs_operator=self._needs_operator,
         )
 
     @workflow.query
@@ -310,9 +347,15 @@ class SignupWorkflow:
         self._version += 1
 
     async def _abandon(self) -> None:
-        await run_store_activity(
-            SignupActivities.release_signup, self._inp.signup_id, workflow.now()
-        )
+        try:
+            await run_store_activity(
+                SignupActivities.release_signup, self._inp.signup_id, workflow.now()
+            )
+        except (ActivityError, ApplicationError) as err:
+            # Abandoned all the same: the reservation stays pending (a re-entry of the
+            # address starts a new run on it) and an operator is asked to look.
+            workflow.logger.warning("reservation not released: %s", type(err).__name__)
+            self._flag_operator("reservation not released")
         self._status = SignupStatus.ABANDONED
         self._version += 1
 
@@ -399,7 +442,20 @@ class SignupWorkflow:
             signup_id=self._inp.signup_id,
             context=context or {},
         )
-        send_in_background(self._mail_tasks, request, lambda: None)
+        send_in_background(
+            self._mail_tasks, request, lambda: self._flag_operator(f"{kind.value} mail not sent")
+        )
+
+    def _flag_operator(self, reason: str) -> None:
+        """A permanent failure: say so in the query and the current details, go on."""
+        self._needs_operator = True
+        workflow.set_current_details(f"needs an operator: {reason}")
+
+    def _request_key(self, what: str) -> str:
+        """Unique per run and update: a new run never reuses an older run's records."""
+        info = workflow.current_update_info()
+        update_id = info.id if info else "run"
+        return f"{workflow.info().workflow_id}:{workflow.info().run_id}:{what}:{update_id}"
 
     async def _tell_enrollment(self, gateway: GatewayMatch, registered: Registered) -> None:
         """Signal the customer's journey; a journey that has ended is only logged."""
