@@ -95,10 +95,14 @@ async def start_signup(
 
 
 async def activities_done(handle: WorkflowHandle[SignupWorkflow, SignupView]) -> None:
-    """Wait until the mail activity's completion is in history too."""
+    """Wait until the mail activity's completion, and the workflow task that follows it,
+    are in history too."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
-    while (await handle.describe()).raw_description.pending_activities:
+    while True:
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            return
         if loop.time() > deadline:
             raise AssertionError("activities still pending")
         await asyncio.sleep(0.05)
