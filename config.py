@@ -31,12 +31,14 @@ ROOT = Path(__file__).resolve().parent
 DEV_SECRET_KEY = "dev-only-change-me"  # noqa: S105 (published on purpose, refused outside dev)
 DEV_SYSTEM_API_KEY = "dev-system-key"
 DEV_CODEC_KEY = "ZGV2LW9ubHkta2V5LWRvLW5vdC11c2UtaW4tcHJvZCE="
+DEV_SIGNUP_LINK_KEY = "dev-only-signup-link-key"
 # The docker-compose file's former fallbacks were published too.
 PUBLISHED_SECRETS = frozenset(
     {
         DEV_SECRET_KEY,
         DEV_SYSTEM_API_KEY,
         DEV_CODEC_KEY,
+        DEV_SIGNUP_LINK_KEY,
         "local-only-change-me",
         "local-only-system-key",
         "bG9jYWwtb25seS1rZXktZG8tbm90LXVzZS1pdC0wMSE=",
@@ -139,6 +141,11 @@ class Settings(BaseSettings):
     points_privacy_file: Path = ROOT / "terms" / "smile-e-point-privacy.ja.txt"
     points_privacy_url: str = "https://www.eco-megane.jp/smile-e-pt_privacy"
     signup: SignupPolicy = Field(default_factory=SignupPolicy)
+    # The server key signup link tokens are derived with (HMAC over signup, link number
+    # and a stored salt): a retried mail carries the same link, and the store holds
+    # nothing secret. Changing it makes links not yet mailed unmailable (flagged for an
+    # operator); links already mailed keep working (they are looked up by hash).
+    signup_link_key: SecretStr = Field(default=SecretStr(DEV_SIGNUP_LINK_KEY))
     # Mail-sending requests per address and per client address, per hour (API; counted
     # in the store, so shared by every API instance).
     signup_requests_per_hour: int = 10
@@ -188,6 +195,7 @@ class Settings(BaseSettings):
         named: list[tuple[str, SecretStr]] = [
             ("ECOKATSU_SECRET_KEY", self.secret_key),
             ("ECOKATSU_SYSTEM_API_KEY", self.system_api_key),
+            ("ECOKATSU_SIGNUP_LINK_KEY", self.signup_link_key),
         ]
         # The codec server token is optional: unset or empty turns the token mode off.
         token = self.codec_server_token

@@ -72,7 +72,12 @@ def build_worker(
 ) -> Worker:
     registry = EnrollmentActivities(engine)
     mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
-    signup = SignupActivities(engine, mail, settings.points_registration_url)
+    signup = SignupActivities(
+        engine,
+        mail,
+        settings.points_registration_url,
+        settings.signup_link_key.get_secret_value().encode(),
+    )
     holder = HolderActivities(
         engine, mail, settings.holder_confirmation_url, settings.holder_token_key()
     )
@@ -86,7 +91,9 @@ def build_worker(
             registry.record_application,
             registry.cancel_application,
             mail.send_mail,
-            signup.issue_link,
+            signup.record_link,
+            signup.send_link,
+            signup.issue_link,  # for runs recorded before record_link/send_link
             signup.match_gateway,
             signup.register_member,
             signup.release_signup,

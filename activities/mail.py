@@ -173,8 +173,8 @@ class MailActivities:
         message_id = message_id_for(req.key, self._smtp.domain)
         if not await asyncio.to_thread(self._claim, req, mail.subject, message_id):
             return MailReceipt(key=req.key, message_id=message_id, already_sent=True)
-        msg = build_message(mail, self._smtp.sender, name, address, message_id)
         try:
+            msg = build_message(mail, self._smtp.sender, name, address, message_id)
             await aiosmtplib.send(
                 msg,
                 hostname=self._smtp.host,
@@ -184,6 +184,15 @@ class MailActivities:
                 start_tls=self._smtp.start_tls,
                 timeout=self._smtp.timeout,
             )
+        except ValueError as exc:
+            # A header with CR/LF (ValueError) or an address the relay cannot take in
+            # ASCII (UnicodeEncodeError, a ValueError): no retry will ever send it.
+            await asyncio.to_thread(self._finish, req.key, "failed", type(exc).__name__)
+            raise ApplicationError(
+                f"mail cannot be sent ({type(exc).__name__})",
+                type="mail_unsendable",
+                non_retryable=True,
+            ) from None
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as exc:
             code = _smtp_code(exc)
             permanent = code is not None and 500 <= code < 600

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -51,6 +52,10 @@ class SinkHandler:
     received: list[ReceivedMail] = field(default_factory=list)
     # SMTP reply codes to give to the next DATA commands, for failure tests ("451 ...").
     scripted_replies: list[str] = field(default_factory=list)
+    # A slow relay, for fault tests: it keeps the mail, then answers this many seconds late.
+    reply_delay: float = 0.0
+    # Called with each mail before the relay answers 250 (a reader as fast as can be).
+    on_mail: Callable[[ReceivedMail], Awaitable[None]] | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.scripted_replies:
@@ -68,6 +73,10 @@ class SinkHandler:
             print(f"mail to {', '.join(mail.envelope_to)}: {mail.subject}", flush=True)
             for link in mail.links:
                 print(f"    link: {link}", flush=True)
+        if self.on_mail is not None:
+            await self.on_mail(mail)
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         return "250 Message accepted for delivery"
 
 
@@ -76,11 +85,15 @@ class MailSink:
 
     def __init__(self, port: int = 0, directory: Path | None = None, echo: bool = False) -> None:
         self.handler = SinkHandler(directory=directory, echo=echo)
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port())
+        self._port = port or _free_port()
+        self._controller = self._new_controller()
+
+    def _new_controller(self) -> Controller:
+        return Controller(self.handler, hostname="127.0.0.1", port=self._port)
 
     @property
     def port(self) -> int:
-        return int(self._controller.port)
+        return self._port
 
     @property
     def received(self) -> list[ReceivedMail]:
@@ -91,7 +104,9 @@ class MailSink:
         return self
 
     def stop(self) -> None:
+        """Stop; ``start`` again brings the relay back on the same port (an outage)."""
         self._controller.stop()
+        self._controller = self._new_controller()  # a stopped Controller cannot restart
 
     async def wait_for(self, count: int, timeout: float = 20.0) -> list[ReceivedMail]:
         """Wait until at least ``count`` mails have arrived."""

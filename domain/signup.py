@@ -126,6 +126,31 @@ class IssueLinkInput(BaseModel):
         return self.issued_at + self.ttl
 
 
+class RecordLinkInput(BaseModel):
+    """Record the signup's next link (its number comes from the store). ``request_key``
+    (the update's ID) makes a retry return the link already recorded."""
+
+    signup_id: str
+    request_key: str
+    issued_at: datetime
+    ttl: timedelta
+
+
+class SendLinkInput(BaseModel):
+    """Mail link ``seq`` of a signup; the activity derives the token (never the workflow)."""
+
+    signup_id: str
+    seq: int
+
+
+class LinkMailed(BaseModel):
+    """``sent``, ``already_sent``, or ``not_sent`` when a newer link replaced this one
+    or it expired before the relay took it (mailing a dead link helps nobody)."""
+
+    seq: int
+    outcome: str
+
+
 class RequestLinkResult(BaseModel):
     status: SignupStatus
 
@@ -227,3 +252,5 @@ class SignupView(BaseModel):
     holder_confirmation: HolderConfirmation | None = None
     holder_confirmation_expires_at: datetime | None = None
     gateway_entry_locked: bool = False
+    # A mail (or a store write) failed for good: an operator should look at this signup.
+    needs_operator: bool = False

@@ -7,7 +7,9 @@ kept as tombstones so that nobody re-joins.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +20,13 @@ from sqlmodel import Session, select
 
 from domain.errors import ErrorCode
 from domain.ids import signup_workflow_id
-from domain.signup import GatewayMatch, IssueLinkInput, LinkIssued, RegisterMemberInput
+from domain.signup import (
+    GatewayMatch,
+    IssueLinkInput,
+    LinkIssued,
+    RecordLinkInput,
+    RegisterMemberInput,
+)
 from store.enrollment import RuleViolation, as_utc, consent_row
 from store.holder import holder_may_register
 from store.tables import CircleApplication, Gateway, PointSignup, PointsMember, SignupLink
@@ -95,13 +103,96 @@ def open_signup_capped(engine: Engine, email: str, cap: NoticeCap) -> SignupTick
     return open_signup(engine, email)
 
 
-def issue_link(engine: Engine, inp: IssueLinkInput) -> tuple[str | None, LinkIssued]:
+def link_token(key: bytes, signup_id: str, seq: int, salt: str) -> str:
+    """The token of link ``seq``: HMAC-SHA256 with the server's link key, URL-safe.
+
+    Derived, not drawn: a retried mail carries the same link as the first attempt, and
+    the store keeps only the salt (not secret) and the token's hash. 256 bits.
+    """
+    mac = hmac.new(key, f"signup-link|{signup_id}|{seq}|{salt}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def _new_salt() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def record_link(engine: Engine, key: bytes, inp: RecordLinkInput) -> LinkIssued:
+    """Record the signup's next link (its number = the store's last + 1) and return what
+    the workflow may know of it: the hash, never the token.
+
+    Idempotent by ``request_key``: a retry returns the link recorded by the first try.
+    The number comes from the store, so a new run of a signup (after an operator ended
+    the old one) continues the count instead of reusing a number that was mailed.
+    """
+    for _ in range(3):
+        with Session(engine) as session:
+            done = session.exec(
+                select(SignupLink).where(SignupLink.request_key == inp.request_key)
+            ).first()
+            if done is not None:
+                return _issued(done)
+            last = session.exec(
+                select(sa.func.max(SignupLink.seq)).where(SignupLink.signup_id == inp.signup_id)
+            ).one()
+            seq = (last or 0) + 1
+            salt = _new_salt()
+            link = SignupLink(
+                signup_id=inp.signup_id,
+                seq=seq,
+                token_sha256=token_hash(link_token(key, inp.signup_id, seq, salt)),
+                salt=salt,
+                request_key=inp.request_key,
+                issued_at=inp.issued_at,
+                expires_at=inp.issued_at + inp.ttl,
+            )
+            session.add(link)
+            try:
+                session.commit()
+            except sa.exc.IntegrityError:
+                session.rollback()  # a concurrent try took this number or key: look again
+                continue
+            session.refresh(link)
+            return _issued(link)
+    raise RuntimeError("could not record the link")
+
+
+@dataclass(frozen=True)
+class LinkToMail:
+    token: str
+    expires_at: datetime
+    current: bool  # no newer link of the signup exists
+
+
+class LinkKeyMismatch(Exception):
+    """The derived token does not hash to the stored one: the link key changed."""
+
+
+def link_to_mail(engine: Engine, key: bytes, signup_id: str, seq: int) -> LinkToMail:
+    """Re-derive link ``seq``'s token for its mail, checked against the stored hash."""
+    with Session(engine) as session:
+        link = session.exec(
+            select(SignupLink).where(SignupLink.signup_id == signup_id, SignupLink.seq == seq)
+        ).one()
+        newest = session.exec(
+            select(sa.func.max(SignupLink.seq)).where(SignupLink.signup_id == signup_id)
+        ).one()
+        if link.salt is None:
+            raise LinkKeyMismatch("link recorded without a salt")
+        token = link_token(key, signup_id, seq, link.salt)
+        if not hmac.compare_digest(token_hash(token), link.token_sha256):
+            raise LinkKeyMismatch("the link key changed since the link was recorded")
+        return LinkToMail(token, as_utc(link.expires_at), current=newest == seq)
+
+
+def issue_link(engine: Engine, key: bytes, inp: IssueLinkInput) -> tuple[str | None, LinkIssued]:
     """Create link ``seq`` of a signup: (token, what the workflow may know).
 
-    Idempotent: a retry for a link already mailed returns no token (nothing to send
-    again); a retry for one not yet mailed gets a fresh token (the old one never left).
+    Kept for runs recorded before links were recorded and mailed separately (their
+    workflow code calls the ``issue_link`` activity). Idempotent: a retry for a link
+    already mailed returns no token; a retry for one not yet mailed gets the same token
+    (derived from the stored salt), so a mail that did leave still carries a live link.
     """
-    token = secrets.token_urlsafe(32)  # 256 bits
     with Session(engine) as session:
         link = session.exec(
             select(SignupLink).where(
@@ -114,12 +205,14 @@ def issue_link(engine: Engine, inp: IssueLinkInput) -> tuple[str | None, LinkIss
             link = SignupLink(
                 signup_id=inp.signup_id,
                 seq=inp.seq,
-                token_sha256=token_hash(token),
+                token_sha256="",
                 issued_at=inp.issued_at,
                 expires_at=inp.expires_at,
             )
-        else:
-            link.token_sha256 = token_hash(token)
+        if link.salt is None:
+            link.salt = _new_salt()
+        token = link_token(key, inp.signup_id, inp.seq, link.salt)
+        link.token_sha256 = token_hash(token)
         session.add(link)
         session.commit()
         session.refresh(link)

@@ -165,15 +165,27 @@ class PointSignup(SQLModel, table=True):
 
 
 class SignupLink(SQLModel, table=True):
-    """A signup link. Only the token's SHA-256 is stored, never the token."""
+    """A signup link. Only the token's SHA-256 is stored, never the token.
+
+    The token is derived (HMAC with the server's link key over signup, ``seq`` and
+    ``salt``), so a retried mail carries the same link; the salt is not secret. ``seq``
+    counts the signup's links here, not in a workflow, so a new run continues the count.
+    ``request_key`` (the workflow's update ID) makes recording a link idempotent.
+    """
 
     __tablename__ = "signup_links"
-    __table_args__ = (sa.UniqueConstraint("signup_id", "seq"),)
+    __table_args__ = (
+        sa.UniqueConstraint("signup_id", "seq"),
+        sa.UniqueConstraint("request_key", name="uq_signup_links_request_key"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     signup_id: str = Field(foreign_key="point_signups.id", index=True, max_length=32)
     seq: int
     token_sha256: str = Field(unique=True, max_length=64)
+    # NULL on links made before tokens were derived (their token was random).
+    salt: str | None = Field(default=None, max_length=32)
+    request_key: str | None = Field(default=None, max_length=200)
     issued_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     mailed: bool = False

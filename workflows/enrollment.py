@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.enrollment import EnrollmentActivities
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         ConsentRequest,
         ConsentResult,
         DeclineResult,
+        EligibilityResult,
         EnrollmentInput,
         EnrollmentResult,
         EnrollmentStatus,
@@ -59,9 +61,10 @@ with workflow.unsafe.imports_passed_through():
     from domain.jst import format_jst
     from domain.mail import MailKind, MailRequest
     from workflows.mail import send_in_background
-    from workflows.refusals import STORE_TIMEOUT, refusal, run_store_activity
+    from workflows.refusals import STORE_RETRY, STORE_TIMEOUT, refusal, run_store_activity
 
 
+ELIGIBILITY_RETRY_AFTER = timedelta(hours=1)
 APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Stage.ENROLLED)
 
 
@@ -78,6 +81,7 @@ class EnrollmentWorkflow:
         self._reminders_sent = 0
         self._dormant = False
         self._mail_trouble = False
+        self._store_trouble = False
         self._points_gateway: str | None = None
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
@@ -85,11 +89,7 @@ class EnrollmentWorkflow:
     @workflow.run
     async def run(self, inp: EnrollmentInput) -> EnrollmentResult:
         self._publish()
-        result = await workflow.execute_activity_method(
-            EnrollmentActivities.check_eligibility,
-            inp.account_id,
-            start_to_close_timeout=STORE_TIMEOUT,
-        )
+        result = await self._check_eligibility()
         self._gateways = result.gateways
         if not result.eligible:
             self._ineligible_reason = result.reason
@@ -226,6 +226,30 @@ class EnrollmentWorkflow:
             points_member_gateway_id=self._points_gateway,
         )
 
+    # ---- the eligibility check -----------------------------------------------------
+
+    async def _check_eligibility(self) -> EligibilityResult:
+        """Bounded retries; if they run out (the store is down for long), the journey is
+        flagged for an operator and tries again an hour later, so it never fails."""
+        while True:
+            try:
+                result: EligibilityResult = await workflow.execute_activity_method(
+                    EnrollmentActivities.check_eligibility,
+                    self._inp.account_id,
+                    start_to_close_timeout=STORE_TIMEOUT,
+                    retry_policy=STORE_RETRY,
+                )
+            except ActivityError as err:
+                workflow.logger.warning("eligibility check failed: %s", type(err.cause).__name__)
+                self._store_trouble = True
+                self._publish()
+                await workflow.sleep(ELIGIBILITY_RETRY_AFTER)
+                continue
+            if self._store_trouble:
+                self._store_trouble = False
+                self._publish()
+            return result
+
     # ---- the reminder loop ---------------------------------------------------------
 
     async def _follow_up(self, stage: Stage) -> None:
@@ -304,7 +328,9 @@ class EnrollmentWorkflow:
                 sa.STAGE.value_set(self._stage.value),
                 sa.STAGE_ENTERED_AT.value_set(self._stage_entered_at),
                 sa.REMINDER_COUNT.value_set(self._reminders_sent),
-                sa.NEEDS_OPERATOR.value_set(self._dormant or self._mail_trouble),
+                sa.NEEDS_OPERATOR.value_set(
+                    self._dormant or self._mail_trouble or self._store_trouble
+                ),
             ]
         )
         workflow.set_current_details(
@@ -312,6 +338,7 @@ class EnrollmentWorkflow:
             f"reminders sent: {self._reminders_sent}"
             + ("; dormant" if self._dormant else "")
             + ("; a mail could not be delivered" if self._mail_trouble else "")
+            + ("; the eligibility check keeps failing" if self._store_trouble else "")
         )
 
     def _finish_result(self) -> EnrollmentResult:

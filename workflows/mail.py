@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -13,6 +14,8 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.mail import MailActivities
     from domain.mail import MailRequest
+
+ArgT = TypeVar("ArgT")
 
 MAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
@@ -27,20 +30,31 @@ def send_in_background(
     tasks: list[asyncio.Task[None]], request: MailRequest, on_trouble: Callable[[], None]
 ) -> None:
     """Start the mail activity as a task; the workflow awaits ``tasks`` before it ends."""
+    mail_in_background(tasks, MailActivities.send_mail, request, request.kind.value, on_trouble)
+
+
+def mail_in_background(
+    tasks: list[asyncio.Task[None]],
+    activity: Callable[[Any, ArgT], Awaitable[object]],
+    arg: ArgT,
+    what: str,
+    on_trouble: Callable[[], None],
+) -> None:
+    """Run a mail-sending activity as a task, retried for at most ``MAIL_GIVE_UP_AFTER``;
+    a permanent failure (non-retryable) ends it at once. Either way ``on_trouble`` flags
+    the workflow for an operator and the workflow goes on."""
 
     async def deliver() -> None:
         try:
             await workflow.execute_activity_method(
-                MailActivities.send_mail,
-                request,
+                activity,
+                arg,
                 start_to_close_timeout=timedelta(minutes=2),
                 schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
                 retry_policy=MAIL_RETRY,
             )
         except ActivityError as err:
-            workflow.logger.warning(
-                "mail %s not delivered: %s", request.kind.value, type(err.cause).__name__
-            )
+            workflow.logger.warning("mail %s not delivered: %s", what, type(err.cause).__name__)
             on_trouble()
 
     tasks.append(asyncio.create_task(deliver()))

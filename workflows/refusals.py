@@ -8,12 +8,29 @@ from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.errors import ErrorCode, message_for
 
 STORE_TIMEOUT = timedelta(seconds=30)
+# Store writes are retried a bounded number of times (about a minute of backoff): an
+# update that awaits one holds its workflow's lock, and a permanent fault must surface.
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=20),
+    maximum_attempts=6,
+)
+# A local activity (a short store write inside an update) is bounded tighter still.
+LOCAL_STORE_TIMEOUT = timedelta(seconds=10)
+LOCAL_STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=5,
+)
 
 ActivitiesT = TypeVar("ActivitiesT")
 InputT = TypeVar("InputT")
@@ -43,10 +60,47 @@ async def run_store_activity(activity: Callable[[Any, Any], Any], inp: Any) -> A
     not an ActivityError."""
     try:
         return await workflow.execute_activity_method(
-            activity, inp, start_to_close_timeout=STORE_TIMEOUT
+            activity,
+            inp,
+            start_to_close_timeout=STORE_TIMEOUT,
+            retry_policy=STORE_RETRY,
         )
     except ActivityError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
-            raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
-        raise
+        raise _refusal_for(err) from None
+
+
+@overload
+async def run_local_store_activity(
+    activity: Callable[[ActivitiesT, InputT], Awaitable[ResultT]], inp: InputT
+) -> ResultT: ...
+
+
+@overload
+async def run_local_store_activity(
+    activity: Callable[[ActivitiesT, InputT], ResultT], inp: InputT
+) -> ResultT: ...
+
+
+async def run_local_store_activity(activity: Callable[[Any, Any], Any], inp: Any) -> Any:
+    """``run_store_activity`` as a local activity: for a short write an update waits on
+    (one workflow task instead of three; bounded, so the update's lock is never held
+    for long)."""
+    try:
+        return await workflow.execute_local_activity_method(
+            activity,
+            inp,
+            start_to_close_timeout=LOCAL_STORE_TIMEOUT,
+            schedule_to_close_timeout=LOCAL_STORE_TIMEOUT * 3,
+            retry_policy=LOCAL_STORE_RETRY,
+        )
+    except ActivityError as err:
+        raise _refusal_for(err) from None
+
+
+def _refusal_for(err: ActivityError) -> ApplicationError:
+    """A rule refusal keeps its code; anything else (the bounded retries ran out) is
+    "try again later" (503 at the API), not an untyped failure."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    return refusal(ErrorCode.WORKER_UNAVAILABLE)

@@ -5,17 +5,22 @@ the API with update-with-start of ``request_link``, so entering the same address
 reaches the same signup. Input: ``SignupInput``; result: ``SignupView``.
 
 Messages
-- update ``request_link() -> RequestLinkResult``: mail a new link, valid for
-  ``policy.link_ttl``; the previous link (and any session opened with it) dies.
-  Cooldown and daily cap in the validator.
-  For an address that is or was a member, mails what happened instead.
+- update ``request_link() -> RequestLinkResult``: record a new link, valid for
+  ``policy.link_ttl`` (a local
+  store activity: its number comes from the store, its token is derived there) and
+  answer; the mail goes out in a background activity (``send_link``), so the link is
+  known here before the mail can arrive, and a slow or absent relay never holds the
+  update. The previous link (and any session opened with it) dies. Cooldown and daily
+  cap in the validator. For an address that is or was a member, mails what happened
+  instead.
 - update ``begin(BeginRequest) -> BeginResult``: STEP1, the first form submission; spends
   the token (opening the link spends nothing). Each link state has its own refusal:
   ``link_expired``, ``link_replaced``, ``link_used``, ``signup_completed``.
 - updates ``present_document``, ``agree``, ``enter_gateway``, ``enter_customer``,
   ``register``: the later steps, each tied to the current link's session (``seq``).
 - queries ``get_signup() -> SignupView`` (the confirmation view, password masked) and
-  ``link_state(token_sha256) -> LinkStatus``.
+  ``link_state(token_sha256) -> LinkStatus``; ``SignupView.needs_operator`` says a mail
+  failed for good or a store write kept failing, as do the workflow's current details.
 - knowing the two IDs is not enough (``domain/holder.py``, patch ``holder-confirmation``):
   ``enter_gateway`` counts wrong pairs (the signup locks after ``gateway_tries``; the
   store refuses a gateway with too many wrong pairs across signups) and, when the
@@ -24,6 +29,10 @@ Messages
   every registration. Update ``decide_holder(HolderDecision) -> HolderState`` is the
   holder's answer (a decline ends the signup); ``ask_holder_again(SessionRequest)``
   asks anew after an unanswered request expired.
+
+Versioning: ``workflow.patched(LINK_RECORDED_THEN_MAILED)`` guards the link commands;
+runs recorded before it keep the old ``issue_link`` activity (record and mail in one).
+``workflow.patched(HOLDER_PATCH)`` guards STEP3 and register (see above).
 
 Timers
 - an unused link expires at its ``expires_at``: one "expired, start again" mail;
@@ -42,7 +51,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.holder import HolderActivities
@@ -78,19 +87,26 @@ with workflow.unsafe.imports_passed_through():
         LinkStatus,
         MatchGatewayInput,
         PresentDocument,
+        RecordLinkInput,
         Registered,
         RegisterMemberInput,
         RegisterRequest,
         ReleaseSignupInput,
         RequestLinkResult,
+        SendLinkInput,
         Service,
         SessionRequest,
         SignupInput,
         SignupStatus,
         SignupView,
     )
-    from workflows.mail import MAIL_GIVE_UP_AFTER, MAIL_RETRY, send_in_background
-    from workflows.refusals import refusal, run_store_activity
+    from workflows.mail import (
+        MAIL_GIVE_UP_AFTER,
+        MAIL_RETRY,
+        mail_in_background,
+        send_in_background,
+    )
+    from workflows.refusals import refusal, run_local_store_activity, run_store_activity
 
 # A workflow module, imported normally: the sandbox loads it afresh like this one.
 from workflows.enrollment import EnrollmentWorkflow
@@ -100,6 +116,9 @@ MASK = "********"
 # stranger's address; register waits for it and tells the holder. Signups whose STEP3
 # or register ran before this replay the old commands.
 HOLDER_PATCH = "holder-confirmation"
+# The link is recorded by a local activity and mailed by a background one (before: one
+# activity recorded and mailed it inside the update).
+LINK_RECORDED_THEN_MAILED = "link-recorded-then-mailed"
 
 
 # The type name predates the rename: running signups and recorded histories carry it.
@@ -131,6 +150,7 @@ class SignupWorkflow:
         self._holder_status: HolderConfirmation | None = None
         self._holder_asks = 0
         self._version = 0  # bumped on every change the timers must notice
+        self._needs_operator = False
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
 
@@ -156,18 +176,39 @@ class SignupWorkflow:
             if self._status == SignupStatus.ALREADY_MEMBER:
                 self._mail(MailKind.SIGNUP_ALREADY_MEMBER, f"already-member:{len(self._requests)}")
                 return RequestLinkResult(status=self._status)
-            issued = await run_store_activity(
-                SignupActivities.issue_link,
-                IssueLinkInput(
-                    signup_id=self._inp.signup_id,
-                    seq=(self._link.seq if self._link else 0) + 1,
-                    issued_at=now,
-                    ttl=self._inp.policy.link_ttl,
-                ),
-            )
+            recorded_then_mailed = workflow.patched(LINK_RECORDED_THEN_MAILED)
+            if recorded_then_mailed:
+                issued: LinkIssued = await run_local_store_activity(
+                    SignupActivities.record_link,
+                    RecordLinkInput(
+                        signup_id=self._inp.signup_id,
+                        request_key=self._request_key("link"),
+                        issued_at=now,
+                        ttl=self._inp.policy.link_ttl,
+                    ),
+                )
+            else:
+                issued = await run_store_activity(
+                    SignupActivities.issue_link,
+                    IssueLinkInput(
+                        signup_id=self._inp.signup_id,
+                        seq=(self._link.seq if self._link else 0) + 1,
+                        issued_at=now,
+                        ttl=self._inp.policy.link_ttl,
+                    ),
+                )
             if self._link is not None:
                 self._replaced.append(self._link.token_sha256)
             self._link = issued
+            if recorded_then_mailed:
+                # Only now, with the link known here, may its mail leave.
+                mail_in_background(
+                    self._mail_tasks,
+                    SignupActivities.send_link,
+                    SendLinkInput(signup_id=self._inp.signup_id, seq=issued.seq),
+                    MailKind.SIGNUP_LINK.value,
+                    lambda: self._flag_operator(f"{MailKind.SIGNUP_LINK.value} mail not sent"),
+                )
             self._status = SignupStatus.AWAITING_OPEN
             self._touch()
             return RequestLinkResult(status=self._status)
@@ -370,6 +411,7 @@ class SignupWorkflow:
             holder_confirmation=self._holder_status,
             holder_confirmation_expires_at=self._holder.expires_at if self._holder else None,
             gateway_entry_locked=self._locked(),
+            needs_operator=self._needs_operator,
         )
 
     @workflow.query
@@ -446,10 +488,16 @@ class SignupWorkflow:
         self._version += 1
 
     async def _abandon(self) -> None:
-        await run_store_activity(
-            SignupActivities.release_signup,
-            ReleaseSignupInput(signup_id=self._inp.signup_id, released_at=workflow.now()),
-        )
+        try:
+            await run_store_activity(
+                SignupActivities.release_signup,
+                ReleaseSignupInput(signup_id=self._inp.signup_id, released_at=workflow.now()),
+            )
+        except (ActivityError, ApplicationError) as err:
+            # Abandoned all the same: the reservation stays pending (a re-entry of the
+            # address starts a new run on it) and an operator is asked to look.
+            workflow.logger.warning("reservation not released: %s", type(err).__name__)
+            self._flag_operator("reservation not released")
         self._status = SignupStatus.ABANDONED
         self._version += 1
 
@@ -569,7 +617,20 @@ class SignupWorkflow:
             signup_id=self._inp.signup_id,
             context=context or {},
         )
-        send_in_background(self._mail_tasks, request, lambda: None)
+        send_in_background(
+            self._mail_tasks, request, lambda: self._flag_operator(f"{kind.value} mail not sent")
+        )
+
+    def _flag_operator(self, reason: str) -> None:
+        """A permanent failure: say so in the query and the current details, go on."""
+        self._needs_operator = True
+        workflow.set_current_details(f"needs an operator: {reason}")
+
+    def _request_key(self, what: str) -> str:
+        """Unique per run and update: a new run never reuses an older run's records."""
+        info = workflow.current_update_info()
+        update_id = info.id if info else "run"
+        return f"{workflow.info().workflow_id}:{workflow.info().run_id}:{what}:{update_id}"
 
     def _mail_via(self, activity: Callable[..., Awaitable[Any]], inp: Any) -> None:
         """A mail activity that needs what the workflow must not see (a link token, an

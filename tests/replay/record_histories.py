@@ -220,6 +220,25 @@ async def record() -> None:
             )
             await s.result()
             await save("signup_holder_declined", s)
+
+            # 8. links recorded by a local activity, mailed in the background (patch
+            #    link-recorded-then-mailed): a second link replaces the first; a mail
+            #    that can never be sent flags the signup; expired, then abandoned
+            before = len(sink.received)
+            s = await start_signup(env.client, settings, engine, "replay-links@example.com")
+            await env.sleep(timedelta(minutes=2))
+            await s.execute_update(SignupWorkflow.request_link)
+            await sink.wait_for(before + 2)  # links 1 and 2
+            await asyncio.sleep(1)
+            unsendable = await start_signup(
+                env.client, settings, engine, "replay-idn@bücher.example", wait_for_mail=False
+            )
+            await asyncio.sleep(2)
+            await env.sleep(timedelta(days=9))
+            await s.result()
+            await save("signup_links_recorded_then_mailed", s)
+            await unsendable.result()
+            await save("signup_link_unsendable_abandoned", unsendable)
         sink.stop()
         engine.dispose()
     await env.shutdown()

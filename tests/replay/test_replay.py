@@ -33,6 +33,8 @@ HISTORIES: dict[str, list[str]] = {
         "signup_registered",
         "signup_holder_confirmed",
         "signup_holder_declined",
+        "signup_links_recorded_then_mailed",
+        "signup_link_unsendable_abandoned",
     ],
 }
 NAMES = [name for names in HISTORIES.values() for name in names]

@@ -14,12 +14,19 @@ from sqlmodel import Session, select
 from domain.enrollment import RecordApplicationInput
 from domain.errors import ErrorCode
 from domain.holder import AskHolderInput, RecordHolderDecisionInput
-from domain.signup import GatewayMatch, IssueLinkInput, RegisterMemberInput, Service
+from domain.signup import (
+    GatewayMatch,
+    IssueLinkInput,
+    LinkIssued,
+    RecordLinkInput,
+    RegisterMemberInput,
+    Service,
+)
 from store import enrollment as enrollment_store
 from store import holder as holder_store
 from store import signup as signup_store
 from store.enrollment import RuleViolation
-from store.tables import PointSignup, PointsMember
+from store.tables import PointSignup, PointsMember, SignupLink
 from tests.factories import Customer, add_customer
 from tests.workflows.signup_harness import INFO, SETTINGS
 
@@ -161,18 +168,80 @@ def test_abandoning_releases_the_reservation(store_engine: Engine) -> None:
     assert signup_store.open_signup(store_engine, "gone@example.com").signup_id != ticket.signup_id
 
 
+KEY = b"test-link-key"
+
+
 def test_links_keep_only_hashes_and_issue_idempotently(store_engine: Engine) -> None:
+    """The old one-activity path (runs recorded before record_link): same link on retry."""
     ticket = signup_store.open_signup(store_engine, "link@example.com")
     inp = IssueLinkInput(signup_id=ticket.signup_id, seq=1, issued_at=NOW, ttl=timedelta(hours=24))
-    token, issued = signup_store.issue_link(store_engine, inp)
+    token, issued = signup_store.issue_link(store_engine, KEY, inp)
     assert token is not None and issued.token_sha256 == signup_store.token_hash(token)
     assert issued.expires_at == NOW + timedelta(hours=24)
-    # Not mailed yet (the attempt died before sending): a retry gets a fresh token.
-    retry_token, retry = signup_store.issue_link(store_engine, inp)
-    assert retry_token != token and retry.token_sha256 == signup_store.token_hash(retry_token or "")
-    assert signup_store.signup_for_token(store_engine, token) is None
+    # Not marked mailed (the attempt died after the relay may have taken the mail): the
+    # retry mails the same link, so the first mail's link is not dead.
+    retry_token, retry = signup_store.issue_link(store_engine, KEY, inp)
+    assert retry_token == token and retry == issued
     signup_store.mark_link_mailed(store_engine, ticket.signup_id, 1)
     # Mailed: a retry sends nothing and reports the same link.
-    assert signup_store.issue_link(store_engine, inp) == (None, retry)
-    found = signup_store.signup_for_token(store_engine, retry_token or "")
+    assert signup_store.issue_link(store_engine, KEY, inp) == (None, retry)
+    found = signup_store.signup_for_token(store_engine, token)
     assert found is not None and found.id == ticket.signup_id
+
+
+def test_a_recorded_link_is_numbered_by_the_store_and_mailed_with_the_same_token(
+    store_engine: Engine,
+) -> None:
+    ticket = signup_store.open_signup(store_engine, "derive@example.com")
+
+    def record(key: str) -> LinkIssued:
+        return signup_store.record_link(
+            store_engine,
+            KEY,
+            RecordLinkInput(
+                signup_id=ticket.signup_id, request_key=key, issued_at=NOW, ttl=timedelta(hours=24)
+            ),
+        )
+
+    first = record("run-1:link:update-a")
+    assert first.seq == 1
+    assert record("run-1:link:update-a") == first  # a retried activity: the same link
+    # Mailing it (twice, as a retry would) derives the same token, which the API finds.
+    mailed = signup_store.link_to_mail(store_engine, KEY, ticket.signup_id, 1)
+    again = signup_store.link_to_mail(store_engine, KEY, ticket.signup_id, 1)
+    assert mailed == again and mailed.current
+    assert signup_store.token_hash(mailed.token) == first.token_sha256
+    found = signup_store.signup_for_token(store_engine, mailed.token)
+    assert found is not None and found.id == ticket.signup_id
+    # Nothing secret is stored: the row holds the hash and the salt, not the token.
+    with Session(store_engine) as session:
+        row = session.exec(select(SignupLink).where(SignupLink.seq == 1)).one()
+    assert mailed.token not in (row.token_sha256, row.salt, row.request_key)
+
+    # A new run (an operator ended the old one) continues the store's count.
+    second = record("run-2:link:update-a")
+    assert second.seq == 2 and second.token_sha256 != first.token_sha256
+    assert not signup_store.link_to_mail(store_engine, KEY, ticket.signup_id, 1).current
+    # Another key cannot re-derive it: refused, never a different (dead) link.
+    with pytest.raises(signup_store.LinkKeyMismatch):
+        signup_store.link_to_mail(store_engine, b"another-key", ticket.signup_id, 2)
+
+
+def test_concurrent_records_get_distinct_numbers(store_engine: Engine) -> None:
+    ticket = signup_store.open_signup(store_engine, "race-link@example.com")
+    results = race(
+        *(
+            lambda key=key: signup_store.record_link(
+                store_engine,
+                KEY,
+                RecordLinkInput(
+                    signup_id=ticket.signup_id,
+                    request_key=key,
+                    issued_at=NOW,
+                    ttl=timedelta(hours=24),
+                ),
+            )
+            for key in ("a", "b", "c")
+        )
+    )
+    assert sorted(r.seq for r in results if isinstance(r, LinkIssued)) == [1, 2, 3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowHandle
 
 from config import Settings
@@ -16,9 +18,11 @@ from devtools.mailsink import MailSink
 from domain.customer import CustomerInfo
 from domain.enrollment import RecordApplicationInput
 from domain.jst import QuietHours
+from domain.mail import MailKind
 from domain.signup import SignupInput, SignupPolicy, SignupView
 from store import enrollment as enrollment_store
 from store import signup as signup_store
+from store.tables import OutboxMail
 from tests.factories import Customer, add_customer
 from worker import build_worker
 from workflows.signup import SignupWorkflow
@@ -70,6 +74,7 @@ async def start_signup(
     email: str,
     policy: SignupPolicy | None = None,
     quiet: QuietHours = NO_QUIET,
+    wait_for_mail: bool = True,
 ) -> WorkflowHandle[SignupWorkflow, SignupView]:
     """What the API does, without update-with-start (the time-skipping server lacks it)."""
     ticket = signup_store.open_signup(engine, email)
@@ -86,8 +91,49 @@ async def start_signup(
         id=ticket.workflow_id,
         task_queue=settings.task_queue,
     )
+    before = links_sent(engine, ticket.signup_id)
     await handle.execute_update(SignupWorkflow.request_link)
+    if wait_for_mail and not ticket.already_member:
+        await link_mailed(engine, ticket.signup_id, before + 1)
+        await activities_done(handle)
     return handle
+
+
+async def activities_done(handle: WorkflowHandle[SignupWorkflow, SignupView]) -> None:
+    """Wait until the mail activity's completion, and the workflow task that follows it,
+    are in history too."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            return
+        if loop.time() > deadline:
+            raise AssertionError("activities still pending")
+        await asyncio.sleep(0.05)
+
+
+def links_sent(engine: Engine, signup_id: str) -> int:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxMail).where(
+                OutboxMail.signup_id == signup_id,
+                OutboxMail.kind == MailKind.SIGNUP_LINK.value,
+                OutboxMail.status == "sent",
+            )
+        ).all()
+    return len(rows)
+
+
+async def link_mailed(engine: Engine, signup_id: str, count: int, timeout: float = 20) -> None:
+    """Wait (real time) until ``count`` link mails of the signup are sent: the update
+    answers once the link is recorded, and the mail follows in the background."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while links_sent(engine, signup_id) < count:
+        if loop.time() > deadline:
+            raise AssertionError(f"link mail {count} not sent in time")
+        await asyncio.sleep(0.05)
 
 
 def token_in(sink: MailSink, email: str) -> str:

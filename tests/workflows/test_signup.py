@@ -30,7 +30,7 @@ from domain.signup import (
     SignupView,
 )
 from store import signup as signup_store
-from store.tables import Consent, PointSignup, PointsMember
+from store.tables import Consent, OutboxMail, PointSignup, PointsMember
 from tests.factories import add_customer
 from tests.history import closed_mail_activities, completed_mail, kinds
 from tests.pii import assert_absent, history_bytes
@@ -499,3 +499,38 @@ async def test_the_idle_reminder_waits_for_morning_jst(
         assert not is_quiet(reminder.scheduled_at, quiet)
         assert mails_to(mail_sink, email, "完了していません") == 1
         await handle.terminate("test finished")
+
+
+async def test_a_signup_whose_mail_can_never_be_sent_is_still_abandoned_on_time(
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    """A non-ASCII address (the relay cannot take it): the mail fails for good at once,
+    the signup says it needs an operator, and its timers still run (before: the update
+    retried the send forever, holding the lock the abandonment needs)."""
+    env = ts_clock
+    email = "idn@bücher.example"
+    async with signup_worker(env.client, sqlite_engine, mail_sink) as settings:
+        async with asyncio.timeout(30):  # the update answers once the link is recorded
+            handle = await start_signup(
+                env.client, settings, sqlite_engine, email, QUICK, wait_for_mail=False
+            )
+        view = await handle.query(SignupWorkflow.get_signup)
+        assert view.link_seq == 1 and view.link_expires_at is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not (await handle.query(SignupWorkflow.get_signup)).needs_operator:
+            assert loop.time() < deadline, "the signup was not flagged"
+            await asyncio.sleep(0.05)
+        with Session(sqlite_engine) as session:
+            [row] = session.exec(select(OutboxMail).where(OutboxMail.kind == "signup_link")).all()
+        assert (row.status, row.attempts, row.last_error) == ("failed", 1, "UnicodeEncodeError")
+
+        await skip_to(env, view.link_expires_at + QUICK.abandon_after + timedelta(minutes=1))
+        result = await handle.result()
+        assert result.status == SignupStatus.ABANDONED and result.needs_operator
+        with Session(sqlite_engine) as session:
+            signup = session.exec(
+                select(PointSignup).where(PointSignup.workflow_id == handle.id)
+            ).one()
+        assert signup.status == "abandoned"
+        assert mail_sink.received == []
