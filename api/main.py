@@ -61,7 +61,7 @@ def create_app(
         )
         # Login and signup-request limits, in the store: shared by every API instance.
         app.state.limiter = StoreLimiter(app.state.engine, secret)
-        app.state.signup_requests = SignupRequests(app.state.engine, app.state.client, settings)
+        app.state.signup_requests = SignupRequests(app.state.engine, app.state.temporal, settings)
         drainer = asyncio.create_task(app.state.signup_requests.drain_forever())
         try:
             yield

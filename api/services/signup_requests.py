@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import BackgroundTasks, Request
 from sqlalchemy.engine import Engine
-from temporalio.client import Client
 
+from api.deps import TemporalConnection
 from api.errors import ApiError
 from api.ratelimit import Limit, StoreLimiter
 from api.services.signup import SignupService
@@ -59,11 +59,12 @@ class SignupRequests:
     def __init__(
         self,
         engine: Engine,
-        client: Client,
+        temporal: TemporalConnection,
         settings: Settings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._engine, self._client, self._settings, self._clock = engine, client, settings, clock
+        self._engine, self._temporal, self._settings = engine, temporal, settings
+        self._clock = clock
         self._lease = max(1, math.ceil(settings.signup_request_lease.total_seconds()))
 
     def accept(self, email: str) -> str:
@@ -95,7 +96,8 @@ class SignupRequests:
             signup_id, already_member = ticket.signup_id, ticket.already_member
         else:
             signup_id, already_member = row.signup_id, row.already_member
-        signups = SignupService(self._client, self._engine, settings)
+        # Not connected yet (the Temporal server is down): an ApiError, retried later.
+        signups = SignupService(await self._temporal.get(), self._engine, settings)
         try:
             # The row's ID is the update ID: a second hand-over attaches to the first.
             await signups.send_link(signup_id, already_member, f"signup-request-{request_id}")

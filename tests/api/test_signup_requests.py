@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio.testing import WorkflowEnvironment
 
+from api.deps import TemporalConnection
 from api.main import create_app
 from api.services.signup_requests import SignupRequests
 from devtools.mailsink import MailSink
@@ -155,7 +156,10 @@ async def test_a_request_taken_while_the_worker_is_away_is_handed_over_later(
         async with build_worker(dev_env.client, settings, engine, executor):
             # Another instance's drainer, once the first hand-over's lease has run out.
             later = SignupRequests(
-                engine, dev_env.client, settings, clock=lambda: time.time() + 3600
+                engine,
+                TemporalConnection(settings, dev_env.client),
+                settings,
+                clock=lambda: time.time() + 3600,
             )
             assert await later.drain_once() == 1
             [mail] = await mail_sink.wait_for(1)
