@@ -48,7 +48,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -101,8 +101,6 @@ with workflow.unsafe.imports_passed_through():
         SignupView,
     )
     from workflows.mail import (
-        MAIL_GIVE_UP_AFTER,
-        MAIL_RETRY,
         mail_in_background,
         send_in_background,
     )
@@ -111,6 +109,7 @@ with workflow.unsafe.imports_passed_through():
 # A workflow module, imported normally: the sandbox loads it afresh like this one.
 from workflows.enrollment import EnrollmentWorkflow
 
+MailInputT = TypeVar("MailInputT")
 MASK = "********"
 # STEP3 checks the pair with limits and asks the circle account holder to confirm a
 # stranger's address; register waits for it and tells the holder. Signups whose STEP3
@@ -632,23 +631,18 @@ class SignupWorkflow:
         update_id = info.id if info else "run"
         return f"{workflow.info().workflow_id}:{workflow.info().run_id}:{what}:{update_id}"
 
-    def _mail_via(self, activity: Callable[..., Awaitable[Any]], inp: Any) -> None:
+    def _mail_via(
+        self, activity: Callable[[Any, MailInputT], Awaitable[object]], inp: MailInputT
+    ) -> None:
         """A mail activity that needs what the workflow must not see (a link token, an
-        address): in the background, like ``send_in_background``."""
-
-        async def deliver() -> None:
-            try:
-                await workflow.execute_activity_method(
-                    activity,
-                    inp,
-                    start_to_close_timeout=timedelta(minutes=2),
-                    schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
-                    retry_policy=MAIL_RETRY,
-                )
-            except ActivityError as err:
-                workflow.logger.warning("holder mail not delivered: %s", type(err.cause).__name__)
-
-        self._mail_tasks.append(asyncio.create_task(deliver()))
+        address): in the background; a mail that cannot be sent flags an operator."""
+        mail_in_background(
+            self._mail_tasks,
+            activity,
+            inp,
+            "holder mail",
+            lambda: self._flag_operator("a mail to the account holder failed"),
+        )
 
     async def _check_gateway(self, req: GatewayEntry) -> GatewayMatch:
         """STEP3 with limits: a wrong pair counts, the last allowed one locks the signup."""
