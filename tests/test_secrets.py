@@ -18,6 +18,7 @@ from config import ROOT, Settings, UnsafeSecrets
 OWN: dict[str, Any] = {
     "secret_key": "a-real-secret-of-our-own",
     "system_api_key": "a-real-system-key",
+    "signup_link_key": "a-real-signup-link-key",
     "codec_keys": {"prod-1": base64.b64encode(os.urandom(32)).decode()},
     "codec_key_id": "prod-1",
 }
@@ -27,9 +28,15 @@ def test_the_default_refuses_every_published_secret_and_names_it_without_its_val
     with pytest.raises(UnsafeSecrets) as refused:
         Settings().check_secrets("the API")
     text = str(refused.value)
-    for name in ("ECOKATSU_SECRET_KEY", "ECOKATSU_SYSTEM_API_KEY", "ECOKATSU_CODEC_KEYS[dev-1]"):
+    for name in (
+        "ECOKATSU_SECRET_KEY",
+        "ECOKATSU_SYSTEM_API_KEY",
+        "ECOKATSU_SIGNUP_LINK_KEY",
+        "ECOKATSU_CODEC_KEYS[dev-1]",
+    ):
         assert name in text
     assert "dev-only-change-me" not in text and "dev-system-key" not in text
+    assert "dev-only-signup-link-key" not in text
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ def settings_for(sqlite_url: str, sink: MailSink, **overrides: Any) -> Settings:
         "task_queue": f"api-{uuid.uuid4().hex}",
         "system_api_key": SYSTEM_KEY,
         "secret_key": "test-secret",
+        "signup_link_key": "test-signup-link-key",
         "workflow_answer_timeout": timedelta(seconds=10),
         # the keys the test clients encrypt with, so the codec server can open them
         "codec_keys": {k: base64.b64encode(v).decode() for k, v in TEST_KEYS.items()},
