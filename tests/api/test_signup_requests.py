@@ -25,10 +25,9 @@ from devtools.mailsink import MailSink
 from store import signup as signup_store
 from store import signup_requests as queue
 from store.engine import make_engine
-from store.tables import PointSignup
+from store.tables import Account, PointSignup
 from tests.api.conftest import Stack, _stack, settings_for
-from tests.factories import add_customer
-from tests.store.test_signup_store import member_input
+from tests.store.test_signup_store import applied, member_input
 from worker import build_worker
 
 ALREADY_MEMBER_SUBJECT = "会員登録についてのお知らせ"
@@ -36,7 +35,15 @@ LINK_SUBJECT = "会員登録URLのお知らせ"
 
 
 def make_member(engine: Engine, email: str) -> None:
-    customer = add_customer(engine)
+    # A member needs an active circle application, and (registered under the account's own
+    # address) no confirmation by the account holder.
+    customer = applied(engine)
+    with Session(engine) as session:
+        account = session.get(Account, customer.account_id)
+        assert account is not None
+        account.email = email
+        session.add(account)
+        session.commit()
     ticket = signup_store.open_signup(engine, email)
     signup_store.register_member(engine, member_input(ticket.signup_id, customer))
 
