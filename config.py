@@ -134,6 +134,16 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(default=SecretStr("dev-only-change-me"))
     session_max_age: timedelta = timedelta(hours=12)
     system_api_key: SecretStr = Field(default=SecretStr("dev-system-key"))
+    # An operator's session after a password login (POST /v1/operator/session).
+    operator_session_max_age: timedelta = timedelta(hours=8)
+
+    # Metrics (Prometheus). The API serves its own at /metrics. The worker serves its
+    # activity counters (mails, links, registrations…) on worker_metrics_port and the
+    # Temporal SDK's metrics (and the workflows' stage metrics) on temporal_metrics_port;
+    # 0 turns either off.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
+    temporal_metrics_port: int = 9465
 
     def codec_key_bytes(self) -> dict[str, bytes]:
         return {k: base64.b64decode(v.get_secret_value()) for k, v in self.codec_keys.items()}

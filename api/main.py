@@ -14,8 +14,8 @@ from api import errors
 from api.deps import TemporalConnection
 from api.errors import ApiError
 from api.ratelimit import SlidingWindowLimiter
-from api.routes import codec, confirmation, enrollment, session, signup, system
-from api.security import SessionTokens, SignupSessions
+from api.routes import codec, confirmation, enrollment, operator_auth, session, signup, system
+from api.security import OperatorSessions, SessionTokens, SignupSessions
 from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
@@ -54,6 +54,9 @@ def create_app(
         app.state.signup_sessions = SignupSessions(
             secret, int((settings.signup.abandon_after + settings.signup.link_ttl).total_seconds())
         )
+        app.state.operator_sessions = OperatorSessions(
+            secret, int(settings.operator_session_max_age.total_seconds())
+        )
         app.state.signup_limiter = SlidingWindowLimiter(settings.signup_requests_per_hour, 3600)
         yield
 
@@ -67,6 +70,7 @@ def create_app(
     app.include_router(signup.router)
     app.include_router(confirmation.router)
     app.include_router(codec.router)
+    app.include_router(operator_auth.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:
