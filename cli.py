@@ -103,6 +103,27 @@ def journeys(
     asyncio.run(run())
 
 
+@app.command()
+def funnel(
+    task_queue: Annotated[
+        str | None, typer.Option(help="Only journeys on this task queue (default: all)")
+    ] = None,
+) -> None:
+    """Households at each stage now, and converted (reached enrolled) in the last 7/30
+    days, from Temporal's visibility counts."""
+    from datetime import UTC, datetime
+
+    from funnel import funnel as count_funnel
+    from funnel import render
+    from temporal_client import connect
+
+    async def run() -> str:
+        client = await connect(get_settings())
+        return render(await count_funnel(client, datetime.now(UTC), task_queue))
+
+    typer.echo(asyncio.run(run()))
+
+
 operator_app = typer.Typer(no_args_is_help=True, help="Operator accounts (people, with roles).")
 app.add_typer(operator_app, name="operator")
 

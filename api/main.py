@@ -13,6 +13,7 @@ from temporalio.client import Client
 from api import errors
 from api.deps import TemporalConnection
 from api.errors import ApiError
+from api.metrics import MetricsMiddleware, metrics_endpoint
 from api.ratelimit import SlidingWindowLimiter
 from api.routes import codec, confirmation, enrollment, operator_auth, session, signup, system
 from api.security import OperatorSessions, SessionTokens, SignupSessions
@@ -64,6 +65,8 @@ def create_app(
         title="Eco-katsu enrollment orchestrator", description=DESCRIPTION, lifespan=lifespan
     )
     errors.install(app, settings.max_request_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: times everything, refusals included
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(session.router)
     app.include_router(enrollment.router)
     app.include_router(system.router)
