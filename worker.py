@@ -37,6 +37,7 @@ from workflows.enrollment import EnrollmentWorkflow
 from workflows.signup import SignupWorkflow
 
 WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow]
+log = logging.getLogger("worker")
 
 
 def mail_renderer(settings: Settings) -> MailRenderer:
@@ -109,7 +110,13 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     if not settings.temporal_metrics_port:
         return None
     address = f"{settings.worker_metrics_host}:{settings.temporal_metrics_port}"
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as err:  # "Failed starting Prometheus exporter: Address already in use"
+        # A worker without metrics still serves journeys: a busy port (a second worker on
+        # the host) must not stop it.
+        log.warning("Temporal metrics not exported on %s: %s", address, err)
+        return None
 
 
 def serve_activity_metrics(settings: Settings) -> WSGIServer | None:
@@ -117,9 +124,13 @@ def serve_activity_metrics(settings: Settings) -> WSGIServer | None:
     served from a thread; the returned server can be shut down (tests do)."""
     if not settings.worker_metrics_port:
         return None
-    server, _ = prometheus_client.start_http_server(
-        settings.worker_metrics_port, addr=settings.worker_metrics_host
-    )
+    try:
+        server, _ = prometheus_client.start_http_server(
+            settings.worker_metrics_port, addr=settings.worker_metrics_host
+        )
+    except OSError as err:  # a busy port must not stop a worker (see metrics_runtime)
+        log.warning("activity metrics not served on port %s: %s", settings.worker_metrics_port, err)
+        return None
     return server
 
 

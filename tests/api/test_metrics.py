@@ -4,6 +4,7 @@ with a real dev server and worker."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -161,3 +162,22 @@ async def _grew(url: str, before: str, sample: str, **labels: str) -> float | No
 
 async def _at_least(url: str, sample: str, least: float, **labels: str) -> bool:
     return value(await scrape(url), sample, **labels) >= least
+
+
+def test_a_busy_metrics_port_does_not_stop_a_worker(sqlite_url: str, mail_sink: MailSink) -> None:
+    """A second worker on the same host finds both ports taken: it runs without them."""
+    busy = settings_for(
+        sqlite_url, mail_sink, worker_metrics_port=19013, temporal_metrics_port=19014
+    )
+    holders = []
+    for port in (19013, 19014):
+        held = socket.socket()
+        held.bind(("127.0.0.1", port))
+        held.listen()
+        holders.append(held)
+    try:
+        assert serve_activity_metrics(busy) is None
+        assert metrics_runtime(busy) is None
+    finally:
+        for held in holders:
+            held.close()
