@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import Engine
 
 from config import ROOT, get_settings
 from domain.enrollment import Stage
+from store.operators import Role
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 
@@ -111,6 +113,113 @@ def journeys(
             )
 
     asyncio.run(run())
+
+
+@app.command()
+def funnel(
+    task_queue: Annotated[
+        str | None, typer.Option(help="Only journeys on this task queue (default: all)")
+    ] = None,
+) -> None:
+    """Households at each stage now, and converted (reached enrolled) in the last 7/30
+    days, from Temporal's visibility counts."""
+    from datetime import UTC, datetime
+
+    from funnel import funnel as count_funnel
+    from funnel import render
+    from temporal_client import connect
+
+    async def run() -> str:
+        client = await connect(get_settings())
+        return render(await count_funnel(client, datetime.now(UTC), task_queue))
+
+    typer.echo(asyncio.run(run()))
+
+
+operator_app = typer.Typer(no_args_is_help=True, help="Operator accounts (people, with roles).")
+app.add_typer(operator_app, name="operator")
+
+
+def _engine() -> Engine:
+    from store.engine import make_engine
+
+    return make_engine(get_settings().database_url)
+
+
+@operator_app.command("add")
+def operator_add(
+    name: Annotated[str, typer.Argument(help="A person's login name (no e-mail needed)")],
+    role: Annotated[Role, typer.Option(help="viewer: read and decrypt; operator: also act")] = (
+        Role.VIEWER
+    ),
+    password: Annotated[
+        bool, typer.Option("--password/--no-password", help="Ask for a password (twice)")
+    ] = False,
+) -> None:
+    """Create an operator account. Give it a password (--password) and/or tokens."""
+    from api.security import hash_password
+    from store import operators
+
+    chosen = role
+    hashed = None
+    if password:
+        hashed = hash_password(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    try:
+        operators.add(_engine(), name, chosen, hashed)
+    except operators.OperatorExists:
+        typer.echo(f"operator {name} exists already", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"operator {name} added ({chosen.value})")
+
+
+@operator_app.command("password")
+def operator_password(name: str) -> None:
+    """Set (or change) an operator's password."""
+    from api.security import hash_password
+    from store import operators
+
+    hashed = hash_password(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    operators.set_password(_engine(), name, hashed)
+    typer.echo(f"password of {name} set")
+
+
+@operator_app.command("token")
+def operator_token(
+    name: str, label: Annotated[str, typer.Option(help="What the token is for")] = ""
+) -> None:
+    """Issue a personal API token: printed once, only its hash is kept."""
+    from store import operators
+
+    try:
+        typer.echo(operators.issue_token(_engine(), name, label))
+    except operators.OperatorNotFound:
+        typer.echo(f"no operator {name}", err=True)
+        raise typer.Exit(1) from None
+
+
+@operator_app.command("list")
+def operator_list() -> None:
+    """Every operator: role, enabled, password, live tokens."""
+    from store import operators
+
+    for op in operators.list_operators(_engine()):
+        typer.echo(
+            f"{op.name:<24} {op.role.value:<9} {'disabled' if op.disabled else 'enabled':<9} "
+            f"password {'yes' if op.has_password else 'no ':<4} tokens {op.tokens}"
+        )
+
+
+@operator_app.command("disable")
+def operator_disable(name: str) -> None:
+    """Refuse every credential of this operator from now on (the audit keeps the name)."""
+    from store import operators
+
+    try:
+        operators.disable(_engine(), name)
+    except operators.OperatorNotFound:
+        typer.echo(f"no operator {name}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"operator {name} disabled")
 
 
 if __name__ == "__main__":

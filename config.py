@@ -189,6 +189,16 @@ class Settings(BaseSettings):
     login_failure_window: timedelta = timedelta(minutes=15)
     login_lockout: timedelta = timedelta(minutes=15)
     system_api_key: SecretStr = Field(default=SecretStr(DEV_SYSTEM_API_KEY))
+    # An operator's session after a password login (POST /v1/operator/session).
+    operator_session_max_age: timedelta = timedelta(hours=8)
+
+    # Metrics (Prometheus). The API serves its own at /metrics. The worker serves its
+    # activity counters (mails, links, registrations…) on worker_metrics_port and the
+    # Temporal SDK's metrics (and the workflows' stage metrics) on temporal_metrics_port;
+    # 0 turns either off.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
+    temporal_metrics_port: int = 9465
 
     def published_secrets(self) -> list[str]:
         """The variables whose secret is a published default or empty (names only)."""

@@ -12,6 +12,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from codec import encrypted_converter
@@ -26,8 +27,11 @@ def converter_for(settings: Settings) -> DataConverter:
     return encrypted_converter(settings.codec_key_bytes(), settings.codec_key_id)
 
 
-async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
-    """Connect with the encrypted pydantic converter; retry for up to ``wait`` seconds."""
+async def connect(
+    settings: Settings, *, wait: float = 0.0, runtime: Runtime | None = None
+) -> Client:
+    """Connect with the encrypted pydantic converter; retry for up to ``wait`` seconds.
+    ``runtime``: the worker's, which exports the SDK's metrics (``worker.py``)."""
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         try:
@@ -35,6 +39,7 @@ async def connect(settings: Settings, *, wait: float = 0.0) -> Client:
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=converter_for(settings),
+                runtime=runtime,
             )
         except RuntimeError:
             if asyncio.get_running_loop().time() >= deadline:

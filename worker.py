@@ -17,9 +17,12 @@ import asyncio
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from wsgiref.simple_server import WSGIServer
 
+import prometheus_client
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.enrollment import EnrollmentActivities
@@ -35,6 +38,7 @@ from workflows.enrollment import EnrollmentWorkflow
 from workflows.signup import SignupWorkflow
 
 WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow]
+log = logging.getLogger("worker")
 
 
 def mail_renderer(settings: Settings) -> MailRenderer:
@@ -107,12 +111,44 @@ def build_worker(
     )
 
 
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime that serves the SDK's metrics (task latencies, slots, polls…)
+    and the workflows' own (``workflows/metrics.py``) in Prometheus format on
+    ``temporal_metrics_port``; None (the default runtime, no export) when it is 0."""
+    if not settings.temporal_metrics_port:
+        return None
+    address = f"{settings.worker_metrics_host}:{settings.temporal_metrics_port}"
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    except ValueError as err:  # "Failed starting Prometheus exporter: Address already in use"
+        # A worker without metrics still serves journeys: a busy port (a second worker on
+        # the host) must not stop it.
+        log.warning("Temporal metrics not exported on %s: %s", address, err)
+        return None
+
+
+def serve_activity_metrics(settings: Settings) -> WSGIServer | None:
+    """The activities' counters (``activities/metrics.py``) on ``worker_metrics_port``,
+    served from a thread; the returned server can be shut down (tests do)."""
+    if not settings.worker_metrics_port:
+        return None
+    try:
+        server, _ = prometheus_client.start_http_server(
+            settings.worker_metrics_port, addr=settings.worker_metrics_host
+        )
+    except OSError as err:  # a busy port must not stop a worker (see metrics_runtime)
+        log.warning("activity metrics not served on port %s: %s", settings.worker_metrics_port, err)
+        return None
+    return server
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     settings.check_secrets("the worker")
     engine = make_engine(settings.database_url)
-    client = await connect(settings, wait=60)
+    serve_activity_metrics(settings)
+    client = await connect(settings, wait=60, runtime=metrics_runtime(settings))
     await ensure_search_attributes(client, settings.temporal_namespace)
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, engine, executor)

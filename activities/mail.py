@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from domain.enrollment import AwaitedStep
 from domain.mail import MailKind, MailReceipt, MailRequest
 from store.tables import Account, OutboxMail, PointSignup, PointsMember
@@ -172,6 +173,7 @@ class MailActivities:
         mail = self._render(req, name, secret or {})
         message_id = message_id_for(req.key, self._smtp.domain)
         if not await asyncio.to_thread(self._claim, req, mail.subject, message_id):
+            metrics.MAILS.labels(req.kind.value, "already_sent").inc()
             return MailReceipt(key=req.key, message_id=message_id, already_sent=True)
         try:
             msg = build_message(mail, self._smtp.sender, name, address, message_id)
@@ -199,6 +201,7 @@ class MailActivities:
             await asyncio.to_thread(
                 self._finish, req.key, "failed" if permanent else "sending", f"SMTP {code}"
             )
+            metrics.MAILS.labels(req.kind.value, "failed" if permanent else "deferred").inc()
             if permanent:
                 raise ApplicationError(
                     f"SMTP refused the mail permanently ({code})",
@@ -211,10 +214,12 @@ class MailActivities:
         except (aiosmtplib.SMTPException, OSError) as exc:
             # Connection problems are temporary; the Temporal retry policy backs off.
             await asyncio.to_thread(self._finish, req.key, "sending", type(exc).__name__)
+            metrics.MAILS.labels(req.kind.value, "deferred").inc()
             raise ApplicationError(
                 f"SMTP unavailable ({type(exc).__name__})", type="mail_unavailable"
             ) from None
         await asyncio.to_thread(self._finish, req.key, "sent")
+        metrics.MAILS.labels(req.kind.value, "sent").inc()
         return MailReceipt(key=req.key, message_id=message_id)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import metrics
 from activities.enrollment import refuse_on_rule
 from activities.mail import MailActivities
 from domain.ids import signup_workflow_id
@@ -86,6 +87,7 @@ class SignupActivities:
             secret={"link_url": f"{self._registration_url}#{token}"},
         )
         await asyncio.to_thread(signup_store.mark_link_mailed, self._engine, inp.signup_id, inp.seq)
+        metrics.LINKS_ISSUED.inc()
         return issued
 
     @staticmethod
@@ -108,6 +110,7 @@ class SignupActivities:
     @activity.defn
     def register_member(self, inp: RegisterMemberInput) -> Registered:
         member = refuse_on_rule(lambda: signup_store.register_member(self._engine, inp))
+        metrics.REGISTRATIONS.inc()
         return Registered(
             gateway_id=member.gateway_id, registered_at=inp.registered_at, name=inp.info.name
         )
@@ -115,3 +118,4 @@ class SignupActivities:
     @activity.defn
     def release_signup(self, inp: ReleaseSignupInput) -> None:
         signup_store.release_signup(self._engine, inp.signup_id, inp.released_at)
+        metrics.SIGNUPS_RELEASED.inc()

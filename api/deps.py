@@ -4,9 +4,13 @@ signup session, and the request's idempotency key."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -16,10 +20,12 @@ from sqlmodel import Session
 from temporalio.client import Client
 
 from api.errors import ApiError
-from api.security import SessionTokens, SignupSessions
+from api.security import OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup import SignupService, SignupStep
 from config import Settings
 from domain.errors import ErrorCode
+from store import audit, operators
+from store.operators import Role
 from store.tables import Account, Enrollment
 from temporal_client import connect
 
@@ -179,3 +185,114 @@ async def signup_service(
 SignupStepDep = Annotated[SignupStep, Depends(current_signup_step)]
 SignupServiceDep = Annotated[SignupService, Depends(signup_service)]
 SignupSessionsDep = Annotated[SignupSessions, Depends(get_signup_sessions)]
+
+
+# --- Operators: people with their own credentials (store/operators.py) -------------------
+
+
+@dataclass(frozen=True)
+class OperatorIdentity:
+    """The operator behind a request: their name goes into the audit of what they do."""
+
+    name: str
+    role: Role
+
+
+def request_action(request: Request) -> str:
+    """The audit's action for a request: method and route template, e.g.
+    ``POST /v1/operator/journeys/{workflow_id}/resend`` (no IDs or query values)."""
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
+
+
+def refuse_operator(
+    request: Request, engine: Engine, name: str, code: ErrorCode, reason: str
+) -> ApiError:
+    """Audit a refusal of an operator request, and the error to raise for it."""
+    audit.record(
+        engine,
+        operator=name,
+        action=request_action(request),
+        outcome=code.value,
+        reason=reason,
+        workflow_id=request.path_params.get("workflow_id"),
+    )
+    return ApiError(code)
+
+
+def _presented_credential(
+    request: Request, engine: Engine
+) -> tuple[str, operators.Credential | None, str]:
+    """(name as presented, what it resolves to, why not). Three forms, all in
+    ``Authorization``: ``Bearer <personal token>``, ``Bearer <session from a password
+    login>``, and ``Basic <name:personal token>`` (what a browser sends behind the
+    deployment's sign-in proxy, deploy/nginx.conf)."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value.startswith(operators.TOKEN_PREFIX):
+        found = operators.by_token(engine, value)
+        return (found.name if found else ""), found, "unknown or revoked token"
+    if scheme.lower() == "bearer" and value:
+        sessions: OperatorSessions = request.app.state.operator_sessions
+        name = sessions.name(value)
+        if name is None:
+            return "", None, "invalid or expired session"
+        return name, operators.by_name(engine, name), "session of an unknown operator"
+    if scheme.lower() == "basic" and value:
+        try:
+            name, _, token = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return "", None, "malformed basic credentials"
+        found = (
+            operators.by_token(engine, token) if token.startswith(operators.TOKEN_PREFIX) else None
+        )
+        if found is None or not hmac.compare_digest(found.name.encode(), name.encode()):
+            return name[:64], None, "unknown name or token"
+        return name, found, ""
+    return "", None, "no operator credentials"
+
+
+def authenticate_operator(request: Request, engine: EngineDep) -> OperatorIdentity:
+    """Who the operator is, or 401/403 (audited). Sync: runs in the thread pool."""
+    name, found, why = _presented_credential(request, engine)
+    if found is None:
+        raise refuse_operator(request, engine, name, ErrorCode.OPERATOR_UNAUTHENTICATED, why)
+    if found.disabled:
+        raise refuse_operator(
+            request, engine, found.name, ErrorCode.OPERATOR_DISABLED, "operator disabled"
+        )
+    return OperatorIdentity(found.name, found.role)
+
+
+def require_role(needed: Role) -> Callable[..., OperatorIdentity]:
+    """A dependency that admits operators whose role allows ``needed`` and audits the
+    refusal of everyone else. Use the aliases below in a route's signature::
+
+        @router.post("/journeys/{workflow_id}/cancel")
+        async def cancel(workflow_id: str, caller: OperatorDep, engine: EngineDep, ...):
+            ...  # act, then audit.record(engine, operator=caller.name, outcome="ok", ...)
+    """
+
+    def dependency(
+        request: Request,
+        engine: EngineDep,
+        caller: Annotated[OperatorIdentity, Depends(authenticate_operator)],
+    ) -> OperatorIdentity:
+        if not caller.role.allows(needed):
+            raise refuse_operator(
+                request,
+                engine,
+                caller.name,
+                ErrorCode.OPERATOR_ROLE_INSUFFICIENT,
+                f"role {caller.role.value} lacks {needed.value}",
+            )
+        return caller
+
+    return dependency
+
+
+ViewerDep = Annotated[OperatorIdentity, Depends(require_role(Role.VIEWER))]
+"""Any enabled operator (viewer or operator): reading."""
+OperatorDep = Annotated[OperatorIdentity, Depends(require_role(Role.OPERATOR))]
+"""An enabled operator with the ``operator`` role: acting on journeys and signups."""

@@ -15,10 +15,11 @@ from temporalio.client import Client
 from api import errors
 from api.deps import TemporalConnection
 from api.errors import ApiError
+from api.metrics import MetricsMiddleware, metrics_endpoint
 from api.middleware import SecurityHeaders, add_docs
 from api.ratelimit import StoreLimiter
-from api.routes import codec, confirmation, enrollment, session, signup, system
-from api.security import SessionTokens, SignupSessions
+from api.routes import codec, confirmation, enrollment, operator_auth, session, signup, system
+from api.security import OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup_requests import SignupRequests
 from codec import AesGcmCodec
 from config import Settings, get_settings
@@ -59,6 +60,9 @@ def create_app(
         app.state.signup_sessions = SignupSessions(
             secret, int((settings.signup.abandon_after + settings.signup.link_ttl).total_seconds())
         )
+        app.state.operator_sessions = OperatorSessions(
+            secret, int(settings.operator_session_max_age.total_seconds())
+        )
         # Login and signup-request limits, in the store: shared by every API instance.
         app.state.limiter = StoreLimiter(app.state.engine, secret)
         app.state.signup_requests = SignupRequests(app.state.engine, app.state.temporal, settings)
@@ -85,12 +89,15 @@ def create_app(
         add_docs(app, openapi_url)
     app.add_middleware(SecurityHeaders, always_hsts=settings.hsts)
     errors.install(app, settings.max_request_body_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: times everything, refusals included
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.include_router(session.router)
     app.include_router(enrollment.router)
     app.include_router(system.router)
     app.include_router(signup.router)
     app.include_router(confirmation.router)
     app.include_router(codec.router)
+    app.include_router(operator_auth.router)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:

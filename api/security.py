@@ -74,3 +74,23 @@ class SessionTokens:
             return None
         value = data.get("a") if isinstance(data, dict) else None
         return value if isinstance(value, str) else None
+
+
+class OperatorSessions:
+    """An operator's session after a password login (``POST /v1/operator/session``): the
+    signed operator name. Whether the operator is still enabled is checked per request."""
+
+    def __init__(self, secret: str, max_age_seconds: int) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt="eco-katsu-operator-session")
+        self._max_age = max_age_seconds
+
+    def issue(self, name: str) -> str:
+        return self._serializer.dumps({"o": name})
+
+    def name(self, token: str) -> str | None:
+        try:
+            data = self._serializer.loads(token, max_age=self._max_age)
+        except BadSignature:
+            return None
+        value = data.get("o") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else None

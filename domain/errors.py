@@ -61,6 +61,10 @@ class ErrorCode(StrEnum):
     LOGIN_FAILED = auto()
     SYSTEM_KEY_INVALID = auto()
     CODEC_FORBIDDEN = auto()
+    # operators (people with their own credentials, api/deps.py OperatorDep)
+    OPERATOR_UNAUTHENTICATED = auto()
+    OPERATOR_DISABLED = auto()
+    OPERATOR_ROLE_INSUFFICIENT = auto()
     # not found (404)
     JOURNEY_NOT_FOUND = auto()
     APPLICATION_NOT_FOUND = auto()
@@ -244,6 +248,13 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.SYSTEM_KEY_INVALID: ErrorSpec(403, "システム連携キーが正しくありません。"),
     ErrorCode.CODEC_FORBIDDEN: ErrorSpec(403, "復号の権限がありません。"),
+    ErrorCode.OPERATOR_UNAUTHENTICATED: ErrorSpec(
+        401, "オペレーターの認証情報がないか、正しくありません。"
+    ),
+    ErrorCode.OPERATOR_DISABLED: ErrorSpec(403, "このオペレーターアカウントは無効です。"),
+    ErrorCode.OPERATOR_ROLE_INSUFFICIENT: ErrorSpec(
+        403, "この操作にはオペレーター権限が必要です（閲覧者権限では行えません）。"
+    ),
     ErrorCode.JOURNEY_NOT_FOUND: ErrorSpec(404, "お申し込み手続きが見つかりません。"),
     ErrorCode.APPLICATION_NOT_FOUND: ErrorSpec(
         404, "このゲートウェイのお申し込みは見つかりません。"

@@ -316,3 +316,52 @@ class SignupRequest(SQLModel, table=True):
     already_member: bool = False
     # Epoch seconds until which one API process owns the row (a lease, not a lock).
     claimed_until: int = Field(default=0, sa_type=sa.BigInteger, index=True)
+
+
+class Operator(SQLModel, table=True):
+    """A person who runs the service (not the monitoring system): created by
+    ``cli.py operator add``. ``role`` is ``viewer`` (read, decrypt in the UI) or
+    ``operator`` (also act on journeys and signups). A disabled operator keeps the row, so
+    the audit's names stay meaningful, and every credential of theirs is refused."""
+
+    __tablename__ = "operators"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=64)
+    role: str = Field(max_length=10)  # "viewer" | "operator"
+    password_hash: str | None = Field(default=None, max_length=200)  # argon2id
+    disabled_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+
+
+class OperatorToken(SQLModel, table=True):
+    """A personal API token: only its SHA-256 is stored (the token has 256 random bits,
+    so a fast hash is enough, and a look-up by hash needs no per-row salt)."""
+
+    __tablename__ = "operator_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    operator_id: int = Field(foreign_key="operators.id", index=True)
+    token_sha256: str = Field(unique=True, max_length=64)
+    label: str = Field(default="", max_length=64)
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class OperatorAudit(SQLModel, table=True):
+    """Who did what to which workflow, and every refusal: one row per operator request
+    (``store/audit.py``). ``operator`` is the name as presented, so a refused unknown name
+    is recorded too; no personal data of customers goes here (workflow IDs are opaque)."""
+
+    __tablename__ = "operator_audit"
+    __table_args__ = (sa.Index("ix_operator_audit_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    operator: str = Field(max_length=64, index=True)  # "" when no name could be told
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    action: str = Field(max_length=64)
+    reason: str = Field(default="", max_length=500)
+    workflow_id: str | None = Field(default=None, max_length=100, index=True)
+    stage_before: str | None = Field(default=None, max_length=40)
+    stage_after: str | None = Field(default=None, max_length=40)
+    outcome: str = Field(max_length=40)  # "ok", or the refusal's error code

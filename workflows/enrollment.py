@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.errors import ErrorCode
     from domain.jst import format_jst
     from domain.mail import MailKind, MailRequest
+    from workflows import metrics
     from workflows.mail import send_in_background
     from workflows.refusals import STORE_RETRY, STORE_TIMEOUT, refusal, run_store_activity
 
@@ -283,6 +284,7 @@ class EnrollmentWorkflow:
 
     async def _remind(self, stage: Stage) -> None:
         number = self._reminders_sent + 1
+        metrics.reminder_sent(stage.value)
         key = f"reminder:{stage.value}:{self._stage_entered_at.isoformat()}:{number}"
         awaited = stage.awaited.value if stage.awaited else ""
         self._mail(MailKind.REMINDER, key, {"awaited": awaited, "reminder_number": str(number)})
@@ -316,6 +318,10 @@ class EnrollmentWorkflow:
             return now
 
     def _enter(self, stage: Stage) -> None:
+        # replay-safe: the meter records nothing while a history replays
+        metrics.stage_entered(
+            stage.value, self._stage.value, workflow.now() - self._stage_entered_at
+        )
         self._stage = stage
         self._stage_entered_at = workflow.now()
         self._reminders_sent = 0

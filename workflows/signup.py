@@ -100,6 +100,7 @@ with workflow.unsafe.imports_passed_through():
         SignupStatus,
         SignupView,
     )
+    from workflows import metrics
     from workflows.mail import (
         mail_in_background,
         send_in_background,
@@ -226,6 +227,7 @@ class SignupWorkflow:
             self._spent.append(link.token_sha256)
             self._service = req.service
             self._status = SignupStatus.IN_PROGRESS
+            metrics.signup_link("used")
             self._touch()
             return BeginResult(seq=link.seq)
 
@@ -472,6 +474,7 @@ class SignupWorkflow:
         # Once per link: expiry moves the signup out of AWAITING_OPEN, and only a new
         # link (a new seq) brings it back.
         self._status = SignupStatus.LINK_EXPIRED
+        metrics.signup_link("expired")
         self._mail(MailKind.SIGNUP_EXPIRED, f"expired:{self._link.seq}")
         self._version += 1
 
