@@ -50,7 +50,9 @@ class SignupActivities:
     @activity.defn
     def record_link(self, inp: RecordLinkInput) -> LinkIssued:
         """A short store write (run as a local activity inside the ``request_link`` update)."""
-        return signup_store.record_link(self._engine, self._link_key, inp)
+        issued = signup_store.record_link(self._engine, self._link_key, inp)
+        metrics.LINKS_ISSUED.inc()
+        return issued
 
     @activity.defn
     async def send_link(self, inp: SendLinkInput) -> LinkMailed:

@@ -77,6 +77,7 @@ def stack_env(ports: Ports, workdir: Path) -> dict[str, str]:
             "ECOKATSU_WORKFLOW_ANSWER_TIMEOUT": "PT5S",
             "ECOKATSU_SYSTEM_API_KEY": SYSTEM_KEY,
             "ECOKATSU_SECRET_KEY": "faults-suite-session-key",
+            "ECOKATSU_SIGNUP_LINK_KEY": "faults-suite-signup-link-key",
             "ECOKATSU_CODEC_KEYS": json.dumps({"faults-1": CODEC_KEY}),
             "ECOKATSU_CODEC_KEY_ID": "faults-1",
             # Short reminders so that some fall inside the run; no quiet hours.
