@@ -264,7 +264,9 @@ class Journey:
             answer = await self.call(
                 "announce", "POST", "/v1/system/accounts", json=body, headers=headers
             )
-            if answer.status == 201 and isinstance(answer.body, dict):
+            # 201 started, 200 the same announcement again (its journey runs), 202 recorded
+            # with the start pending (a worker starts it): all three mean "nothing to resend".
+            if answer.status in (200, 201, 202) and isinstance(answer.body, dict):
                 self.account_id = str(answer.body["account_id"])
                 return True
             if answer.code == "account_exists":
