@@ -17,6 +17,7 @@ from temporalio.client import Client
 
 from api.errors import ApiError
 from api.security import SessionTokens, SignupSessions
+from api.services.operators import Operator
 from api.services.signup import SignupService, SignupStep
 from config import Settings
 from domain.errors import ErrorCode
@@ -117,6 +118,18 @@ def system_caller(
         raise ApiError(ErrorCode.SYSTEM_KEY_INVALID)
 
 
+def current_operator(
+    settings: SettingsDep,
+    x_system_key: Annotated[str | None, Header(description="The monitoring system's key")] = None,
+) -> Operator:
+    """Who acts on /v1/operator. Stand-in until operator accounts exist: the system key is
+    an operator named ``system`` with the ``operator`` role. Replace this function (same
+    return type) to accept operators' own credentials; routes and audit stay as they are."""
+    system_caller(settings, x_system_key)
+    return Operator(name="system", role="operator")
+
+
+OperatorDep = Annotated[Operator, Depends(current_operator)]
 AccountDep = Annotated[Account, Depends(current_account)]
 
 

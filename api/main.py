@@ -14,7 +14,7 @@ from api import errors
 from api.deps import TemporalConnection
 from api.errors import ApiError
 from api.ratelimit import SlidingWindowLimiter
-from api.routes import codec, confirmation, enrollment, session, signup, system
+from api.routes import codec, confirmation, enrollment, operator, session, signup, system
 from api.security import SessionTokens, SignupSessions
 from codec import AesGcmCodec
 from config import Settings, get_settings
@@ -64,6 +64,7 @@ def create_app(
     app.include_router(session.router)
     app.include_router(enrollment.router)
     app.include_router(system.router)
+    app.include_router(operator.router)
     app.include_router(signup.router)
     app.include_router(confirmation.router)
     app.include_router(codec.router)

@@ -98,6 +98,12 @@ class ErrorCode(StrEnum):
     CONFIRMATION_USED = auto()
     APPLICATION_NOT_ACTIVE = auto()
 
+    # ---- operators (domain/operators.py) ------------------------------------------------
+    ACTION_NOT_APPLICABLE = auto()
+    NOT_FLAGGED = auto()
+    NOT_DORMANT = auto()
+    OPERATOR_ROLE_REQUIRED = auto()
+
 
 class ErrorSpec(NamedTuple):
     """One row of the table: the HTTP status the API answers with, and the message."""
@@ -336,6 +342,12 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         "このゲートウェイの「みんなでつくるエコ活サークル」のお申込みは解約されているため、"
         "スマイルeポイントに登録できません。",
     ),
+    ErrorCode.ACTION_NOT_APPLICABLE: ErrorSpec(
+        409, "この手続きの現在の状態では、この操作は行えません。"
+    ),
+    ErrorCode.NOT_FLAGGED: ErrorSpec(409, "この手続きには対応待ちの印が付いていません。"),
+    ErrorCode.NOT_DORMANT: ErrorSpec(409, "この手続きは休止中ではありません。"),
+    ErrorCode.OPERATOR_ROLE_REQUIRED: ErrorSpec(403, "この操作にはオペレーター権限が必要です。"),
 }
 
 

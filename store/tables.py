@@ -267,3 +267,20 @@ class HolderConfirmationRequest(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     decided_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     channel: str | None = Field(default=None, max_length=20)  # "mail_link" | "circle_session"
+
+
+class OperatorAudit(SQLModel, table=True):
+    """Every operator action and every refusal of one: who, when, what, why, and the stage
+    before and after (``outcome`` is ``done`` or the refusal's code). Rows are only added."""
+
+    __tablename__ = "operator_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    operator: str = Field(max_length=100, index=True)
+    at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    action: str = Field(max_length=40)
+    reason: str = Field(max_length=500)
+    workflow_id: str = Field(max_length=100, index=True)
+    before_stage: str | None = Field(default=None, max_length=40)
+    after_stage: str | None = Field(default=None, max_length=40)
+    outcome: str = Field(max_length=60)

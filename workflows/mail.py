@@ -36,6 +36,8 @@ def send_in_background(
                 start_to_close_timeout=timedelta(minutes=2),
                 schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
                 retry_policy=MAIL_RETRY,
+                # What the UI lists for this activity: the mail's kind, never its recipient.
+                summary=f"mail: {request.kind.value}",
             )
         except ActivityError as err:
             workflow.logger.warning(
