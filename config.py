@@ -3,7 +3,8 @@
 Policies are nested models whose defaults live in one place, the model itself
 (``ReminderPolicy``, ``SignupPolicy``, ``QuietHours``, ``SupportContact``,
 ``StuckPolicy``); a variable sets one field of one of them: ``ECOKATSU_SIGNUP_LINK_TTL`` is
-``signup.link_ttl``, ``ECOKATSU_QUIET_START`` is ``quiet.start`` (the first ``_`` after the prefix nests).
+``signup.link_ttl``, ``ECOKATSU_QUIET_START`` is ``quiet.start`` (the first ``_`` after the
+prefix nests).
 """
 
 from __future__ import annotations

@@ -447,12 +447,13 @@ class EnrollmentWorkflow:
         if action == OperatorAction.RESEND:
             return self._remail(key)
         if action in (OperatorAction.EXTEND, OperatorAction.REVIVE):
+            # A revived customer hears from us now (the mail of where they stopped).
+            mailed = self._remail(key) if action == OperatorAction.REVIVE else ""
             self._schedule_from = workflow.now()
             self._reminders_sent = 0
             self._dormant = False
             self._flag_cleared = False
             self._schedule_version += 1
-            mailed = self._remail(key) if action == OperatorAction.REVIVE else ""
             due = self._next_reminder_at()
             return ";".join(
                 filter(None, [mailed, f"next_reminder={due.isoformat() if due else ''}"])
