@@ -1,0 +1,166 @@
+"""Operators on the dev server: find a stuck journey by the UI's own query, act on it
+through /v1/operator, and find every action (and every refusal) in the audit table."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from devtools.mailsink import MailSink
+from domain.mail import MailKind
+from domain.operators import StuckPolicy
+from store import audit
+from tests.api.conftest import SYSTEM_KEY, Stack, _stack, settings_for
+from tests.factories import add_customer
+from tests.history import completed_mail
+from tests.waiting import eventually
+
+KEY = {"X-System-Key": SYSTEM_KEY}
+
+
+@pytest.fixture
+async def stuck_now(
+    dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
+) -> AsyncIterator[Stack]:
+    """A stack whose "awaiting consent" is stuck at once (the rule's age is zero)."""
+    settings = settings_for(
+        sqlite_url, mail_sink, stuck=StuckPolicy(awaiting_consent_after=timedelta(0))
+    )
+    async for s in _stack(dev_env, settings, mail_sink, True):
+        yield s
+
+
+async def started_journey(stack: Stack) -> str:
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+    answer = await stack.call("POST", "/v1/journey", headers=auth)
+    workflow_id: str = answer.json()["workflow_id"]
+    return workflow_id
+
+
+async def action(stack: Stack, workflow_id: str, name: str, reason: str = "test") -> Any:
+    return await stack.call(
+        "POST",
+        f"/v1/operator/journeys/{workflow_id}/actions/{name}",
+        json={"reason": reason},
+        headers=KEY,
+    )
+
+
+async def test_find_a_stuck_journey_by_the_ui_query_and_act_on_it(stuck_now: Stack) -> None:
+    stack = stuck_now
+    workflow_id = await started_journey(stack)
+
+    async def listed() -> tuple[list[str], dict[str, Any]] | None:
+        answer = await stack.call(
+            "GET",
+            "/v1/operator/journeys",
+            params={"stuck": "true", "stage": "awaiting_consent"},
+            headers=KEY,
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        rows = {r["workflow_id"]: r for r in body["journeys"]}
+        return (body["queries"], rows[workflow_id]) if workflow_id in rows else None
+
+    queries, row = await eventually(listed, what="the stuck journey listed (visibility lags)")
+    assert row["reasons"] == ["awaiting_consent for over 0d"]
+    assert row["next_action"] == "resend (invitation)"
+    # The query the API ran is the UI's: pasted into the list filter, it finds the journey.
+    age_query = next(q for q in queries if "EcoStageEnteredAt" in q)
+    assert "EcoStage = 'awaiting_consent'" in age_query
+    found = [wf.id async for wf in stack.client.list_workflows(age_query)]
+    assert workflow_id in found
+
+    resent = await action(stack, workflow_id, "resend", "customer says no mail arrived")
+    assert resent.status_code == 200, resent.text
+    assert resent.json()["detail"] == "invitation"
+    handle = stack.client.get_workflow_handle(workflow_id)
+    assert len(await completed_mail(handle, MailKind.INVITATION, count=2)) == 2
+
+    cancelled = await action(stack, workflow_id, "cancel", "customer asked to stop")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["after_stage"] == "cancelled"
+    await completed_mail(handle, MailKind.JOURNEY_CANCELLED)
+    closed = await action(stack, workflow_id, "resend")
+    assert closed.status_code == 409
+    assert closed.json()["detail"][0]["code"] == "journey_closed"
+
+
+async def test_the_audit_has_every_action_and_every_refusal(stack: Stack) -> None:
+    workflow_id = await started_journey(stack)
+    done = ["resend", "extend", "recheck_eligibility", "cancel"]
+    refused = {"revive": "not_dormant", "clear_flag": "not_flagged"}
+    for name in ["resend", "extend", "revive", "clear_flag", "recheck_eligibility", "cancel"]:
+        answer = await action(stack, workflow_id, name, f"reason for {name}")
+        if name in refused:
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["detail"][0]["code"] == refused[name]
+        else:
+            assert answer.status_code == 200, answer.text
+
+    # Refused before reaching a workflow: a wrong key (no row: not an operator), an
+    # unknown workflow, a bad body (no row: nothing was asked).
+    assert (
+        await stack.call(
+            "POST",
+            f"/v1/operator/journeys/{workflow_id}/actions/resend",
+            json={"reason": "x"},
+            headers={"X-System-Key": "nope"},
+        )
+    ).status_code == 403
+    missing = await action(stack, "enrollment-" + "0" * 32, "resend")
+    assert missing.status_code == 404
+    empty = await action(stack, workflow_id, "resend", "")
+    assert empty.status_code == 422
+
+    rows = audit.for_workflow(stack.engine, workflow_id)
+    assert [(r.action, r.outcome) for r in rows] == [
+        (name, "done" if name in done else refused[name])
+        for name in ["resend", "extend", "revive", "clear_flag", "recheck_eligibility", "cancel"]
+    ]
+    assert all(r.operator == "system" for r in rows)
+    assert rows[0].reason == "reason for resend"
+    assert (rows[-1].before_stage, rows[-1].after_stage) == ("awaiting_consent", "cancelled")
+    assert (rows[2].before_stage, rows[2].after_stage) == ("awaiting_consent", "awaiting_consent")
+    assert [r.outcome for r in audit.for_workflow(stack.engine, "enrollment-" + "0" * 32)] == [
+        "journey_not_found"
+    ]
+
+    # The history holds each accepted update with the operator's request (encrypted).
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    updates = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert updates.count("operator_action") == len(done)
+
+
+async def test_a_retried_action_with_the_same_key_runs_once(stack: Stack) -> None:
+    workflow_id = await started_journey(stack)
+    headers = {**KEY, "Idempotency-Key": "op-retry-1"}
+    path = f"/v1/operator/journeys/{workflow_id}/actions/resend"
+    first = await stack.call("POST", path, json={"reason": "r"}, headers=headers)
+    again = await stack.call("POST", path, json={"reason": "r"}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["at"] == again.json()["at"]
+    handle = stack.client.get_workflow_handle(workflow_id)
+    history = await handle.fetch_history()
+    accepted = [
+        e
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    ]
+    assert len(accepted) == 1
+
+
+async def test_listing_refuses_an_unknown_stage_and_a_wrong_key(stack: Stack) -> None:
+    bad = await stack.call("GET", "/v1/operator/journeys", params={"stage": "nope"}, headers=KEY)
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["code"] == "invalid_input"
+    assert (await stack.call("GET", "/v1/operator/journeys")).status_code == 403
