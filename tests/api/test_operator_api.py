@@ -3,6 +3,11 @@ through /v1/operator, and find every action (and every refusal) in the audit tab
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -10,6 +15,7 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from config import ROOT
 from devtools.mailsink import MailSink
 from domain.mail import MailKind
 from domain.operators import StuckPolicy
@@ -164,3 +170,65 @@ async def test_listing_refuses_an_unknown_stage_and_a_wrong_key(stack: Stack) ->
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["code"] == "invalid_input"
     assert (await stack.call("GET", "/v1/operator/journeys")).status_code == 403
+
+
+def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``cli.py`` as an operator runs it, against the same servers and store."""
+    settings = stack.settings
+    environment = {
+        **os.environ,
+        "ECOKATSU_TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "ECOKATSU_TEMPORAL_NAMESPACE": stack.client.namespace,
+        "ECOKATSU_CODEC_KEYS": json.dumps(
+            {k: v.get_secret_value() for k, v in settings.codec_keys.items()}
+        ),
+        "ECOKATSU_CODEC_KEY_ID": settings.codec_key_id,
+        "DATABASE_URL": settings.database_url,
+        **env,
+    }
+    return subprocess.run(  # noqa: S603 (our own argv)
+        [sys.executable, str(ROOT / "cli.py"), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_the_cli_lists_the_same_stuck_set_and_acts_with_an_audit(stuck_now: Stack) -> None:
+    stack = stuck_now
+    workflow_id = await started_journey(stack)
+
+    async def api_set() -> set[str] | None:
+        answer = await stack.call(
+            "GET", "/v1/operator/journeys", params={"stuck": "true"}, headers=KEY
+        )
+        ids = {r["workflow_id"] for r in answer.json()["journeys"]}
+        return ids if workflow_id in ids else None
+
+    listed = await eventually(api_set, what="the stuck journey listed")
+    shown = await asyncio.to_thread(
+        cli, stack, "journeys", "--stuck", "--queries", ECOKATSU_STUCK_AWAITING_CONSENT_AFTER="PT0S"
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if not line.startswith("query: ")]
+    assert {line.split()[0] for line in rows} >= listed
+    mine = next(line for line in rows if line.startswith(workflow_id))
+    assert "stuck: awaiting_consent for over 0d" in mine and "next: resend (invitation)" in mine
+    assert any("EcoStage = 'awaiting_consent'" in line for line in shown.stdout.splitlines())
+
+    refused = await asyncio.to_thread(
+        cli, stack, "act", workflow_id, "clear_flag", "--reason", "nothing", "--operator", "alice"
+    )
+    assert refused.returncode == 1 and "not_flagged" in refused.stderr
+    done = await asyncio.to_thread(
+        cli, stack, "act", workflow_id, "extend", "--reason", "on holiday", "--operator", "alice"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "extend: awaiting_consent -> awaiting_consent" in done.stdout
+    rows_audited = audit.for_workflow(stack.engine, workflow_id)
+    assert [(r.operator, r.action, r.outcome) for r in rows_audited] == [
+        ("alice", "clear_flag", "not_flagged"),
+        ("alice", "extend", "done"),
+    ]
