@@ -63,11 +63,12 @@ async def meets(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any], r: S
 async def act(
     handle: WorkflowHandle[Any, Any], action: OperatorAction, reason: str = "test"
 ) -> OperatorOutcome:
-    return await handle.execute_update(
+    outcome: OperatorOutcome = await handle.execute_update(
         "operator_action",
         OperatorRequest(action=action, operator="tester", reason=reason),
         result_type=OperatorOutcome,
     )
+    return outcome
 
 
 async def refused(handle: WorkflowHandle[Any, Any], action: OperatorAction) -> str:
