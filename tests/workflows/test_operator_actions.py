@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
@@ -258,3 +259,42 @@ def _ready(read: Any, old: str) -> str | None:
     except AssertionError:
         return None
     return token if token != old else None
+
+
+async def current_details(handle: WorkflowHandle[Any, Any]) -> str:
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return str(metadata.current_details)
+
+
+async def test_a_locked_signup_needs_an_operator_until_the_flag_is_cleared(
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    from domain.signup import GatewayEntry
+    from tests.workflows.signup_harness import applied_customer
+    from tests.workflows.test_signup import walk_to_confirmation
+
+    customer = applied_customer(sqlite_engine)
+    flag_rule = rule("needs_operator_signup")
+    async with signup_worker(ts_clock.client, sqlite_engine, mail_sink) as settings:
+        s = await start_signup(ts_clock.client, settings, sqlite_engine, customer.email, QUICK)
+        seq = await walk_to_confirmation(
+            s, mail_sink, customer.email, customer.eligible_gateway, customer.eligible_pcs
+        )
+        details = await current_details(s)
+        assert "signup **in_progress** since " in details
+        assert "waits for: STEP5" in details and "last mail: signup_link 1 at " in details
+        assert customer.email not in details
+        assert not await meets(ts_clock, s, flag_rule)
+        for n in range(QUICK.gateway_tries):
+            entry = GatewayEntry(
+                seq=seq, gateway_id=customer.eligible_gateway, pcs_serial=f"BAD0000{n}"
+            )
+            with pytest.raises(WorkflowUpdateFailedError):
+                await s.execute_update(SignupWorkflow.enter_gateway, entry)
+        await eventually(lambda: meets(ts_clock, s, flag_rule), what="the locked signup flagged")
+        assert "**needs an operator**" in await current_details(s)
+        await act(s, OperatorAction.CLEAR_FLAG, "checked with the household")
+        assert not await meets(ts_clock, s, flag_rule)
+        assert "needs an operator" not in await current_details(s)
+        await act(s, OperatorAction.CANCEL, "probing")
+        assert (await s.result()).status == SignupStatus.CANCELLED
