@@ -12,7 +12,7 @@ import typer
 from sqlalchemy.engine import Engine
 
 from config import ROOT, get_settings
-from domain.enrollment import Stage
+from domain.operators import OperatorAction
 from store.operators import Role
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -92,25 +92,101 @@ def mailsink(
 
 @app.command()
 def journeys(
-    stage: Annotated[Stage | None, typer.Option(help="Only this stage")] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="EcoStage: a journey stage, or signup_<status>")
+    ] = None,
     needs_operator: Annotated[
         bool | None, typer.Option("--needs-operator/--no-needs-operator", help="Flagged or not")
     ] = None,
+    stuck: Annotated[bool, typer.Option("--stuck", help="Only what a stuck rule selects")] = False,
+    queries: Annotated[
+        bool, typer.Option("--queries", help="Print the Temporal UI queries (saved views) too")
+    ] = False,
     limit: Annotated[int, typer.Option()] = 100,
 ) -> None:
-    """List journeys as operators see them in the Temporal UI (no personal data)."""
-    from api.routes.system import list_journey_rows
+    """Journeys and signups as operators see them in the Temporal UI (no personal data);
+    the same set as GET /v1/operator/journeys, from the same query builder."""
+    from api.services.operators import list_rows
+    from domain.operators import STAGES
+    from temporal_client import connect
+
+    if stage is not None and stage not in STAGES:
+        raise typer.BadParameter(f"one of {', '.join(STAGES)}", param_hint="--stage")
+
+    async def run() -> None:
+        settings = get_settings()
+        client = await connect(settings)
+        listing = await list_rows(
+            client, settings, stage=stage, needs_operator=needs_operator, stuck=stuck, limit=limit
+        )
+        if queries:
+            for query in listing.queries:
+                typer.echo(f"query: {query}")
+        for row in listing.rows:
+            typer.echo(
+                f"{row.workflow_id}  {row.run_status:<10} {row.stage or '-':<24} "
+                f"since {row.stage_entered_at or '-'}  sent {row.reminder_count or 0}"
+                + ("  NEEDS OPERATOR" if row.needs_operator else "")
+                + (f"  stuck: {', '.join(row.reasons)}" if row.reasons else "")
+                + (f"  next: {row.next_action}" if row.next_action else "")
+            )
+
+    asyncio.run(run())
+
+
+@app.command()
+def act(
+    workflow_id: Annotated[str, typer.Argument(help="enrollment-… or signup-…")],
+    action: Annotated[OperatorAction, typer.Argument(help="What to do")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit and the history)")],
+    operator: Annotated[str, typer.Option(help="Who acts (recorded in the audit)")],
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Send the same key again to retry safely")
+    ] = None,
+) -> None:
+    """An operator action, as POST /v1/operator/journeys/{id}/actions/{action} does it:
+    the workflow's operator_action update, recorded in operator_audit (refusals too).
+    The CLI runs with the store's and Temporal's own credentials; --operator must name an
+    enabled operator with the operator role (recorded in the audit)."""
+    from api.deps import OperatorIdentity
+    from api.errors import ApiError
+    from api.services.operators import act as run_action
+    from store import operators as operators_store
+    from store.engine import make_engine
+    from store.operators import Role
     from temporal_client import connect
 
     async def run() -> None:
         settings = get_settings()
         client = await connect(settings)
-        for row in await list_journey_rows(client, stage, needs_operator, limit):
-            typer.echo(
-                f"{row.workflow_id}  {row.run_status:<10} {row.stage or '-':<24} "
-                f"since {row.stage_entered_at or '-'}  reminders {row.reminder_count or 0}"
-                + ("  NEEDS OPERATOR" if row.needs_operator else "")
+        engine = make_engine(settings.database_url)
+        # The CLI runs where the store is: the operator must exist, be enabled and hold the
+        # operator role (cli.py operator add NAME --role operator).
+        found = operators_store.by_name(engine, operator)
+        if found is None or found.disabled or found.role != Role.OPERATOR:
+            typer.echo(f"{operator}: not an enabled operator with the operator role", err=True)
+            raise typer.Exit(2)
+        identity = OperatorIdentity(found.name, found.role)
+        try:
+            outcome, audit_id = await run_action(
+                client,
+                engine,
+                settings,
+                identity,
+                workflow_id,
+                action,
+                reason,
+                idempotency_key,
             )
+        except ApiError as err:
+            typer.echo(f"refused: {err.code.value} (recorded in the audit)", err=True)
+            raise typer.Exit(1) from None
+        finally:
+            engine.dispose()
+        typer.echo(
+            f"{action.value}: {outcome.before_stage} -> {outcome.after_stage}  "
+            f"{outcome.detail}  (audit #{audit_id})"
+        )
 
     asyncio.run(run())
 

@@ -1,9 +1,10 @@
 """Settings, read once at the edges (worker, API, CLI) from ``ECOKATSU_*`` variables.
 
 Policies are nested models whose defaults live in one place, the model itself
-(``ReminderPolicy``, ``SignupPolicy``, ``QuietHours``, ``SupportContact``); a variable
-sets one field of one of them: ``ECOKATSU_SIGNUP_LINK_TTL`` is ``signup.link_ttl``,
-``ECOKATSU_QUIET_START`` is ``quiet.start`` (the first ``_`` after the prefix nests).
+(``ReminderPolicy``, ``SignupPolicy``, ``QuietHours``, ``SupportContact``,
+``StuckPolicy``); a variable sets one field of one of them: ``ECOKATSU_SIGNUP_LINK_TTL`` is
+``signup.link_ttl``, ``ECOKATSU_QUIET_START`` is ``quiet.start`` (the first ``_`` after the
+prefix nests).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.enrollment import ReminderPolicy
 from domain.jst import QuietHours
+from domain.operators import StuckPolicy
 from domain.signup import SignupPolicy
 from domain.terms import TermsDocument
 
@@ -172,6 +174,8 @@ class Settings(BaseSettings):
     reminder: ReminderPolicy = Field(default_factory=ReminderPolicy)
     quiet: QuietHours = Field(default_factory=QuietHours)
     support: SupportContact = Field(default_factory=SupportContact)
+    # When a journey or signup is stuck, per stage (ECOKATSU_STUCK_AWAITING_CONSENT_AFTER …)
+    stuck: StuckPolicy = Field(default_factory=StuckPolicy)
 
     # API
     secret_key: SecretStr = Field(default=SecretStr(DEV_SECRET_KEY))

@@ -18,7 +18,16 @@ from api.errors import ApiError
 from api.metrics import MetricsMiddleware, metrics_endpoint
 from api.middleware import SecurityHeaders, add_docs
 from api.ratelimit import StoreLimiter
-from api.routes import codec, confirmation, enrollment, operator_auth, session, signup, system
+from api.routes import (
+    codec,
+    confirmation,
+    enrollment,
+    operator,
+    operator_auth,
+    session,
+    signup,
+    system,
+)
 from api.security import OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup_requests import SignupRequests
 from codec import AesGcmCodec
@@ -94,6 +103,7 @@ def create_app(
     app.include_router(session.router)
     app.include_router(enrollment.router)
     app.include_router(system.router)
+    app.include_router(operator.router)
     app.include_router(signup.router)
     app.include_router(confirmation.router)
     app.include_router(codec.router)

@@ -208,3 +208,41 @@ class RegisteredResponse(BaseModel):
     gateway_id: str
     registered_at: datetime
     my_page_url: str
+
+
+# ---- operators (/v1/operator) -------------------------------------------------------
+
+
+class OperatorRow(BaseModel):
+    """A journey or signup as the Temporal UI lists it, with why it is stuck."""
+
+    workflow_id: str
+    workflow_type: str
+    run_status: str
+    stage: str | None
+    stage_entered_at: datetime | None
+    reminder_count: int | None = Field(description="journey: reminders; signup: links+reminders")
+    needs_operator: bool | None
+    reasons: list[str] = Field(description="the stuck rules it meets (stuck=true)")
+    next_action: str | None = Field(description="what an operator would do next")
+
+
+class OperatorRowList(BaseModel):
+    queries: list[str] = Field(description="the visibility queries run: paste into the UI")
+    journeys: list[OperatorRow]
+
+
+class OperatorActionBody(BaseModel):
+    reason: PlainText = Field(
+        min_length=1, max_length=500, description="why (kept in the audit and the history)"
+    )
+
+
+class OperatorActionResult(BaseModel):
+    workflow_id: str
+    action: str
+    before_stage: str
+    after_stage: str
+    at: datetime
+    detail: str
+    audit_id: int

@@ -31,10 +31,11 @@ class Stage(StrEnum):
     INELIGIBLE = "ineligible"
     DECLINED = "declined"
     WITHDRAWN = "withdrawn"
+    CANCELLED = "cancelled"  # an operator ended it (before any active application)
 
     @property
     def is_final(self) -> bool:
-        return self in (Stage.INELIGIBLE, Stage.DECLINED, Stage.WITHDRAWN)
+        return self in (Stage.INELIGIBLE, Stage.DECLINED, Stage.WITHDRAWN, Stage.CANCELLED)
 
     @property
     def awaited(self) -> AwaitedStep | None:

@@ -105,6 +105,11 @@ class ErrorCode(StrEnum):
     # ---- "no door left open" (issue 6) ----------------------------------------------------
     LOGIN_THROTTLED = auto()
     CODEC_PAYLOAD_INVALID = auto()
+    # ---- operators (domain/operators.py) ------------------------------------------------
+    ACTION_NOT_APPLICABLE = auto()
+    NOT_FLAGGED = auto()
+    NOT_DORMANT = auto()
+    OPERATOR_ROLE_REQUIRED = auto()
 
 
 class ErrorSpec(NamedTuple):
@@ -359,6 +364,12 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         "しばらく時間をおいてから再度お試しください。",
     ),
     ErrorCode.CODEC_PAYLOAD_INVALID: ErrorSpec(422, "復号・暗号化できないペイロードです。"),
+    ErrorCode.ACTION_NOT_APPLICABLE: ErrorSpec(
+        409, "この手続きの現在の状態では、この操作は行えません。"
+    ),
+    ErrorCode.NOT_FLAGGED: ErrorSpec(409, "この手続きには対応待ちの印が付いていません。"),
+    ErrorCode.NOT_DORMANT: ErrorSpec(409, "この手続きは休止中ではありません。"),
+    ErrorCode.OPERATOR_ROLE_REQUIRED: ErrorSpec(403, "この操作にはオペレーター権限が必要です。"),
 }
 
 

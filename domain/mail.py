@@ -23,6 +23,9 @@ class MailKind(StrEnum):
     HOLDER_DECLINED = "holder_declined"  # to the signup's address, neutral
     HOLDER_CONFIRMATION_EXPIRED = "holder_confirmation_expired"  # to the signup's address
     POINTS_REGISTERED_NOTICE = "points_registered_notice"  # to the circle account
+    # an operator ended it (domain/operators.py); the operator's reason is not mailed
+    JOURNEY_CANCELLED = "journey_cancelled"  # to the circle account
+    SIGNUP_CANCELLED = "signup_cancelled"  # to the signup's address
 
 
 class MailRequest(BaseModel):

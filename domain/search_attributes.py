@@ -1,7 +1,9 @@
 """Custom search attributes operators filter on in the Temporal UI.
 
 None carries personal data. SQL visibility allows 10 Keyword attributes and 3 of each other
-type per namespace; we use one Keyword, one Datetime, one Int and one Bool.
+type per namespace; we use one Keyword, one Datetime, one Int and one Bool. Both workflow
+types publish all four (``domain/operators.py`` says what each means for a signup), so one
+query lists journeys and signups alike.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ class SignupStatus(StrEnum):
     ABANDONED = "abandoned"
     HOLDER_DECLINED = "holder_declined"  # the circle account holder did not confirm it
     ALREADY_MEMBER = "already_member"  # the address is a member (or was): told by mail
+    CANCELLED = "cancelled"  # an operator ended it; the address is free again
 
     @property
     def is_final(self) -> bool:
@@ -55,6 +56,7 @@ class SignupStatus(StrEnum):
             SignupStatus.ABANDONED,
             SignupStatus.ALREADY_MEMBER,
             SignupStatus.HOLDER_DECLINED,
+            SignupStatus.CANCELLED,
         )
 
 

@@ -44,21 +44,27 @@ def record(
     stage_before: str | None = None,
     stage_after: str | None = None,
     at: datetime | None = None,
-) -> None:
+) -> int:
+    """Write one row; its ID (an operator's answer can name the audit row)."""
     with Session(engine) as session:
-        session.add(
-            OperatorAudit(
-                operator=operator[:64],
-                at=at or datetime.now(UTC),
-                action=action[:64],
-                reason=reason[:500],
-                workflow_id=workflow_id,
-                stage_before=stage_before,
-                stage_after=stage_after,
-                outcome=outcome[:40],
-            )
+        row = OperatorAudit(
+            operator=operator[:64],
+            at=at or datetime.now(UTC),
+            action=action[:64],
+            reason=reason[:500],
+            workflow_id=workflow_id,
+            stage_before=stage_before,
+            stage_after=stage_after,
+            outcome=outcome[:40],
         )
+        session.add(row)
         session.commit()
+        return row.id or 0
+
+
+def for_workflow(engine: Engine, workflow_id: str) -> builtins.list[AuditEntry]:
+    """Every row about one workflow, oldest first (what was done to it, in order)."""
+    return builtins.list(reversed(list(engine, workflow_id=workflow_id, limit=10_000)))
 
 
 def list(  # the module's verb: audit.record(...), audit.list(...)

@@ -11,6 +11,12 @@ Messages
   withdrawn when no active application is left.
 - signal ``points_registered(PointsRegistered)``: the points signup joined; → enrolled.
 - query ``get_status() -> EnrollmentStatus``.
+- update ``operator_action(OperatorRequest) -> OperatorOutcome`` (``domain/operators.py``):
+  resend the invitation or reminder, extend (the reminder schedule starts again now),
+  revive a dormant journey (a reminder now, then the schedule), re-check eligibility,
+  cancel (before any active application; the customer is mailed), clear the
+  needs-operator flag. The validator refuses what the state tells (wrong stage, closed,
+  not flagged, not dormant), so a refusal leaves nothing in history.
 
 Timers
 - reminders while the customer stalls in a stage that awaits them (consent, application,
@@ -26,6 +32,7 @@ store has the last word inside the handler, through an activity.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -60,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.errors import ErrorCode
     from domain.jst import format_jst
     from domain.mail import MailKind, MailRequest
+    from domain.operators import OperatorAction, OperatorOutcome, OperatorRequest
     from workflows import metrics
     from workflows.mail import send_in_background
     from workflows.refusals import STORE_RETRY, STORE_TIMEOUT, refusal, run_store_activity
@@ -84,6 +92,11 @@ class EnrollmentWorkflow:
         self._mail_trouble = False
         self._store_trouble = False
         self._points_gateway: str | None = None
+        # Reminders count from here: the stage's entry, or an operator's extend / revive.
+        self._schedule_from = self._stage_entered_at
+        self._schedule_version = 0  # bumped when an operator moves the schedule
+        self._flag_cleared = False  # an operator saw the flag (until it is raised again)
+        self._last_mail = ""  # "<kind> at <time>", for the current details
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
 
@@ -239,6 +252,7 @@ class EnrollmentWorkflow:
                     self._inp.account_id,
                     start_to_close_timeout=STORE_TIMEOUT,
                     retry_policy=STORE_RETRY,
+                    summary="check eligibility",
                 )
             except ActivityError as err:
                 workflow.logger.warning("eligibility check failed: %s", type(err.cause).__name__)
@@ -254,29 +268,41 @@ class EnrollmentWorkflow:
     # ---- the reminder loop ---------------------------------------------------------
 
     async def _follow_up(self, stage: Stage) -> None:
-        """Wait for the stage to change, reminding the customer while it does not."""
-        left = lambda: self._stage != stage  # noqa: E731
+        """Wait for the stage to change, reminding the customer while it does not.
+
+        An operator's extend or revive moves the schedule: the wait ends and the next
+        reminder is computed again (the same commands as before when nobody does).
+        """
         while self._stage == stage:
             due = self._next_reminder_at()
+            woken = self._woken_by(stage, self._schedule_version)
             if due is None:
-                await workflow.wait_condition(left)
-                return
+                await workflow.wait_condition(woken)
+                continue
             delay = due - workflow.now()
             if delay > timedelta(0):
                 try:
                     await workflow.wait_condition(
-                        left, timeout=delay, timeout_summary=f"reminder {self._reminders_sent + 1}"
+                        woken,
+                        timeout=delay,
+                        timeout_summary=(
+                            f"reminder {self._reminders_sent + 1} of "
+                            f"{len(self._inp.reminders.delays)} at {due.isoformat()}"
+                        ),
                     )
-                    return
+                    continue
                 except TimeoutError:
                     pass
             await self._remind(stage)
+
+    def _woken_by(self, stage: Stage, seen: int) -> Callable[[], bool]:
+        return lambda: self._stage != stage or self._schedule_version != seen
 
     def _next_reminder_at(self) -> datetime | None:
         if self._stage.awaited is None:
             return None
         return next_reminder_at(
-            self._stage_entered_at,
+            self._schedule_from,
             self._reminders_sent,
             self._inp.reminders,
             self._inp.quiet_hours,
@@ -285,12 +311,14 @@ class EnrollmentWorkflow:
     async def _remind(self, stage: Stage) -> None:
         number = self._reminders_sent + 1
         metrics.reminder_sent(stage.value)
-        key = f"reminder:{stage.value}:{self._stage_entered_at.isoformat()}:{number}"
+        # Anchored at the schedule's start: a schedule an operator restarted mails anew.
+        key = f"reminder:{stage.value}:{self._schedule_from.isoformat()}:{number}"
         awaited = stage.awaited.value if stage.awaited else ""
         self._mail(MailKind.REMINDER, key, {"awaited": awaited, "reminder_number": str(number)})
         self._reminders_sent = number
         if number >= len(self._inp.reminders.delays):
             self._dormant = True
+            self._flag_cleared = False
             workflow.logger.info("journey dormant after %d reminders at %s", number, stage)
         self._publish()
 
@@ -324,6 +352,7 @@ class EnrollmentWorkflow:
         )
         self._stage = stage
         self._stage_entered_at = workflow.now()
+        self._schedule_from = self._stage_entered_at
         self._reminders_sent = 0
         self._dormant = False
         self._publish()
@@ -334,18 +363,37 @@ class EnrollmentWorkflow:
                 sa.STAGE.value_set(self._stage.value),
                 sa.STAGE_ENTERED_AT.value_set(self._stage_entered_at),
                 sa.REMINDER_COUNT.value_set(self._reminders_sent),
-                sa.NEEDS_OPERATOR.value_set(
-                    self._dormant or self._mail_trouble or self._store_trouble
-                ),
+                sa.NEEDS_OPERATOR.value_set(self._needs_operator()),
             ]
         )
-        workflow.set_current_details(
+        self._describe()
+
+    def _needs_operator(self) -> bool:
+        return (
+            (self._dormant and not self._flag_cleared) or self._mail_trouble or self._store_trouble
+        )
+
+    def _describe(self) -> None:
+        """The UI's one screen (current details): where, since when, what was mailed, what
+        the workflow waits for. Codes and times only, never personal data (the details are
+        a query answer, encrypted by the codec like every payload, but kept clean anyway)."""
+        awaited = self._stage.awaited
+        due = self._next_reminder_at()
+        lines = [
             f"stage **{self._stage.value}** since {self._stage_entered_at.isoformat()}; "
             f"reminders sent: {self._reminders_sent}"
             + ("; dormant" if self._dormant else "")
             + ("; a mail could not be delivered" if self._mail_trouble else "")
-            + ("; the eligibility check keeps failing" if self._store_trouble else "")
-        )
+            + ("; the eligibility check keeps failing" if self._store_trouble else ""),
+            f"waits for: {awaited.value if awaited else 'nothing from the customer'}"
+            + (f"; next reminder {due.isoformat()}" if due else ""),
+            f"last mail: {self._last_mail or 'none'}",
+        ]
+        if self._schedule_from != self._stage_entered_at:
+            lines.append(f"reminder schedule restarted by an operator at {self._schedule_from}")
+        if self._needs_operator():
+            lines.append("**needs an operator**")
+        workflow.set_current_details("\n\n".join(lines))
 
     def _finish_result(self) -> EnrollmentResult:
         return EnrollmentResult(stage=self._stage, ineligible_reason=self._ineligible_reason)
@@ -379,7 +427,100 @@ class EnrollmentWorkflow:
             context=context,
         )
         send_in_background(self._mail_tasks, request, self._mail_failed)
+        self._last_mail = f"{kind.value} at {workflow.now().isoformat()}"
+        self._describe()
 
     def _mail_failed(self) -> None:
         self._mail_trouble = True
         self._publish()
+
+    # ---- operators (appended: the handlers above keep their order) --------------------
+
+    @workflow.update
+    async def operator_action(self, req: OperatorRequest) -> OperatorOutcome:
+        async with self._lock:
+            self._check_operator(req)
+            before = self._stage.value
+            detail = await self._operate(req)
+            self._publish()
+            return OperatorOutcome(
+                action=req.action,
+                before_stage=before,
+                after_stage=self._stage.value,
+                at=workflow.now(),
+                detail=detail,
+            )
+
+    @operator_action.validator
+    def validate_operator_action(self, req: OperatorRequest) -> None:
+        self._check_operator(req)
+
+    def _check_operator(self, req: OperatorRequest) -> None:
+        if self._stage.is_final:
+            raise refusal(ErrorCode.JOURNEY_CLOSED)
+        action = req.action
+        if action == OperatorAction.CLEAR_FLAG:
+            if not self._needs_operator():
+                raise refusal(ErrorCode.NOT_FLAGGED)
+        elif action == OperatorAction.RECHECK_ELIGIBILITY:
+            self._require_stage(*(s for s in Stage if s.awaited or s == Stage.ENROLLED))
+        elif action == OperatorAction.CANCEL:
+            # With an active application the customer's 解約 (or the operator's, on their
+            # behalf, through the same route) is the way: it ends the application too.
+            self._require_stage(Stage.AWAITING_CONSENT, Stage.AWAITING_APPLICATION)
+        else:  # resend, extend, revive: only where the customer is awaited
+            if self._stage.awaited is None:
+                raise refusal(ErrorCode.WRONG_STAGE)
+            if action == OperatorAction.REVIVE and not self._dormant:
+                raise refusal(ErrorCode.NOT_DORMANT)
+
+    async def _operate(self, req: OperatorRequest) -> str:
+        action = req.action
+        key = self._request_key(f"operator-{action.value}")
+        if action == OperatorAction.RESEND:
+            return self._remail(key)
+        if action in (OperatorAction.EXTEND, OperatorAction.REVIVE):
+            # A revived customer hears from us now (the mail of where they stopped).
+            mailed = self._remail(key) if action == OperatorAction.REVIVE else ""
+            self._schedule_from = workflow.now()
+            self._reminders_sent = 0
+            self._dormant = False
+            self._flag_cleared = False
+            self._schedule_version += 1
+            due = self._next_reminder_at()
+            return ";".join(
+                filter(None, [mailed, f"next_reminder={due.isoformat() if due else ''}"])
+            )
+        if action == OperatorAction.RECHECK_ELIGIBILITY:
+            result = await workflow.execute_activity_method(
+                EnrollmentActivities.check_eligibility,
+                self._inp.account_id,
+                start_to_close_timeout=STORE_TIMEOUT,
+                summary="operator: check eligibility again",
+            )
+            self._gateways = result.gateways
+            reason = result.reason.value if result.reason else ""
+            return "eligible" if result.eligible else f"not_eligible:{reason}"
+        if action == OperatorAction.CANCEL:
+            self._mail(
+                MailKind.JOURNEY_CANCELLED,
+                key.removeprefix(f"{workflow.info().workflow_id}:"),
+                {"cancelled_at": format_jst(workflow.now())},
+            )
+            self._enter(Stage.CANCELLED)
+            return MailKind.JOURNEY_CANCELLED.value
+        self._mail_trouble = False
+        self._flag_cleared = True
+        return "flag_cleared"
+
+    def _remail(self, key: str) -> str:
+        """The current mail again: the invitation while consent is awaited, else the
+        reminder of the awaited step (not counted in the schedule)."""
+        own_key = key.removeprefix(f"{workflow.info().workflow_id}:")
+        if self._stage == Stage.AWAITING_CONSENT and self._reminders_sent == 0:
+            self._mail(MailKind.INVITATION, own_key, {})
+            return MailKind.INVITATION.value
+        awaited = self._stage.awaited.value if self._stage.awaited else ""
+        number = str(self._reminders_sent + 1)
+        self._mail(MailKind.REMINDER, own_key, {"awaited": awaited, "reminder_number": number})
+        return MailKind.REMINDER.value

@@ -52,6 +52,8 @@ def mail_in_background(
                 start_to_close_timeout=timedelta(minutes=2),
                 schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
                 retry_policy=MAIL_RETRY,
+                # What the UI lists for this activity: the mail's kind, never its recipient.
+                summary=f"mail: {what}",
             )
         except ActivityError as err:
             workflow.logger.warning("mail %s not delivered: %s", what, type(err.cause).__name__)

@@ -44,26 +44,32 @@ def refusal(code: ErrorCode) -> ApplicationError:
 
 @overload
 async def run_store_activity(
-    activity: Callable[[ActivitiesT, InputT], Awaitable[ResultT]], inp: InputT
+    activity: Callable[[ActivitiesT, InputT], Awaitable[ResultT]],
+    inp: InputT,
+    summary: str | None = None,
 ) -> ResultT: ...
 
 
 @overload
 async def run_store_activity(
-    activity: Callable[[ActivitiesT, InputT], ResultT], inp: InputT
+    activity: Callable[[ActivitiesT, InputT], ResultT], inp: InputT, summary: str | None = None
 ) -> ResultT: ...
 
 
-async def run_store_activity(activity: Callable[[Any, Any], Any], inp: Any) -> Any:
+async def run_store_activity(
+    activity: Callable[[Any, Any], Any], inp: Any, summary: str | None = None
+) -> Any:
     """Run a store activity method on its one input model; a rule refusal (non-retryable,
     typed) is re-raised as the caller's own ApplicationError, so the API sees the code,
-    not an ActivityError."""
+    not an ActivityError. ``summary`` is what the UI shows for the activity (user
+    metadata: encrypted by the payload codec like any payload; still codes only)."""
     try:
         return await workflow.execute_activity_method(
             activity,
             inp,
             start_to_close_timeout=STORE_TIMEOUT,
             retry_policy=STORE_RETRY,
+            summary=summary,
         )
     except ActivityError as err:
         raise _refusal_for(err) from None

@@ -30,6 +30,14 @@ Messages
   holder's answer (a decline ends the signup); ``ask_holder_again(SessionRequest)``
   asks anew after an unanswered request expired.
 
+- update ``operator_action(OperatorRequest) -> OperatorOutcome`` (``domain/operators.py``):
+  resend (a new link by the ``request_link`` path, without the customer's cooldown and
+  cap), extend (the current unused link valid ``link_ttl`` from now), cancel (the address
+  is freed and told), clear the needs-operator flag.
+- search attributes (patch ``operator-visibility``): ``EcoStage`` = ``signup_<status>``,
+  ``EcoStageEnteredAt``, ``EcoReminderCount`` (links and reminders mailed),
+  ``EcoNeedsOperator`` (a mail not delivered, or locked at STEP3).
+
 Versioning: ``workflow.patched(LINK_RECORDED_THEN_MAILED)`` guards the link commands;
 runs recorded before it keep the old ``issue_link`` activity (record and mail in one).
 ``workflow.patched(HOLDER_PATCH)`` guards STEP3 and register (see above).
@@ -56,6 +64,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.holder import HolderActivities
     from activities.signup import SignupActivities
+    from domain import search_attributes as sa
     from domain.customer import CustomerInfo
     from domain.enrollment import PointsRegistered
     from domain.errors import ErrorCode
@@ -74,6 +83,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.ids import enrollment_workflow_id
     from domain.jst import defer_out_of_quiet_hours
     from domain.mail import MailKind, MailRequest
+    from domain.operators import (
+        SIGNUP_ACTIONS,
+        OperatorAction,
+        OperatorOutcome,
+        OperatorRequest,
+        signup_stage,
+    )
     from domain.signup import (
         AgreeRequest,
         BeginRequest,
@@ -119,6 +135,15 @@ HOLDER_PATCH = "holder-confirmation"
 # The link is recorded by a local activity and mailed by a background one (before: one
 # activity recorded and mailed it inside the update).
 LINK_RECORDED_THEN_MAILED = "link-recorded-then-mailed"
+# The signup publishes the operators' search attributes; older runs replay without them.
+VISIBILITY_PATCH = "operator-visibility"
+# What each deadline's timer is called in the UI (timer summaries).
+TIMER_SUMMARIES = {
+    "_expire_link": "link expires",
+    "_expire_holder": "holder confirmation expires",
+    "_remind": "idle reminder",
+    "_abandon": "abandoned",
+}
 
 
 # The type name predates the rename: running signups and recorded histories carry it.
@@ -150,14 +175,25 @@ class SignupWorkflow:
         self._holder_status: HolderConfirmation | None = None
         self._holder_asks = 0
         self._version = 0  # bumped on every change the timers must notice
-        self._needs_operator = False
+        # What operators see (search attributes, current details)
+        self._stage_entered_at = workflow.now()
+        self._published_stage = signup_stage(self._status)
+        self._published: tuple[object, ...] | None = None
+        self._reminders = 0  # idle reminders mailed
+        self._mail_trouble = False
+        self._flag_cleared = False
+        self._last_mail = ""
+        self._next: tuple[datetime, str] | None = None
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
 
     @workflow.run
     async def run(self, inp: SignupInput) -> SignupView:
         while not self._status.is_final:
+            self._publish()
             await self._wait_for_change_or(*self._next_deadline())
+        self._next = None
+        self._publish()
         if self._status == SignupStatus.ALREADY_MEMBER:
             # Stay long enough to take the request this signup was started for.
             await workflow.wait_condition(lambda: bool(self._requests), timeout=timedelta(hours=1))
@@ -176,42 +212,50 @@ class SignupWorkflow:
             if self._status == SignupStatus.ALREADY_MEMBER:
                 self._mail(MailKind.SIGNUP_ALREADY_MEMBER, f"already-member:{len(self._requests)}")
                 return RequestLinkResult(status=self._status)
-            recorded_then_mailed = workflow.patched(LINK_RECORDED_THEN_MAILED)
-            if recorded_then_mailed:
-                issued: LinkIssued = await run_local_store_activity(
-                    SignupActivities.record_link,
-                    RecordLinkInput(
-                        signup_id=self._inp.signup_id,
-                        request_key=self._request_key("link"),
-                        issued_at=now,
-                        ttl=self._inp.policy.link_ttl,
-                    ),
-                )
-            else:
-                issued = await run_store_activity(
-                    SignupActivities.issue_link,
-                    IssueLinkInput(
-                        signup_id=self._inp.signup_id,
-                        seq=(self._link.seq if self._link else 0) + 1,
-                        issued_at=now,
-                        ttl=self._inp.policy.link_ttl,
-                    ),
-                )
-            if self._link is not None:
-                self._replaced.append(self._link.token_sha256)
-            self._link = issued
-            if recorded_then_mailed:
-                # Only now, with the link known here, may its mail leave.
-                mail_in_background(
-                    self._mail_tasks,
-                    SignupActivities.send_link,
-                    SendLinkInput(signup_id=self._inp.signup_id, seq=issued.seq),
-                    MailKind.SIGNUP_LINK.value,
-                    lambda: self._flag_operator(f"{MailKind.SIGNUP_LINK.value} mail not sent"),
-                )
-            self._status = SignupStatus.AWAITING_OPEN
-            self._touch()
+            await self._issue_link(now)
             return RequestLinkResult(status=self._status)
+
+    async def _issue_link(self, now: datetime) -> None:
+        """A new link: recorded first, then mailed; the previous one (and its session) dies.
+        The customer's ``request_link`` and an operator's resend both come here."""
+        seq = (self._link.seq if self._link else 0) + 1
+        recorded_then_mailed = workflow.patched(LINK_RECORDED_THEN_MAILED)
+        if recorded_then_mailed:
+            issued: LinkIssued = await run_local_store_activity(
+                SignupActivities.record_link,
+                RecordLinkInput(
+                    signup_id=self._inp.signup_id,
+                    request_key=self._request_key("link"),
+                    issued_at=now,
+                    ttl=self._inp.policy.link_ttl,
+                ),
+            )
+        else:
+            issued = await run_store_activity(
+                SignupActivities.issue_link,
+                IssueLinkInput(
+                    signup_id=self._inp.signup_id,
+                    seq=seq,
+                    issued_at=now,
+                    ttl=self._inp.policy.link_ttl,
+                ),
+                summary=f"issue and mail link {seq}",
+            )
+        if self._link is not None:
+            self._replaced.append(self._link.token_sha256)
+        self._link = issued
+        self._last_mail = f"{MailKind.SIGNUP_LINK.value} {issued.seq} at {now.isoformat()}"
+        if recorded_then_mailed:
+            # Only now, with the link known here, may its mail leave.
+            mail_in_background(
+                self._mail_tasks,
+                SignupActivities.send_link,
+                SendLinkInput(signup_id=self._inp.signup_id, seq=issued.seq),
+                MailKind.SIGNUP_LINK.value,
+                lambda: self._flag_operator(f"{MailKind.SIGNUP_LINK.value} mail not sent"),
+            )
+        self._status = SignupStatus.AWAITING_OPEN
+        self._touch()
 
     @request_link.validator
     def validate_request_link(self) -> None:
@@ -412,7 +456,7 @@ class SignupWorkflow:
             holder_confirmation=self._holder_status,
             holder_confirmation_expires_at=self._holder.expires_at if self._holder else None,
             gateway_entry_locked=self._locked(),
-            needs_operator=self._needs_operator,
+            needs_operator=self._needs_operator(),
         )
 
     @workflow.query
@@ -457,10 +501,16 @@ class SignupWorkflow:
         if deadline is None:
             await workflow.wait_condition(changed)
             return
+        self._next = (deadline, TIMER_SUMMARIES.get(action.__name__, action.__name__))
+        self._describe()
         delay = deadline - workflow.now()
         if delay > timedelta(0):
             try:
-                await workflow.wait_condition(changed, timeout=delay)
+                await workflow.wait_condition(
+                    changed,
+                    timeout=delay,
+                    timeout_summary=f"{self._next[1]} at {deadline.isoformat()}",
+                )
                 return
             except TimeoutError:
                 pass
@@ -486,6 +536,7 @@ class SignupWorkflow:
 
     async def _remind(self) -> None:
         self._reminded_at_activity = self._last_activity
+        self._reminders += 1
         self._mail(MailKind.SIGNUP_REMINDER, f"idle:{self._last_activity.isoformat()}")
         self._version += 1
 
@@ -508,7 +559,11 @@ class SignupWorkflow:
     def _check_request_allowed(self) -> None:
         if self._status == SignupStatus.REGISTERED:
             raise refusal(ErrorCode.SIGNUP_COMPLETED)
-        if self._status in (SignupStatus.ABANDONED, SignupStatus.HOLDER_DECLINED):
+        if self._status in (
+            SignupStatus.ABANDONED,
+            SignupStatus.HOLDER_DECLINED,
+            SignupStatus.CANCELLED,
+        ):
             raise refusal(ErrorCode.SIGNUP_CLOSED)
         now = workflow.now()
         policy = self._inp.policy
@@ -525,6 +580,7 @@ class SignupWorkflow:
             SignupStatus.ABANDONED,
             SignupStatus.ALREADY_MEMBER,
             SignupStatus.HOLDER_DECLINED,
+            SignupStatus.CANCELLED,
         ):
             return ErrorCode.SIGNUP_CLOSED
         current = self._link
@@ -622,11 +678,14 @@ class SignupWorkflow:
         send_in_background(
             self._mail_tasks, request, lambda: self._flag_operator(f"{kind.value} mail not sent")
         )
+        self._last_mail = f"{kind.value} at {workflow.now().isoformat()}"
+        self._describe()
 
     def _flag_operator(self, reason: str) -> None:
-        """A permanent failure: say so in the query and the current details, go on."""
-        self._needs_operator = True
-        workflow.set_current_details(f"needs an operator: {reason}")
+        """A permanent failure (a mail that cannot be sent, a store write that keeps
+        failing): flag it for an operator (query, search attribute, details) and go on."""
+        workflow.logger.warning("signup needs an operator: %s", reason)
+        self._mail_failed()
 
     def _request_key(self, what: str) -> str:
         """Unique per run and update: a new run never reuses an older run's records."""
@@ -735,3 +794,139 @@ class SignupWorkflow:
             )
         except Exception as err:
             workflow.logger.warning("journey not signalled: %s", type(err).__name__)
+
+    # ---- operators (appended: the handlers above keep their order) --------------------
+
+    @workflow.update
+    async def operator_action(self, req: OperatorRequest) -> OperatorOutcome:
+        async with self._lock:
+            self._check_operator(req)
+            before = signup_stage(self._status)
+            detail = await self._operate(req)
+            self._publish()
+            return OperatorOutcome(
+                action=req.action,
+                before_stage=before,
+                after_stage=signup_stage(self._status),
+                at=workflow.now(),
+                detail=detail,
+            )
+
+    @operator_action.validator
+    def validate_operator_action(self, req: OperatorRequest) -> None:
+        self._check_operator(req)
+
+    def _check_operator(self, req: OperatorRequest) -> None:
+        if self._status == SignupStatus.REGISTERED:
+            raise refusal(ErrorCode.SIGNUP_COMPLETED)
+        if self._status.is_final:
+            raise refusal(ErrorCode.SIGNUP_CLOSED)
+        if req.action not in SIGNUP_ACTIONS:
+            raise refusal(ErrorCode.ACTION_NOT_APPLICABLE)
+        if req.action == OperatorAction.CLEAR_FLAG and not self._needs_operator():
+            raise refusal(ErrorCode.NOT_FLAGGED)
+        if req.action == OperatorAction.EXTEND and (
+            self._link is None
+            or self._status not in (SignupStatus.AWAITING_OPEN, SignupStatus.LINK_EXPIRED)
+        ):
+            raise refusal(ErrorCode.ACTION_NOT_APPLICABLE)
+
+    async def _operate(self, req: OperatorRequest) -> str:
+        now = workflow.now()
+        if req.action == OperatorAction.RESEND:
+            # The customer's own path; their cooldown and daily cap are theirs, not ours.
+            await self._issue_link(now)
+            return f"{MailKind.SIGNUP_LINK.value}:{self._link.seq if self._link else 0}"
+        if req.action == OperatorAction.EXTEND and self._link is not None:
+            self._link = self._link.model_copy(
+                update={"expires_at": now + self._inp.policy.link_ttl}
+            )
+            self._status = SignupStatus.AWAITING_OPEN
+            self._touch()
+            return f"link_expires_at={self._link.expires_at.isoformat()}"
+        if req.action == OperatorAction.CANCEL:
+            await run_store_activity(
+                SignupActivities.release_signup,
+                ReleaseSignupInput(signup_id=self._inp.signup_id, released_at=now),
+                summary="operator: release the address",
+            )
+            self._status = SignupStatus.CANCELLED
+            update = workflow.current_update_info()
+            self._mail(MailKind.SIGNUP_CANCELLED, f"cancelled:{update.id if update else ''}")
+            self._version += 1
+            return MailKind.SIGNUP_CANCELLED.value
+        self._mail_trouble = False
+        self._flag_cleared = True
+        return "flag_cleared"
+
+    def _needs_operator(self) -> bool:
+        return (self._mail_trouble or self._locked()) and not self._flag_cleared
+
+    def _mail_failed(self) -> None:
+        self._mail_trouble = True
+        self._flag_cleared = False
+        self._publish()
+
+    def _publish(self) -> None:
+        """The four search attributes every workflow type shares, and the details."""
+        stage = signup_stage(self._status)
+        if stage != self._published_stage:
+            self._published_stage = stage
+            self._stage_entered_at = workflow.now()
+        self._describe()
+        values = (stage, self._stage_entered_at, self._sent(), self._needs_operator())
+        if values == self._published or not workflow.patched(VISIBILITY_PATCH):
+            return
+        self._published = values
+        workflow.upsert_search_attributes(
+            [
+                sa.STAGE.value_set(stage),
+                sa.STAGE_ENTERED_AT.value_set(self._stage_entered_at),
+                sa.REMINDER_COUNT.value_set(self._sent()),
+                sa.NEEDS_OPERATOR.value_set(self._needs_operator()),
+            ]
+        )
+
+    def _sent(self) -> int:
+        return (self._link.seq if self._link else 0) + self._reminders
+
+    def _describe(self) -> None:
+        """The UI's one screen: where, since when, what was mailed, what it waits for.
+        Codes and times only (no address, no name, no token)."""
+        lines = [
+            f"signup **{self._status.value}** since {self._stage_entered_at.isoformat()}; "
+            f"links and reminders mailed: {self._sent()}",
+            f"waits for: {self._awaiting()}",
+            f"last mail: {self._last_mail or 'none'}",
+        ]
+        if self._link is not None:
+            lines.append(f"link {self._link.seq} expires {self._link.expires_at.isoformat()}")
+        if self._next is not None:
+            lines.append(f"next: {self._next[1]} at {self._next[0].isoformat()}")
+        if self._mail_trouble:
+            lines.append("a mail could not be delivered")
+        if self._locked():
+            lines.append("locked: too many wrong gateway/serial pairs")
+        if self._needs_operator():
+            lines.append("**needs an operator**")
+        workflow.set_current_details("\n\n".join(lines))
+
+    def _awaiting(self) -> str:
+        if self._status.is_final:
+            return "nothing (ended)"
+        if self._status == SignupStatus.AWAITING_OPEN:
+            return "the customer to open the link (STEP1)"
+        if self._status == SignupStatus.LINK_EXPIRED:
+            return "a new link request"
+        steps = [
+            (len(self._presented) >= len(self._documents()), "STEP2 documents"),
+            (self._agreed_at is not None, "STEP2 agreement"),
+            (self._gateway is not None, "STEP3 gateway"),
+            (self._info is not None, "STEP4 customer details"),
+        ]
+        missing = next((what for done, what in steps if not done), None)
+        if missing:
+            return missing
+        if self._holder_status == HolderConfirmation.PENDING:
+            return "the circle account holder's confirmation"
+        return "STEP5 登録する"

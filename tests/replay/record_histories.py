@@ -29,6 +29,7 @@ from domain.enrollment import (
 from domain.holder import HolderDecision
 from domain.jst import QuietHours
 from domain.mail import MailKind
+from domain.operators import OperatorAction, OperatorOutcome, OperatorRequest
 from domain.signup import (
     AgreeRequest,
     BeginRequest,
@@ -73,6 +74,14 @@ async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
         return
     path.write_text((await handle.fetch_history()).to_json())
     print(f"recorded {path.name}")
+
+
+async def operate(handle: WorkflowHandle[Any, Any], action: OperatorAction) -> None:
+    await handle.execute_update(
+        "operator_action",
+        OperatorRequest(action=action, operator="replay", reason="recorded for replay"),
+        result_type=OperatorOutcome,
+    )
 
 
 async def agree_both(s: WorkflowHandle[Any, Any], seq: int) -> None:
@@ -141,6 +150,25 @@ async def record() -> None:
             await h.result()
             await save("enrollment_ineligible", h)
 
+            # 8. (operator actions) resend, dormant, clear_flag, revive, extend, re-check,
+            # cancel: the operator_action update and its mails
+            c = add_customer(engine)
+            h = await journeys.start(c.account_id, POLICY, NO_QUIET)
+            await wait_stage(h, Stage.AWAITING_CONSENT)
+            await operate(h, OperatorAction.RESEND)
+            await env.sleep(timedelta(days=4))
+            await completed_mail(h, MailKind.REMINDER, count=2)
+            for action in (
+                OperatorAction.CLEAR_FLAG,
+                OperatorAction.REVIVE,
+                OperatorAction.EXTEND,
+                OperatorAction.RECHECK_ELIGIBILITY,
+                OperatorAction.CANCEL,
+            ):
+                await operate(h, action)
+            await h.result()
+            await save("enrollment_operator_actions", h)
+
         sink = MailSink().start()
         async with signup_worker(env.client, engine, sink) as settings:
             # 4. a whole points signup, registered (its journey is not running: logged);
@@ -158,6 +186,15 @@ async def record() -> None:
             await env.sleep(timedelta(days=9))
             await s.result()
             await save("signup_expired_abandoned", s)
+
+            # 9. (patch operator-visibility) search attributes published; the link expires,
+            # an operator extends it, resends a new one, then cancels the signup
+            s = await start_signup(env.client, settings, engine, "replay-operator@example.com")
+            await env.sleep(timedelta(hours=25))
+            for action in (OperatorAction.EXTEND, OperatorAction.RESEND, OperatorAction.CANCEL):
+                await operate(s, action)
+            await s.result()
+            await save("signup_operator_actions", s)
 
             # 6. (patch holder-confirmation) a stranger's address: one wrong pair, the
             # holder is asked, the request expires, asked again, confirmed, registered,

@@ -26,10 +26,12 @@ HISTORIES: dict[str, list[str]] = {
     "EnrollmentWorkflow": [
         "enrollment_dormant_then_declined",
         "enrollment_ineligible",
+        "enrollment_operator_actions",
         "enrollment_withdrawn",
     ],
     "PointSignupWorkflow": [
         "signup_expired_abandoned",
+        "signup_operator_actions",
         "signup_registered",
         "signup_holder_confirmed",
         "signup_holder_declined",
