@@ -58,6 +58,7 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
         host=settings.smtp_host,
         port=settings.smtp_port,
         sender=settings.mail_from,
+        points_sender=settings.points_mail_from,
         domain=settings.mail_domain,
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,

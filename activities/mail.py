@@ -28,7 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.enrollment import AwaitedStep
-from domain.mail import MailKind, MailReceipt, MailRequest
+from domain.mail import Brand, MailKind, MailReceipt, MailRequest, brand_of
 from store.tables import Account, OutboxMail, PointSignup, PointsMember
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -67,12 +67,20 @@ class MailRenderer:
 class SmtpSettings:
     host: str
     port: int
-    sender: str
+    sender: str  # the circle's (遠隔モニタリングサービス)
     domain: str
     username: str | None = None
     password: str | None = None
     start_tls: bool = False
     timeout: float = 30.0
+    # NTT Smile Energy's, for the kinds ``domain.mail.BRAND_OF`` gives to the points brand.
+    # The worker always sets it; None (tests of other things) falls back to ``sender``.
+    points_sender: str | None = None
+
+    def sender_for(self, kind: MailKind) -> str:
+        if brand_of(kind) is Brand.POINTS and self.points_sender is not None:
+            return self.points_sender
+        return self.sender
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -173,7 +181,7 @@ class MailActivities:
         message_id = message_id_for(req.key, self._smtp.domain)
         if not await asyncio.to_thread(self._claim, req, mail.subject, message_id):
             return MailReceipt(key=req.key, message_id=message_id, already_sent=True)
-        msg = build_message(mail, self._smtp.sender, name, address, message_id)
+        msg = build_message(mail, self._smtp.sender_for(req.kind), name, address, message_id)
         try:
             await aiosmtplib.send(
                 msg,

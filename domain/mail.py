@@ -25,6 +25,43 @@ class MailKind(StrEnum):
     POINTS_REGISTERED_NOTICE = "points_registered_notice"  # to the circle account
 
 
+class Brand(StrEnum):
+    """Whose mail it is, so whose sender it carries (``ECOKATSU_MAIL_FROM`` /
+    ``ECOKATSU_POINTS_MAIL_FROM``)."""
+
+    CIRCLE = "circle"  # 遠隔モニタリングサービス: the circle and the monitoring account
+    POINTS = (
+        "points"  # 株式会社NTTスマイルエナジー: what a スマイルeポイント (would-be) member gets
+    )
+
+
+# The one place that decides each kind's sender. The guide (p. 10) tells customers to allow
+# @nttse.com and shows noreply_cr@nttse.com as the sender of the points mails: every mail to
+# a points signup's or member's address is NTT Smile Energy's. The two mails to the circle
+# account holder about a points signup on their gateway stay ours: they go to the
+# monitoring account, about its gateway, and their link is on the monitoring site.
+BRAND_OF: dict[MailKind, Brand] = {
+    MailKind.INVITATION: Brand.CIRCLE,
+    MailKind.APPLICATION_COMPLETE: Brand.CIRCLE,
+    MailKind.APPLICATION_CANCELLED: Brand.CIRCLE,
+    MailKind.REMINDER: Brand.CIRCLE,
+    MailKind.SIGNUP_LINK: Brand.POINTS,
+    MailKind.SIGNUP_ALREADY_MEMBER: Brand.POINTS,
+    MailKind.SIGNUP_EXPIRED: Brand.POINTS,
+    MailKind.SIGNUP_REMINDER: Brand.POINTS,
+    MailKind.SIGNUP_COMPLETE: Brand.POINTS,
+    MailKind.HOLDER_CONFIRMATION: Brand.CIRCLE,
+    MailKind.HOLDER_CONFIRMED: Brand.POINTS,
+    MailKind.HOLDER_DECLINED: Brand.POINTS,
+    MailKind.HOLDER_CONFIRMATION_EXPIRED: Brand.POINTS,
+    MailKind.POINTS_REGISTERED_NOTICE: Brand.CIRCLE,
+}
+
+
+def brand_of(kind: MailKind) -> Brand:
+    return BRAND_OF[kind]
+
+
 class MailRequest(BaseModel):
     """One mail to an account, or to a points signup's address. ``key`` is its idempotency
     key (and Message-ID seed)."""
