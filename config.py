@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     # fragment never reaches a server, so the token is in no access log).
     points_registration_url: str = "https://smile-e-pt.eco-megane.jp/registration"
     points_login_url: str = "https://smile-e-pt.eco-megane.jp/login"
+    # the member's change-of-e-mail confirmation page; the link is this #<token>
+    points_email_change_url: str = "https://smile-e-pt.eco-megane.jp/email-change"
     points_inquiry_url: str = "https://smile-e-pt.eco-megane.jp/inquiry"
     points_terms_version: str = "2022-07-01"
     points_terms_file: Path = ROOT / "terms" / "smile-e-point-terms.ja.txt"

@@ -24,6 +24,7 @@ from temporalio.worker import Worker
 from activities.enrollment import EnrollmentActivities
 from activities.holder import HolderActivities
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
+from activities.member import MemberActivities
 from activities.signup import SignupActivities
 from config import Settings, get_settings
 from domain.jst import format_duration
@@ -31,9 +32,10 @@ from journey_starts import JourneyStartReconciler
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.member import MemberWorkflow
 from workflows.signup import SignupWorkflow
 
-WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow]
+WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow, MemberWorkflow]
 
 
 def mail_renderer(settings: Settings) -> MailRenderer:
@@ -76,6 +78,7 @@ def build_worker(
     holder = HolderActivities(
         engine, mail, settings.holder_confirmation_url, settings.holder_token_key()
     )
+    member = MemberActivities(engine, mail, settings.points_email_change_url)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -95,6 +98,11 @@ def build_worker(
             holder.record_holder_decision,
             holder.mail_holder_confirmation,
             holder.mail_registration_notice,
+            member.issue_email_change,
+            member.apply_email_change,
+            member.expire_email_change,
+            member.cancel_membership,
+            member.circle_cancelled,
         ],
         activity_executor=executor,
     )

@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from domain.enrollment import AwaitedStep
 from domain.mail import Brand, MailKind, MailReceipt, MailRequest, brand_of
-from store.tables import Account, OutboxMail, PointSignup, PointsMember
+from store.tables import Account, MemberEmailChange, OutboxMail, PointSignup, PointsMember
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -122,6 +122,17 @@ class MailActivities:
                         select(PointsMember).where(PointsMember.signup_id == signup.id)
                     ).first()
                     return (member.name if member else ""), signup.email
+            elif req.email_change_id is not None:
+                change = session.get(MemberEmailChange, req.email_change_id)
+                owner = session.get(PointsMember, change.member_id) if change else None
+                if change is not None and owner is not None:
+                    address = change.old_email if req.to_old_address else change.new_email
+                    if address is not None:
+                        return owner.name, address
+            elif req.member_id is not None:
+                holder = session.get(PointsMember, req.member_id)
+                if holder is not None:
+                    return holder.name, holder.email
         raise ApplicationError(
             "mail recipient not found", type="mail_recipient_unknown", non_retryable=True
         )

@@ -14,8 +14,8 @@ from api import errors
 from api.deps import TemporalConnection
 from api.errors import ApiError
 from api.ratelimit import SlidingWindowLimiter
-from api.routes import codec, confirmation, enrollment, session, signup, system
-from api.security import SessionTokens, SignupSessions
+from api.routes import codec, confirmation, enrollment, member, session, signup, system
+from api.security import MemberTokens, SessionTokens, SignupSessions
 from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
@@ -51,6 +51,9 @@ def create_app(
         app.state.codec = AesGcmCodec(settings.codec_key_bytes(), settings.codec_key_id)
         secret = settings.secret_key.get_secret_value()
         app.state.tokens = SessionTokens(secret, int(settings.session_max_age.total_seconds()))
+        app.state.member_tokens = MemberTokens(
+            secret, int(settings.session_max_age.total_seconds())
+        )
         app.state.signup_sessions = SignupSessions(
             secret, int((settings.signup.abandon_after + settings.signup.link_ttl).total_seconds())
         )
@@ -66,6 +69,8 @@ def create_app(
     app.include_router(system.router)
     app.include_router(signup.router)
     app.include_router(confirmation.router)
+    app.include_router(member.router)
+    app.include_router(member.system_router)
     app.include_router(codec.router)
 
     @app.get("/healthz", tags=["system"])

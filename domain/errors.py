@@ -97,6 +97,15 @@ class ErrorCode(StrEnum):
     CONFIRMATION_REPLACED = auto()
     CONFIRMATION_USED = auto()
     APPLICATION_NOT_ACTIVE = auto()
+    # the member's side (domain/member.py)
+    MEMBER_SESSION_INVALID = auto()
+    MEMBER_CANCELLED = auto()
+    EMAIL_UNCHANGED = auto()
+    EMAIL_CHANGE_UNKNOWN = auto()
+    EMAIL_CHANGE_EXPIRED = auto()
+    EMAIL_CHANGE_REPLACED = auto()
+    EMAIL_CHANGE_USED = auto()
+    EMAIL_CHANGE_UNAVAILABLE = auto()
 
 
 class ErrorSpec(NamedTuple):
@@ -335,6 +344,34 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         409,
         "このゲートウェイの「みんなでつくるエコ活サークル」のお申込みは解約されているため、"
         "スマイルeポイントに登録できません。",
+    ),
+    ErrorCode.MEMBER_SESSION_INVALID: ErrorSpec(
+        401, "ログインの有効期限が切れました。マイページから再度ログインしてください。"
+    ),
+    ErrorCode.MEMBER_CANCELLED: ErrorSpec(
+        409, "スマイルeポイントは退会済みです。退会後の再登録はできません。"
+    ),
+    ErrorCode.EMAIL_UNCHANGED: ErrorSpec(
+        422, "現在ご登録のメールアドレスと同じです。新しいメールアドレスを入力してください。"
+    ),
+    ErrorCode.EMAIL_CHANGE_UNKNOWN: ErrorSpec(
+        404, "このURLは無効です。マイページから、メールアドレスの変更をやり直してください。"
+    ),
+    ErrorCode.EMAIL_CHANGE_EXPIRED: ErrorSpec(
+        410,
+        "URLの有効期限が切れています。マイページから、メールアドレスの変更をやり直してください。",
+    ),
+    ErrorCode.EMAIL_CHANGE_REPLACED: ErrorSpec(
+        410,
+        "このURLは、新しい変更のお申込みにより無効になりました。最新のメールのURLをご利用ください。",
+    ),
+    ErrorCode.EMAIL_CHANGE_USED: ErrorSpec(
+        410, "このURLは使用済みです。メールアドレスの変更は完了しています。"
+    ),
+    ErrorCode.EMAIL_CHANGE_UNAVAILABLE: ErrorSpec(
+        409,
+        "このメールアドレスには変更できません。別のメールアドレスで、マイページから"
+        "変更をやり直してください。",
     ),
 }
 

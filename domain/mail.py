@@ -23,6 +23,13 @@ class MailKind(StrEnum):
     HOLDER_DECLINED = "holder_declined"  # to the signup's address, neutral
     HOLDER_CONFIRMATION_EXPIRED = "holder_confirmation_expired"  # to the signup's address
     POINTS_REGISTERED_NOTICE = "points_registered_notice"  # to the circle account
+    # the member's side (domain/member.py)
+    MEMBER_EMAIL_CHANGE_LINK = "member_email_change_link"  # to the new address: the link
+    MEMBER_EMAIL_CHANGE_TAKEN = "member_email_change_taken"  # to the new address: neutral
+    MEMBER_EMAIL_CHANGED = "member_email_changed"  # to the new address: done
+    MEMBER_EMAIL_CHANGED_NOTICE = "member_email_changed_notice"  # to the old address
+    MEMBER_CANCELLED = "member_cancelled"  # 退会手続き完了
+    MEMBER_CIRCLE_CANCELLED = "member_circle_cancelled"  # the circle 解約 suspends points
 
 
 class Brand(StrEnum):
@@ -55,6 +62,12 @@ BRAND_OF: dict[MailKind, Brand] = {
     MailKind.HOLDER_DECLINED: Brand.POINTS,
     MailKind.HOLDER_CONFIRMATION_EXPIRED: Brand.POINTS,
     MailKind.POINTS_REGISTERED_NOTICE: Brand.CIRCLE,
+    MailKind.MEMBER_EMAIL_CHANGE_LINK: Brand.POINTS,
+    MailKind.MEMBER_EMAIL_CHANGE_TAKEN: Brand.POINTS,
+    MailKind.MEMBER_EMAIL_CHANGED: Brand.POINTS,
+    MailKind.MEMBER_EMAIL_CHANGED_NOTICE: Brand.POINTS,
+    MailKind.MEMBER_CANCELLED: Brand.POINTS,
+    MailKind.MEMBER_CIRCLE_CANCELLED: Brand.POINTS,
 }
 
 
@@ -70,6 +83,11 @@ class MailRequest(BaseModel):
     kind: MailKind
     account_id: str | None = None
     signup_id: str | None = None
+    # a スマイルeポイント member's current address; or a change of e-mail's new address
+    # (its old one with ``to_old_address``)
+    member_id: int | None = None
+    email_change_id: str | None = None
+    to_old_address: bool = False
     context: dict[str, str] = Field(default_factory=dict)
 
 

@@ -31,6 +31,7 @@ from store.tables import (
     Consent,
     Gateway,
     JourneyStart,
+    PointsMember,
 )
 
 
@@ -166,6 +167,15 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
             applied_at=inp.applied_at,
         )
         session.add(app)
+        # Applied again after 解約: a points membership suspended by it resumes.
+        for member in session.exec(
+            select(PointsMember).where(
+                PointsMember.gateway_id == gateway.gateway_id,
+                col(PointsMember.circle_cancelled_at).is_not(None),
+            )
+        ):
+            member.circle_cancelled_at = None
+            session.add(member)
         try:
             session.commit()
         except sa.exc.IntegrityError:
