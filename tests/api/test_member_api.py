@@ -184,9 +184,11 @@ async def test_member_looks_changes_email_and_cancels_for_good(stack: Stack) -> 
     # tombstoned gateway is refused at STEP3 under any other address.
     before = count_to(stack, new, "")
     assert (await stack.call("POST", "/v1/points/signups", json={"email": new})).status_code == 202
-    refused = await eventually(
-        lambda: count_to(stack, new, "") > before and stack.sink.received[-1], what="refusal"
-    )
+
+    def refusal() -> ReceivedMail | None:
+        return stack.sink.received[-1] if count_to(stack, new, "") > before else None
+
+    refused = await eventually(refusal, what="refusal")
     assert refused.envelope_to == [new] and "#" not in " ".join(refused.links)
     assert "再入会はできません" in refused.text
     other = "another.try@example.com"
