@@ -88,6 +88,7 @@ def build_worker(
             registry.record_consent,
             registry.record_application,
             registry.cancel_application,
+            registry.mark_points_member_suspended,
             mail.send_mail,
             signup.issue_link,
             signup.match_gateway,
@@ -102,7 +103,6 @@ def build_worker(
             member.apply_email_change,
             member.expire_email_change,
             member.cancel_membership,
-            member.circle_cancelled,
         ],
         activity_executor=executor,
     )

@@ -20,7 +20,6 @@ from domain.mail import MailKind, MailRequest
 from domain.member import (
     ApplyEmailChangeInput,
     CancelMembershipInput,
-    CircleCancelledInput,
     EmailChanged,
     EmailChangeIssued,
     EmailChangeState,
@@ -80,26 +79,3 @@ class MemberActivities:
         email = refuse_on_rule(lambda: member_store.email_of(self._engine, inp.member_id))
         member = signup_store.cancel_member(self._engine, email, inp.at)
         return MembershipCancelled(cancelled_at=as_utc(member.cancelled_at or inp.at))
-
-    @activity.defn
-    async def circle_cancelled(self, inp: CircleCancelledInput) -> bool:
-        """Mark the gateway's member (if any) suspended and tell them; True if there was
-        one. Called by the journey when a circle application is cancelled."""
-        member_id = await asyncio.to_thread(
-            member_store.mark_circle_cancelled,
-            self._engine,
-            inp.account_id,
-            inp.gateway_id,
-            inp.at,
-        )
-        if member_id is None:
-            return False
-        await self._mail.deliver(
-            MailRequest(
-                key=f"{inp.key}:points-member",
-                kind=MailKind.MEMBER_CIRCLE_CANCELLED,
-                member_id=member_id,
-                context={"gateway_id": inp.gateway_id, "cancelled_at": format_jst(inp.at)},
-            )
-        )
-        return True

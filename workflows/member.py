@@ -37,6 +37,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.enrollment import EnrollmentActivities
     from activities.member import MemberActivities
     from domain.errors import ErrorCode, message_for
     from domain.jst import format_jst
@@ -55,7 +56,10 @@ with workflow.unsafe.imports_passed_through():
         MembershipCancelled,
     )
     from workflows.mail import MAIL_GIVE_UP_AFTER, MAIL_RETRY, send_in_background
-    from workflows.refusals import run_store_activity
+    from workflows.refusals import STORE_TIMEOUT, run_store_activity
+
+
+FIRST_ACTION_WAIT = timedelta(minutes=10)
 
 
 @workflow.defn(name="MemberWorkflow")
@@ -69,9 +73,16 @@ class MemberWorkflow:
         self._pending: EmailChangeIssued | None = None
         self._cancelled = False
         self._mail_tasks: list[asyncio.Task[None]] = []
+        self._actions = 0  # updates accepted by this run
 
     @workflow.run
     async def run(self, inp: MemberInput) -> None:
+        # Started for an action (update-with-start): wait for it before looking for work.
+        # A start without one (never by the API) ends after a while rather than linger.
+        try:
+            await workflow.wait_condition(lambda: self._actions > 0, timeout=FIRST_ACTION_WAIT)
+        except TimeoutError:
+            return
         while True:
             await workflow.wait_condition(workflow.all_handlers_finished)
             pending = self._pending
@@ -101,6 +112,7 @@ class MemberWorkflow:
 
     @workflow.update
     async def request_email_change(self, req: EmailChangeRequest) -> EmailChangeIssued:
+        self._actions += 1
         async with self._lock:
             self._require_member()
             now = workflow.now()
@@ -122,6 +134,7 @@ class MemberWorkflow:
 
     @workflow.update
     async def confirm_email_change(self, req: ConfirmEmailChange) -> EmailChanged:
+        self._actions += 1
         async with self._lock:
             self._require_member()
             changed = await run_store_activity(
@@ -162,6 +175,7 @@ class MemberWorkflow:
 
     @workflow.update
     async def cancel_membership(self) -> MembershipCancelled:
+        self._actions += 1
         async with self._lock:
             self._require_member()
             cancelled = await run_store_activity(
@@ -198,21 +212,33 @@ class MemberWorkflow:
 def tell_points_member_in_background(
     tasks: list[asyncio.Task[None]], inp: CircleCancelledInput, on_trouble: Callable[[], None]
 ) -> None:
-    """For the journey's 解約: mark the gateway's スマイルeポイント member suspended and mail
-    them, as a background task (the customer's 解約 answers without waiting for SMTP), with
-    the mail's retry policy; the journey awaits ``tasks`` before it ends."""
+    """For the journey's 解約: mark the gateway's スマイルeポイント member (if any) suspended,
+    then mail them, as a background task (the 解約 answers without waiting), with the
+    mail's retry policy; the journey awaits ``tasks`` before it ends."""
 
     async def run() -> None:
         try:
-            await workflow.execute_activity_method(
-                MemberActivities.circle_cancelled,
+            member_id = await workflow.execute_activity_method(
+                EnrollmentActivities.mark_points_member_suspended,
                 inp,
-                start_to_close_timeout=timedelta(minutes=2),
+                start_to_close_timeout=STORE_TIMEOUT,
                 schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
                 retry_policy=MAIL_RETRY,
             )
         except ActivityError as err:
-            workflow.logger.warning("points member not told: %s", type(err.cause).__name__)
+            workflow.logger.warning("points member not marked: %s", type(err.cause).__name__)
             on_trouble()
+            return
+        if member_id is not None:
+            send_in_background(
+                tasks,
+                MailRequest(
+                    key=f"{inp.key}:points-member",
+                    kind=MailKind.MEMBER_CIRCLE_CANCELLED,
+                    member_id=member_id,
+                    context={"gateway_id": inp.gateway_id, "cancelled_at": format_jst(inp.at)},
+                ),
+                on_trouble,
+            )
 
     tasks.append(asyncio.create_task(run()))

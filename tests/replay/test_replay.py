@@ -31,6 +31,8 @@ HISTORIES: dict[str, list[str]] = {
     "PointSignupWorkflow": [
         "signup_expired_abandoned",
         "signup_registered",
+        "signup_holder_confirmed",
+        "signup_holder_declined",
     ],
 }
 NAMES = [name for names in HISTORIES.values() for name in names]
