@@ -38,6 +38,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.enrollment import EnrollmentActivities
+    from activities.mail import MailActivities
     from activities.member import MemberActivities
     from domain.errors import ErrorCode, message_for
     from domain.jst import format_jst
@@ -90,7 +91,12 @@ class MemberWorkflow:
                 # Mails may take a while; an action that arrives meanwhile is served
                 # by this run, not cut off by its end.
                 await asyncio.gather(*self._mail_tasks)
-                if workflow.all_handlers_finished() and self._pending is None:
+                # an action served meanwhile may have started mails of its own
+                if (
+                    workflow.all_handlers_finished()
+                    and self._pending is None
+                    and all(task.done() for task in self._mail_tasks)
+                ):
                     break
                 continue
             left = pending.expires_at - workflow.now()
@@ -229,16 +235,25 @@ def tell_points_member_in_background(
             workflow.logger.warning("points member not marked: %s", type(err.cause).__name__)
             on_trouble()
             return
-        if member_id is not None:
-            send_in_background(
-                tasks,
+        if member_id is None:
+            return
+        # In this same task, not a task of its own: the journey awaits the tasks it had
+        # when it ended, so a mail started from here would be left behind.
+        try:
+            await workflow.execute_activity_method(
+                MailActivities.send_mail,
                 MailRequest(
                     key=f"{inp.key}:points-member",
                     kind=MailKind.MEMBER_CIRCLE_CANCELLED,
                     member_id=member_id,
                     context={"gateway_id": inp.gateway_id, "cancelled_at": format_jst(inp.at)},
                 ),
-                on_trouble,
+                start_to_close_timeout=timedelta(minutes=2),
+                schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
+                retry_policy=MAIL_RETRY,
             )
+        except ActivityError as err:
+            workflow.logger.warning("points member not told: %s", type(err.cause).__name__)
+            on_trouble()
 
     tasks.append(asyncio.create_task(run()))

@@ -17,22 +17,28 @@ from temporalio.workflow import _Definition
 from tests.conftest import CONVERTER
 from tests.pii import assert_absent
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.member import MemberWorkflow
 from workflows.signup import SignupWorkflow
 
 HERE = Path(__file__).parent / "histories"
-WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow]
+WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow, MemberWorkflow]
 # Workflow type (as Temporal knows it) → the recorded histories of that type.
 HISTORIES: dict[str, list[str]] = {
     "EnrollmentWorkflow": [
         "enrollment_dormant_then_declined",
         "enrollment_ineligible",
         "enrollment_withdrawn",
+        "enrollment_withdrawn_points_suspended",
     ],
     "PointSignupWorkflow": [
         "signup_expired_abandoned",
         "signup_registered",
         "signup_holder_confirmed",
         "signup_holder_declined",
+    ],
+    "MemberWorkflow": [
+        "member_change_expired",
+        "member_changed_then_cancelled",
     ],
 }
 NAMES = [name for names in HISTORIES.values() for name in names]

@@ -24,6 +24,7 @@ from domain.member import (
 from store import member as member_store
 from store import signup as signup_store
 from store.tables import MemberEmailChange, PointsMember
+from tests.factories import Customer
 from tests.waiting import eventually
 from tests.workflows.signup_harness import applied_customer, signup_worker
 from workflows.member import MemberWorkflow
@@ -31,10 +32,10 @@ from workflows.member import MemberWorkflow
 TTL = timedelta(hours=24)
 
 
-def add_member(engine: Engine) -> tuple[int, str, str]:
-    """(member ID, signup ID, address) of a registered member (rows as registration
-    leaves them; the registration itself is tested in test_signup.py)."""
-    customer = applied_customer(engine)
+def add_member(engine: Engine, customer: Customer | None = None) -> tuple[int, str, str]:
+    """(member ID, signup ID, address) of a registered member on the customer's eligible
+    gateway (rows as registration leaves them; registration is tested in test_signup.py)."""
+    customer = customer or applied_customer(engine)
     email = f"member-{uuid.uuid4().hex[:8]}@example.com"
     ticket = signup_store.open_signup(engine, email)
     with Session(engine) as session:
