@@ -166,8 +166,9 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
             status="active",
             applied_at=inp.applied_at,
         )
-        session.add(app)
-        # Applied again after 解約: a points membership suspended by it resumes.
+        # Applied again after 解約: a points membership suspended by it resumes (in this
+        # transaction, so a refused application resumes nothing). Looked up before the
+        # application is added: the query's autoflush must not insert it outside the try.
         for member in session.exec(
             select(PointsMember).where(
                 PointsMember.gateway_id == gateway.gateway_id,
@@ -176,6 +177,7 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
         ):
             member.circle_cancelled_at = None
             session.add(member)
+        session.add(app)
         try:
             session.commit()
         except sa.exc.IntegrityError:
