@@ -206,8 +206,11 @@ async def test_signup_from_the_mailed_link_to_enrolled(stack: Stack) -> None:
     assert first.json()["name"] == "笑顔 太郎"
 
     # Registered, the signup closes once its mails went out; its complete history shows
-    # the one completion mail for the two submissions.
-    assert kinds(await closed_mail_activities(signup)) == [MailKind.SIGNUP_COMPLETE]
+    # the holder's approval notice and the one completion mail for the two submissions.
+    assert kinds(await closed_mail_activities(signup)) == [
+        MailKind.HOLDER_CONFIRMED,
+        MailKind.SIGNUP_COMPLETE,
+    ]
 
     # After registration every way back says so, in the signup's own words. (While the
     # signup is still open, its completion mail in flight, a late 登録する gets the same
