@@ -111,7 +111,12 @@ async def test_the_change_link_expires_after_24_hours_and_the_run_ends(
         await ts_clock.sleep(TTL - timedelta(minutes=1))
         assert change(sqlite_engine, change_id).status == "pending"  # not a minute early
         await ts_clock.sleep(timedelta(minutes=2))
-        await handle.result()  # the timer fired, the row expired, nothing left to wait for
+        # the timer fired within those two minutes (time stands still outside sleep and
+        # result, so a later timer would leave the row pending here)
+        await eventually(
+            lambda: change(sqlite_engine, change_id).status == "expired", what="expired row"
+        )
+        await handle.result()  # nothing left to wait for: the run ends
         row = change(sqlite_engine, change_id)
         assert row.status == "expired" and row.expires_at is not None
         assert abs(issued.expires_at - (row.expires_at.replace(tzinfo=UTC))) < timedelta(seconds=1)
