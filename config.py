@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     smtp_start_tls: bool = False
     smtp_timeout_seconds: float = 30.0
     mail_from: str = "遠隔モニタリングサービス <noreply@eco-katsu.example>"
+    # The スマイルeポイント mails' sender, as the guide shows it (p. 10: allow @nttse.com).
+    points_mail_from: str = "株式会社NTTスマイルエナジー <noreply_cr@nttse.com>"
     mail_domain: str = "eco-katsu.example"
 
     # Addresses shown to customers
@@ -135,6 +137,8 @@ class Settings(BaseSettings):
     # fragment never reaches a server, so the token is in no access log).
     points_registration_url: str = "https://smile-e-pt.eco-megane.jp/registration"
     points_login_url: str = "https://smile-e-pt.eco-megane.jp/login"
+    # the member's change-of-e-mail confirmation page; the link is this #<token>
+    points_email_change_url: str = "https://smile-e-pt.eco-megane.jp/email-change"
     points_inquiry_url: str = "https://smile-e-pt.eco-megane.jp/inquiry"
     points_terms_version: str = "2022-07-01"
     points_terms_file: Path = ROOT / "terms" / "smile-e-point-terms.ja.txt"

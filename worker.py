@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from activities.enrollment import EnrollmentActivities
 from activities.holder import HolderActivities
 from activities.mail import MailActivities, MailRenderer, SmtpSettings
+from activities.member import MemberActivities
 from activities.signup import SignupActivities
 from config import Settings, UnsafeSecrets, get_settings
 from domain.jst import format_duration
@@ -35,9 +36,10 @@ from journey_starts import JourneyStartReconciler
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.member import MemberWorkflow
 from workflows.signup import SignupWorkflow
 
-WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow]
+WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow, MemberWorkflow]
 log = logging.getLogger("worker")
 
 
@@ -63,6 +65,7 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
         host=settings.smtp_host,
         port=settings.smtp_port,
         sender=settings.mail_from,
+        points_sender=settings.points_mail_from,
         domain=settings.mail_domain,
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
@@ -85,6 +88,7 @@ def build_worker(
     holder = HolderActivities(
         engine, mail, settings.holder_confirmation_url, settings.holder_token_key()
     )
+    member = MemberActivities(engine, mail, settings.points_email_change_url)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -94,6 +98,7 @@ def build_worker(
             registry.record_consent,
             registry.record_application,
             registry.cancel_application,
+            registry.mark_points_member_suspended,
             mail.send_mail,
             signup.record_link,
             signup.send_link,
@@ -106,6 +111,10 @@ def build_worker(
             holder.record_holder_decision,
             holder.mail_holder_confirmation,
             holder.mail_registration_notice,
+            member.issue_email_change,
+            member.apply_email_change,
+            member.expire_email_change,
+            member.cancel_membership,
         ],
         activity_executor=executor,
     )

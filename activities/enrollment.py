@@ -23,7 +23,9 @@ from domain.enrollment import (
     RecordedApplication,
 )
 from domain.errors import message_for
+from domain.member import CircleCancelledInput
 from store import enrollment as enrollment_store
+from store import member as member_store
 
 T = TypeVar("T")
 
@@ -67,3 +69,11 @@ class EnrollmentActivities:
     @activity.defn
     def cancel_application(self, inp: CancelApplicationInput) -> list[GatewayView]:
         return refuse_on_rule(lambda: enrollment_store.cancel_application(self._engine, inp))
+
+    @activity.defn
+    def mark_points_member_suspended(self, inp: CircleCancelledInput) -> int | None:
+        """The circle application of a gateway was cancelled: its スマイルeポイント member
+        (if any) is marked suspended. Returns the member's ID, for the mail."""
+        return member_store.mark_circle_cancelled(
+            self._engine, inp.account_id, inp.gateway_id, inp.at
+        )

@@ -22,13 +22,14 @@ from api.routes import (
     codec,
     confirmation,
     enrollment,
+    member,
     operator,
     operator_auth,
     session,
     signup,
     system,
 )
-from api.security import OperatorSessions, SessionTokens, SignupSessions
+from api.security import MemberTokens, OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup_requests import SignupRequests
 from codec import AesGcmCodec
 from config import Settings, get_settings
@@ -66,6 +67,9 @@ def create_app(
         app.state.codec = AesGcmCodec(settings.codec_key_bytes(), settings.codec_key_id)
         secret = settings.secret_key.get_secret_value()
         app.state.tokens = SessionTokens(secret, int(settings.session_max_age.total_seconds()))
+        app.state.member_tokens = MemberTokens(
+            secret, int(settings.session_max_age.total_seconds())
+        )
         app.state.signup_sessions = SignupSessions(
             secret, int((settings.signup.abandon_after + settings.signup.link_ttl).total_seconds())
         )
@@ -106,6 +110,8 @@ def create_app(
     app.include_router(operator.router)
     app.include_router(signup.router)
     app.include_router(confirmation.router)
+    app.include_router(member.router)
+    app.include_router(member.system_router)
     app.include_router(codec.router)
     app.include_router(operator_auth.router)
 

@@ -246,3 +246,76 @@ class OperatorActionResult(BaseModel):
     at: datetime
     detail: str
     audit_id: int
+
+
+# ---- the スマイルeポイント member (api/routes/member.py) -----------------------------------
+
+
+class MemberLoginRequest(BaseModel):
+    email: EmailAddress = Field(description="The member's registered e-mail address")
+    password: str = Field(min_length=1, max_length=200, json_schema_extra={"format": "password"})
+
+
+class MemberLoginResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name, not a secret)
+
+
+class AgreedDocumentView(BaseModel):
+    document: str
+    version: str
+    agreed_at: datetime
+
+
+class MemberView(BaseModel):
+    """照会 (マイページ): the membership as the store has it."""
+
+    email: str
+    name: str
+    gateway_id: str
+    pcs_serial: str
+    status: Literal["active", "suspended", "cancelled"]
+    registered_at: datetime
+    circle_cancelled_at: datetime | None = Field(
+        description="when the gateway's circle application was cancelled (suspended since)"
+    )
+    documents: list[AgreedDocumentView] = Field(
+        description="the documents agreed to at signup, at their versions (consent ledger)"
+    )
+    email_change_expires_at: datetime | None = Field(
+        description="a change of e-mail waits for its link until then"
+    )
+
+
+class EmailChangeBody(BaseModel):
+    new_email: EmailAddress = Field(description="半角英数字 (full-width is converted)")
+
+
+class EmailChangeRequested(BaseModel):
+    """The same answer whether the address is free or taken (the mail tells which)."""
+
+    message: str
+
+
+class EmailChangeDone(BaseModel):
+    changed_at: datetime
+
+
+class MemberCancelBody(BaseModel):
+    password: str = Field(
+        min_length=1,
+        max_length=200,
+        json_schema_extra={"format": "password"},
+        description="asked again: 退会 cannot be undone (no re-join)",
+    )
+
+
+class MemberCancelled(BaseModel):
+    cancelled_at: datetime
+    message: str
+
+
+class SuspendedMemberRow(BaseModel):
+    member_ref: str = Field(description="the member's opaque ID (its workflow is member-<ref>)")
+    gateway_id: str
+    circle_cancelled_at: datetime

@@ -94,3 +94,23 @@ class OperatorSessions:
             return None
         value = data.get("o") if isinstance(data, dict) else None
         return value if isinstance(value, str) else None
+
+
+class MemberTokens:
+    """A スマイルeポイント member's session: its own signed token kind (its own salt), so a
+    circle session token is never a member's, nor the other way round."""
+
+    def __init__(self, secret: str, max_age_seconds: int) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt="eco-katsu-member-session")
+        self._max_age = max_age_seconds
+
+    def issue(self, member_id: int) -> str:
+        return self._serializer.dumps({"m": member_id})
+
+    def member_id(self, token: str) -> int | None:
+        try:
+            data = self._serializer.loads(token, max_age=self._max_age)
+        except BadSignature:
+            return None
+        value = data.get("m") if isinstance(data, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -101,6 +101,15 @@ class ErrorCode(StrEnum):
     CONFIRMATION_REPLACED = auto()
     CONFIRMATION_USED = auto()
     APPLICATION_NOT_ACTIVE = auto()
+    # the member's side (domain/member.py)
+    MEMBER_SESSION_INVALID = auto()
+    MEMBER_CANCELLED = auto()
+    EMAIL_UNCHANGED = auto()
+    EMAIL_CHANGE_UNKNOWN = auto()
+    EMAIL_CHANGE_EXPIRED = auto()
+    EMAIL_CHANGE_REPLACED = auto()
+    EMAIL_CHANGE_USED = auto()
+    EMAIL_CHANGE_UNAVAILABLE = auto()
 
     # ---- "no door left open" (issue 6) ----------------------------------------------------
     LOGIN_THROTTLED = auto()
@@ -370,6 +379,34 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.NOT_FLAGGED: ErrorSpec(409, "この手続きには対応待ちの印が付いていません。"),
     ErrorCode.NOT_DORMANT: ErrorSpec(409, "この手続きは休止中ではありません。"),
     ErrorCode.OPERATOR_ROLE_REQUIRED: ErrorSpec(403, "この操作にはオペレーター権限が必要です。"),
+    ErrorCode.MEMBER_SESSION_INVALID: ErrorSpec(
+        401, "ログインの有効期限が切れました。マイページから再度ログインしてください。"
+    ),
+    ErrorCode.MEMBER_CANCELLED: ErrorSpec(
+        409, "スマイルeポイントは退会済みです。退会後の再登録はできません。"
+    ),
+    ErrorCode.EMAIL_UNCHANGED: ErrorSpec(
+        422, "現在ご登録のメールアドレスと同じです。新しいメールアドレスを入力してください。"
+    ),
+    ErrorCode.EMAIL_CHANGE_UNKNOWN: ErrorSpec(
+        404, "このURLは無効です。マイページから、メールアドレスの変更をやり直してください。"
+    ),
+    ErrorCode.EMAIL_CHANGE_EXPIRED: ErrorSpec(
+        410,
+        "URLの有効期限が切れています。マイページから、メールアドレスの変更をやり直してください。",
+    ),
+    ErrorCode.EMAIL_CHANGE_REPLACED: ErrorSpec(
+        410,
+        "このURLは、新しい変更のお申込みにより無効になりました。最新のメールのURLをご利用ください。",
+    ),
+    ErrorCode.EMAIL_CHANGE_USED: ErrorSpec(
+        410, "このURLは使用済みです。メールアドレスの変更は完了しています。"
+    ),
+    ErrorCode.EMAIL_CHANGE_UNAVAILABLE: ErrorSpec(
+        409,
+        "このメールアドレスには変更できません。別のメールアドレスで、マイページから"
+        "変更をやり直してください。",
+    ),
 }
 
 

@@ -31,6 +31,7 @@ from store.tables import (
     Consent,
     Gateway,
     JourneyStart,
+    PointsMember,
 )
 
 
@@ -165,6 +166,17 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
             status="active",
             applied_at=inp.applied_at,
         )
+        # Applied again after 解約: a points membership suspended by it resumes (in this
+        # transaction, so a refused application resumes nothing). Looked up before the
+        # application is added: the query's autoflush must not insert it outside the try.
+        for member in session.exec(
+            select(PointsMember).where(
+                PointsMember.gateway_id == gateway.gateway_id,
+                col(PointsMember.circle_cancelled_at).is_not(None),
+            )
+        ):
+            member.circle_cancelled_at = None
+            session.add(member)
         session.add(app)
         try:
             session.commit()

@@ -29,7 +29,14 @@ from domain.signup import (
 )
 from store.enrollment import RuleViolation, as_utc, consent_row
 from store.holder import holder_may_register
-from store.tables import CircleApplication, Gateway, PointSignup, PointsMember, SignupLink
+from store.tables import (
+    CircleApplication,
+    Gateway,
+    MemberEmailChange,
+    PointSignup,
+    PointsMember,
+    SignupLink,
+)
 
 
 def token_hash(token: str) -> str:
@@ -365,14 +372,29 @@ def release_signup(engine: Engine, signup_id: str, at: datetime) -> None:
             session.commit()
 
 
-def cancel_member(engine: Engine, email: str, at: datetime) -> None:
-    """解約 of the points membership: the row stays, as the tombstone."""
+def cancel_member(engine: Engine, email: str, at: datetime) -> PointsMember:
+    """解約 of the points membership: the row stays, as the tombstone (its e-mail and
+    gateway stay taken for good). A pending change of e-mail dies with it. Idempotent:
+    cancelling again keeps the first time."""
     with Session(engine) as session:
         member = session.exec(select(PointsMember).where(PointsMember.email == email)).one()
-        member.status = "cancelled"
-        member.cancelled_at = at
-        session.add(member)
-        session.commit()
+        if member.status != "cancelled":
+            member.status = "cancelled"
+            member.cancelled_at = at
+            session.add(member)
+            for change in session.exec(
+                select(MemberEmailChange).where(
+                    MemberEmailChange.member_id == member.id,
+                    MemberEmailChange.status.in_(["requested", "pending"]),  # type: ignore[attr-defined]
+                )
+            ):
+                change.status = "cancelled"
+                change.closed_at = at
+                session.add(change)
+            session.commit()
+            session.refresh(member)
+        session.expunge(member)
+        return member
 
 
 def how_it_ended(engine: Engine, signup_id: str) -> ErrorCode:

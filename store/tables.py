@@ -216,6 +216,42 @@ class PointsMember(SQLModel, table=True):
     status: str = Field(max_length=10)  # "active" | "cancelled"
     registered_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     cancelled_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    # The circle application of this gateway was cancelled (解約): the membership is
+    # suspended (no points accrue) until the gateway is applied for again. Kept apart from
+    # ``status`` so that "is a member" (a row, active) keeps one meaning for the signup.
+    circle_cancelled_at: datetime | None = Field(
+        default=None, sa_type=sa.DateTime(timezone=True), index=True
+    )
+
+
+class MemberEmailChange(SQLModel, table=True):
+    """A member's request to change the registered e-mail, confirmed by a link mailed to
+    the new address. Only the token's SHA-256 is stored. One pending request per member
+    (a partial unique index): a newer request replaces the older one."""
+
+    __tablename__ = "member_email_changes"
+    __table_args__ = (
+        sa.Index(
+            "uq_member_email_changes_pending_member",
+            "member_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+    )
+
+    id: str = Field(default_factory=new_public_id, primary_key=True, max_length=32)
+    member_id: int = Field(foreign_key="points_members.id", index=True)
+    new_email: str = Field(max_length=254)
+    old_email: str | None = Field(default=None, max_length=254)  # set when it is used
+    # null until the link is issued; never set for a taken address (no link is mailed)
+    token_sha256: str | None = Field(default=None, unique=True, max_length=64)
+    # requested, pending, taken, replaced, used, expired, cancelled (domain.member)
+    status: str = Field(max_length=10)
+    requested_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    expires_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    closed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    mailed: bool = False
 
 
 class JourneyStart(SQLModel, table=True):

@@ -67,9 +67,11 @@ with workflow.unsafe.imports_passed_through():
     from domain.errors import ErrorCode
     from domain.jst import format_jst
     from domain.mail import MailKind, MailRequest
+    from domain.member import CircleCancelledInput
     from domain.operators import OperatorAction, OperatorOutcome, OperatorRequest
     from workflows import metrics
     from workflows.mail import send_in_background
+    from workflows.member import tell_points_member_in_background
     from workflows.refusals import STORE_RETRY, STORE_TIMEOUT, refusal, run_store_activity
 
 
@@ -210,6 +212,20 @@ class EnrollmentWorkflow:
                     "pcs_serial": gateway.pcs_serial if gateway else "",
                 },
             )
+            if workflow.patched("points-member-circle-cancel"):
+                # The gateway's スマイルeポイント member (if any) is suspended and told
+                # (rule: README "Circle 解約 and the points membership").
+                tell_points_member_in_background(
+                    self._mail_tasks,
+                    CircleCancelledInput(
+                        key=f"{workflow.info().workflow_id}:cancellation:{req.gateway_id}:"
+                        f"{now.isoformat()}",
+                        account_id=self._inp.account_id,
+                        gateway_id=req.gateway_id,
+                        at=now,
+                    ),
+                    self._mail_failed,
+                )
             if not any(g.application == ApplicationState.ACTIVE for g in self._gateways):
                 self._enter(Stage.WITHDRAWN)
             return CancelReceipt(gateway_id=req.gateway_id, cancelled_at=now, stage=self._stage)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from email.message import EmailMessage
+from pathlib import Path
 
 import jinja2
 import pytest
@@ -16,10 +18,10 @@ from activities.mail import MailActivities, MailRenderer, SmtpSettings, message_
 from config import Settings
 from devtools.mailsink import MailSink
 from domain.enrollment import AwaitedStep
-from domain.mail import MailKind, MailRequest
+from domain.mail import BRAND_OF, MailKind, MailRequest
 from store.tables import OutboxMail
 from tests.factories import add_customer
-from worker import mail_renderer
+from worker import mail_renderer, smtp_settings
 
 RENDERER = mail_renderer(Settings())
 COMPLETE = {
@@ -178,3 +180,56 @@ def test_renderer_uses_strict_undefined_everywhere() -> None:
     assert isinstance(MailRenderer({}), MailRenderer)
     with pytest.raises(jinja2.UndefinedError):
         MailRenderer({}).render(MailKind.INVITATION, {"name": "x"})
+
+
+CIRCLE_FROM = "遠隔モニタリングサービス <noreply@eco-katsu.example>"
+POINTS_FROM = "株式会社NTTスマイルエナジー <noreply_cr@nttse.com>"
+POINTS_KINDS = {
+    MailKind.SIGNUP_LINK,
+    MailKind.SIGNUP_ALREADY_MEMBER,
+    MailKind.SIGNUP_EXPIRED,
+    MailKind.SIGNUP_REMINDER,
+    MailKind.SIGNUP_COMPLETE,
+    MailKind.HOLDER_CONFIRMED,
+    MailKind.HOLDER_DECLINED,
+    MailKind.HOLDER_CONFIRMATION_EXPIRED,
+    MailKind.MEMBER_EMAIL_CHANGE_LINK,
+    MailKind.MEMBER_EMAIL_CHANGE_TAKEN,
+    MailKind.MEMBER_EMAIL_CHANGED,
+    MailKind.MEMBER_EMAIL_CHANGED_NOTICE,
+    MailKind.MEMBER_CANCELLED,
+    MailKind.MEMBER_CIRCLE_CANCELLED,
+}
+
+
+async def test_each_kind_carries_its_brands_sender(
+    sqlite_engine: Engine, mail_sink: MailSink, tmp_path: Path
+) -> None:
+    """Through the real SMTP sink, with the worker's settings (defaults): the points mails
+    come from NTT Smile Energy as the guide shows, the circle's from the monitoring
+    service. Trivial templates, so that every kind is sent without its own context."""
+    for kind in MailKind:
+        for suffix in ("subject.txt", "txt", "html"):
+            (tmp_path / "mail").mkdir(exist_ok=True)
+            (tmp_path / "mail" / f"{kind.value}.{suffix}").write_text(kind.value)
+    customer = add_customer(sqlite_engine)
+    smtp = dataclasses.replace(smtp_settings(Settings()), port=mail_sink.port, timeout=5)
+    mail = MailActivities(sqlite_engine, smtp, MailRenderer({}, templates=tmp_path))
+    for kind in MailKind:
+        req = MailRequest(key=f"brand-{kind.value}", kind=kind, account_id=customer.account_id)
+        await ActivityEnvironment().run(mail.send_mail, req)
+    senders = {m.subject: str(m.message["From"]) for m in mail_sink.received}
+    assert senders == {
+        kind.value: POINTS_FROM if kind in POINTS_KINDS else CIRCLE_FROM for kind in MailKind
+    }
+
+
+def test_points_sender_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ECOKATSU_POINTS_MAIL_FROM", "スマイルeポイント <points@example.jp>")
+    smtp = smtp_settings(Settings())
+    assert smtp.sender_for(MailKind.SIGNUP_LINK) == "スマイルeポイント <points@example.jp>"
+    assert smtp.sender_for(MailKind.INVITATION) == Settings().mail_from
+
+
+def test_every_kind_has_a_brand() -> None:
+    assert set(BRAND_OF) == set(MailKind)

@@ -29,6 +29,7 @@ from domain.enrollment import (
 from domain.holder import HolderDecision
 from domain.jst import QuietHours
 from domain.mail import MailKind
+from domain.member import ConfirmEmailChange, EmailChangeRequest
 from domain.operators import OperatorAction, OperatorOutcome, OperatorRequest
 from domain.signup import (
     AgreeRequest,
@@ -41,6 +42,7 @@ from domain.signup import (
     SessionRequest,
 )
 from store import holder as holder_store
+from store import member as member_store
 from store import signup as signup_store
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
@@ -56,8 +58,12 @@ from tests.workflows.signup_harness import (
     start_signup,
     token_in,
 )
+from tests.workflows.test_member import add_member
+from tests.workflows.test_member import link_token as member_link_token
+from tests.workflows.test_member import start as start_member
 from tests.workflows.test_signup import walk_to_confirmation
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.member import MemberWorkflow
 from workflows.signup import SignupWorkflow
 
 HERE = Path(__file__).resolve().parent / "histories"
@@ -169,6 +175,24 @@ async def record() -> None:
             await h.result()
             await save("enrollment_operator_actions", h)
 
+            # 8. (patch points-member-circle-cancel) the gateway backs a points member:
+            # 解約 marks the member suspended and mails them; withdrawn
+            c = add_customer(engine)
+            h = await journeys.start(c.account_id, POLICY, NO_QUIET)
+            await wait_stage(h, Stage.AWAITING_CONSENT)
+            await h.execute_update(
+                EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+            )
+            await h.execute_update(
+                EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=c.eligible_gateway)
+            )
+            add_member(engine, c)
+            await h.execute_update(
+                EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=c.eligible_gateway)
+            )
+            await h.result()
+            await save("enrollment_withdrawn_points_suspended", h)
+
         sink = MailSink().start()
         async with signup_worker(env.client, engine, sink) as settings:
             # 4. a whole points signup, registered (its journey is not running: logged);
@@ -276,6 +300,38 @@ async def record() -> None:
             await save("signup_links_recorded_then_mailed", s)
             await unsendable.result()
             await save("signup_link_unsendable_abandoned", unsendable)
+
+            # 9. a member's change-of-e-mail link is never used: it expires after 24 h
+            member_id, signup_id, _ = add_member(engine)
+            m = await start_member(env.client, settings, member_id, signup_id)
+            change_id = member_store.record_email_change(
+                engine, member_id, "replay-new@example.com", datetime.now(UTC)
+            )
+            await m.execute_update(
+                MemberWorkflow.request_email_change, EmailChangeRequest(change_id=change_id)
+            )
+            await env.sleep(timedelta(hours=25))
+            await m.result()
+            await save("member_change_expired", m)
+
+            # 10. a member changes the address by the link, then cancels (退会)
+            member_id, signup_id, _ = add_member(engine)
+            m = await start_member(env.client, settings, member_id, signup_id)
+            new = "replay-moved@example.com"
+            change_id = member_store.record_email_change(engine, member_id, new, datetime.now(UTC))
+            await m.execute_update(
+                MemberWorkflow.request_email_change, EmailChangeRequest(change_id=change_id)
+            )
+            token = member_link_token(sink, new, 1)
+            await m.execute_update(
+                MemberWorkflow.confirm_email_change,
+                ConfirmEmailChange(
+                    change_id=change_id, token_sha256=signup_store.token_hash(token)
+                ),
+            )
+            await m.execute_update(MemberWorkflow.cancel_membership)
+            await m.result()
+            await save("member_changed_then_cancelled", m)
         sink.stop()
         engine.dispose()
     await env.shutdown()

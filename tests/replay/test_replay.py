@@ -17,10 +17,11 @@ from temporalio.workflow import _Definition
 from tests.conftest import CONVERTER
 from tests.pii import assert_absent
 from workflows.enrollment import EnrollmentWorkflow
+from workflows.member import MemberWorkflow
 from workflows.signup import SignupWorkflow
 
 HERE = Path(__file__).parent / "histories"
-WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow]
+WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow, MemberWorkflow]
 # Workflow type (as Temporal knows it) → the recorded histories of that type.
 HISTORIES: dict[str, list[str]] = {
     "EnrollmentWorkflow": [
@@ -28,6 +29,7 @@ HISTORIES: dict[str, list[str]] = {
         "enrollment_ineligible",
         "enrollment_operator_actions",
         "enrollment_withdrawn",
+        "enrollment_withdrawn_points_suspended",
     ],
     "PointSignupWorkflow": [
         "signup_expired_abandoned",
@@ -37,6 +39,10 @@ HISTORIES: dict[str, list[str]] = {
         "signup_holder_declined",
         "signup_links_recorded_then_mailed",
         "signup_link_unsendable_abandoned",
+    ],
+    "MemberWorkflow": [
+        "member_change_expired",
+        "member_changed_then_cancelled",
     ],
 }
 NAMES = [name for names in HISTORIES.values() for name in names]

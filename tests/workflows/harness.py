@@ -135,6 +135,7 @@ async def running_worker(
                 registry.record_consent,
                 registry.record_application,
                 registry.cancel_application,
+                registry.mark_points_member_suspended,
                 recorder.send_mail,
             ],
             activity_executor=executor,
