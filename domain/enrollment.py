@@ -132,12 +132,33 @@ def next_reminder_at(
 # ---- contracts of EnrollmentWorkflow and its activities ----
 
 
+class CarriedState(BaseModel):
+    """What a journey carries into its next run when it continues as new: only what the
+    workflow cannot ask the store for again without changing its meaning (the stage and
+    its clock, the reminders already sent, the gateways as last seen, the points
+    membership, the terms the customer is asked about)."""
+
+    stage: Stage
+    stage_entered_at: datetime
+    reminders_sent: int = 0
+    dormant: bool = False
+    mail_trouble: bool = False
+    gateways: list[GatewayView] = Field(default_factory=list)
+    points_gateway: str | None = None
+    run_scoped_mail_keys: bool = True
+
+
 class EnrollmentInput(BaseModel):
     account_id: str
     circle_terms: TermsDocument
     points_signup_url: str
     reminders: ReminderPolicy
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    # Continue as new once the history holds this many events (None: only when the
+    # server suggests it). Small values are for tests and drills.
+    continue_as_new_after_events: int | None = Field(default=None, ge=10)
+    # Set only by the journey itself when it continues as new.
+    carried: CarriedState | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -171,10 +192,16 @@ class EligibilityResult(BaseModel):
 
 
 class ConsentRequest(BaseModel):
-    """Update ``give_consent``: the customer pressed 同意する on this terms version."""
+    """Update ``give_consent``: the customer pressed 同意する on this terms version.
+
+    ``current_terms`` is the document the API serves now (GET /v1/terms): a journey that
+    started under an older version moves to it, so a terms revision never strands a
+    journey waiting for consent. Absent in requests recorded before it existed.
+    """
 
     terms_version: str
     channel: str = "web"
+    current_terms: TermsDocument | None = None
 
 
 class ConsentResult(BaseModel):
@@ -227,6 +254,9 @@ class RecordedApplication(BaseModel):
     pcs_serial: str
     applied_at: datetime
     gateways: list[GatewayView]
+    # An active スマイルeポイント member on one of the account's gateways (a household
+    # re-joining after 解約): the journey goes straight to enrolled.
+    points_member_gateway_id: str | None = None
 
 
 class CancelRequest(BaseModel):

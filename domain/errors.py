@@ -98,6 +98,9 @@ class ErrorCode(StrEnum):
     CONFIRMATION_USED = auto()
     APPLICATION_NOT_ACTIVE = auto()
 
+    # ---- the whole life of a membership (issue 7) --------------------------------------
+    POINTS_MEMBERSHIP_CANCELLED = auto()
+
 
 class ErrorSpec(NamedTuple):
     """One row of the table: the HTTP status the API answers with, and the message."""
@@ -335,6 +338,11 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         409,
         "このゲートウェイの「みんなでつくるエコ活サークル」のお申込みは解約されているため、"
         "スマイルeポイントに登録できません。",
+    ),
+    ErrorCode.POINTS_MEMBERSHIP_CANCELLED: ErrorSpec(
+        409,
+        "このゲートウェイのスマイルeポイント会員登録は退会済みのため、再度ご登録いただけません。"
+        "そのため「みんなでつくるエコ活サークル」へのお申し込みもお受けできません。",
     ),
 }
 

@@ -31,6 +31,7 @@ from store.tables import (
     Consent,
     Gateway,
     JourneyStart,
+    PointsMember,
 )
 
 
@@ -131,12 +132,25 @@ def record_consent(engine: Engine, inp: RecordConsentInput) -> None:
 
 
 def _recorded(session: Session, app: CircleApplication, pcs_serial: str) -> RecordedApplication:
+    member = session.exec(
+        select(PointsMember)
+        .where(PointsMember.account_id == app.account_id, PointsMember.status == "active")
+        .order_by(col(PointsMember.id))
+    ).first()
     return RecordedApplication(
         gateway_id=app.gateway_id,
         pcs_serial=pcs_serial,
         applied_at=as_utc(app.applied_at),
         gateways=gateway_views(session, app.account_id),
+        points_member_gateway_id=member.gateway_id if member else None,
     )
+
+
+def points_membership_cancelled(session: Session, gateway_id: str) -> bool:
+    """The gateway's スマイルeポイント membership was cancelled: its tombstone stops a
+    re-join for good (guide p.12), and with it a new circle application (README, rules)."""
+    member = session.exec(select(PointsMember).where(PointsMember.gateway_id == gateway_id)).first()
+    return member is not None and member.status == "cancelled"
 
 
 def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedApplication:
@@ -158,6 +172,8 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
             gateway.model, gateway.pv_unit_in_use, gateway.battery_unit_in_use
         ):
             raise RuleViolation(ErrorCode.GATEWAY_NOT_ELIGIBLE)
+        if points_membership_cancelled(session, gateway.gateway_id):
+            raise RuleViolation(ErrorCode.POINTS_MEMBERSHIP_CANCELLED)
         app = CircleApplication(
             request_key=inp.key,
             gateway_id=gateway.gateway_id,

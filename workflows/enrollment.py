@@ -12,6 +12,11 @@ Messages
 - signal ``points_registered(PointsRegistered)``: the points signup joined; → enrolled.
 - query ``get_status() -> EnrollmentStatus``.
 
+Long life: while it waits, the journey continues as new when the server suggests it (or
+its history reaches ``EnrollmentInput.continue_as_new_after_events``), after its handlers
+and mails have finished, carrying ``CarriedState``. Versioning: docs/VERSIONING.md; the
+patches below are listed there.
+
 Timers
 - reminders while the customer stalls in a stage that awaits them (consent, application,
   points signup): at the configured delays after the stage was entered, deferred out of the
@@ -41,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         CancelApplicationInput,
         CancelReceipt,
         CancelRequest,
+        CarriedState,
         ConsentRequest,
         ConsentResult,
         DeclineResult,
@@ -64,6 +70,12 @@ with workflow.unsafe.imports_passed_through():
 
 APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Stage.ENROLLED)
 
+# Patches (docs/VERSIONING.md). Mail and store request keys carry the journey's first run
+# ID, so a journey started again after 解約 sends its own invitation.
+PATCH_RUN_SCOPED_KEYS = "run-scoped-keys"
+# The journey continues as new while it waits.
+PATCH_CONTINUE_AS_NEW = "continue-as-new"
+
 
 @workflow.defn
 class EnrollmentWorkflow:
@@ -81,24 +93,44 @@ class EnrollmentWorkflow:
         self._points_gateway: str | None = None
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
+        # The terms the customer is asked about: the input's, until a consent brings the
+        # version the API serves now (a revision while the journey waited).
+        self._terms = inp.circle_terms
+        self._run_scoped_keys = False
+        # Set when replaying a history recorded before continue-as-new existed reaches a
+        # point where it would now continue: that run goes on as it did.
+        self._continue_declined = False
+        if inp.carried is not None:
+            self._restore(inp.carried)
 
     @workflow.run
     async def run(self, inp: EnrollmentInput) -> EnrollmentResult:
-        self._publish()
-        result = await workflow.execute_activity_method(
-            EnrollmentActivities.check_eligibility,
-            inp.account_id,
-            start_to_close_timeout=STORE_TIMEOUT,
-        )
-        self._gateways = result.gateways
-        if not result.eligible:
-            self._ineligible_reason = result.reason
-            self._enter(Stage.INELIGIBLE)
-            return self._finish_result()
-        self._enter(Stage.AWAITING_CONSENT)
-        self._mail(MailKind.INVITATION, "invitation", {})
+        if inp.carried is None:
+            self._run_scoped_keys = workflow.patched(PATCH_RUN_SCOPED_KEYS)
+            self._publish()
+            result = await workflow.execute_activity_method(
+                EnrollmentActivities.check_eligibility,
+                inp.account_id,
+                start_to_close_timeout=STORE_TIMEOUT,
+            )
+            self._gateways = result.gateways
+            if not result.eligible:
+                self._ineligible_reason = result.reason
+                self._enter(Stage.INELIGIBLE)
+                return self._finish_result()
+            self._enter(Stage.AWAITING_CONSENT)
+            self._mail(MailKind.INVITATION, "invitation", {})
+        else:
+            self._publish()
         while not self._stage.is_final:
             await self._follow_up(self._stage)
+            if self._continue_due() and not self._stage.is_final:
+                if not workflow.patched(PATCH_CONTINUE_AS_NEW):
+                    self._continue_declined = True
+                    continue
+                await self._drain()
+                if not self._stage.is_final:
+                    workflow.continue_as_new(self._next_input())
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._mail_tasks)
         return self._finish_result()
@@ -107,13 +139,18 @@ class EnrollmentWorkflow:
 
     @workflow.update
     async def give_consent(self, req: ConsentRequest) -> ConsentResult:
+        if req.current_terms is not None and self._stage == Stage.AWAITING_CONSENT:
+            # A revision while the journey waited: the consent is for the version the
+            # customer was shown, and the ledger records that one.
+            self._terms = req.current_terms
         now = await self._decide("agreed", "consent", req.channel, Stage.AWAITING_APPLICATION)
         return ConsentResult(stage=self._stage, consented_at=now)
 
     @give_consent.validator
     def validate_give_consent(self, req: ConsentRequest) -> None:
         self._require_stage(Stage.AWAITING_CONSENT)
-        if req.terms_version != self._inp.circle_terms.version:
+        asked = req.current_terms or self._terms
+        if req.terms_version != asked.version:
             raise refusal(ErrorCode.TERMS_VERSION_OUTDATED)
 
     @workflow.update
@@ -140,6 +177,9 @@ class EnrollmentWorkflow:
                 ),
             )
             self._gateways = recorded.gateways
+            if recorded.points_member_gateway_id and self._points_gateway is None:
+                # Re-joining after 解約: the household is still a points member.
+                self._points_gateway = recorded.points_member_gateway_id
             receipt = ApplicationReceipt(
                 gateway_id=recorded.gateway_id,
                 pcs_serial=recorded.pcs_serial,
@@ -222,7 +262,7 @@ class EnrollmentWorkflow:
             reminders_sent=self._reminders_sent,
             next_reminder_at=self._next_reminder_at(),
             dormant=self._dormant,
-            circle_terms_version=self._inp.circle_terms.version,
+            circle_terms_version=self._terms.version,
             points_member_gateway_id=self._points_gateway,
         )
 
@@ -230,8 +270,11 @@ class EnrollmentWorkflow:
 
     async def _follow_up(self, stage: Stage) -> None:
         """Wait for the stage to change, reminding the customer while it does not."""
-        left = lambda: self._stage != stage  # noqa: E731
-        while self._stage == stage:
+
+        def left() -> bool:
+            return self._stage != stage or self._continue_due()
+
+        while not left():
             due = self._next_reminder_at()
             if due is None:
                 await workflow.wait_condition(left)
@@ -282,7 +325,7 @@ class EnrollmentWorkflow:
                 RecordConsentInput(
                     key=self._request_key(what),
                     account_id=self._inp.account_id,
-                    terms=self._inp.circle_terms,
+                    terms=self._terms,
                     decision=decision,
                     decided_at=now,
                     channel=channel,
@@ -335,12 +378,23 @@ class EnrollmentWorkflow:
     def _request_key(self, what: str) -> str:
         info = workflow.current_update_info()
         update_id = info.id if info else "run"
-        return f"{workflow.info().workflow_id}:{what}:{update_id}"
+        return f"{self._key_prefix()}:{what}:{update_id}"
+
+    def _key_prefix(self) -> str:
+        """The workflow ID, and for journeys started since ``PATCH_RUN_SCOPED_KEYS`` the
+        first run's ID: a journey started again after it ended (the same workflow ID, and
+        the API's update IDs may repeat) must not find the old journey's mails and ledger
+        rows sent or recorded. Continue-as-new keeps the first run's ID, so the keys of one
+        journey stay the same across its runs."""
+        info = workflow.info()
+        if self._run_scoped_keys:
+            return f"{info.workflow_id}:{info.first_execution_run_id}"
+        return info.workflow_id
 
     def _mail(self, kind: MailKind, key: str, context: dict[str, str]) -> None:
         """Send a mail in the background: an update answers without waiting for SMTP."""
         request = MailRequest(
-            key=f"{workflow.info().workflow_id}:{key}",
+            key=f"{self._key_prefix()}:{key}",
             kind=kind,
             account_id=self._inp.account_id,
             context=context,
@@ -350,3 +404,49 @@ class EnrollmentWorkflow:
     def _mail_failed(self) -> None:
         self._mail_trouble = True
         self._publish()
+
+    # ---- continue-as-new -----------------------------------------------------------
+
+    def _continue_due(self) -> bool:
+        if self._continue_declined or self._stage.is_final:
+            return False
+        info = workflow.info()
+        cap = self._inp.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or (
+            cap is not None and info.get_current_history_length() >= cap
+        )
+
+    async def _drain(self) -> None:
+        """Before continuing as new: every update answered, every mail finished."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and all(t.done() for t in self._mail_tasks)
+        )
+        await asyncio.gather(*self._mail_tasks)
+        self._mail_tasks.clear()
+
+    def _next_input(self) -> EnrollmentInput:
+        return self._inp.model_copy(
+            update={
+                "circle_terms": self._terms,
+                "carried": CarriedState(
+                    stage=self._stage,
+                    stage_entered_at=self._stage_entered_at,
+                    reminders_sent=self._reminders_sent,
+                    dormant=self._dormant,
+                    mail_trouble=self._mail_trouble,
+                    gateways=self._gateways,
+                    points_gateway=self._points_gateway,
+                    run_scoped_mail_keys=self._run_scoped_keys,
+                ),
+            }
+        )
+
+    def _restore(self, carried: CarriedState) -> None:
+        self._stage = carried.stage
+        self._stage_entered_at = carried.stage_entered_at
+        self._reminders_sent = carried.reminders_sent
+        self._dormant = carried.dormant
+        self._mail_trouble = carried.mail_trouble
+        self._gateways = carried.gateways
+        self._points_gateway = carried.points_gateway
+        self._run_scoped_keys = carried.run_scoped_mail_keys
