@@ -1,0 +1,218 @@
+"""The life of a journey between the steps (issue 7): re-joining after 解約, a terms
+revision while a journey waits, and continue-as-new keeping the state and the reminders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio.testing import WorkflowEnvironment
+
+from domain.enrollment import (
+    ApplyRequest,
+    CancelRequest,
+    ConsentRequest,
+    PointsRegistered,
+    ReminderPolicy,
+    Stage,
+)
+from domain.errors import ErrorCode
+from domain.jst import QuietHours
+from domain.mail import MailKind
+from domain.terms import TermsDocument
+from store.tables import Consent
+from tests.factories import Customer, add_customer, add_points_member
+from tests.waiting import eventually
+from tests.workflows.harness import TERMS, MailRecorder, near, running_worker, wait_stage
+from tests.workflows.test_enrollment_flow import refused
+from workflows.enrollment import EnrollmentWorkflow
+
+NO_QUIET = QuietHours(start=time(0, 0), end=time(0, 0))
+REVISED = TermsDocument(
+    document=TERMS.document,
+    version="2026-04-01",
+    content_sha256="cd" * 32,
+    url="https://example.invalid/terms-2026",
+)
+
+
+def ledger(engine: Engine, account_id: str) -> list[tuple[str, str, str]]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Consent).where(Consent.account_id == account_id).order_by(col(Consent.id))
+        ).all()
+    return [(row.version, row.content_sha256, row.decision) for row in rows]
+
+
+async def enroll_then_withdraw(journeys: object, customer: Customer) -> None:
+    handle = await journeys.start(customer.account_id)  # type: ignore[attr-defined]
+    await wait_stage(handle, Stage.AWAITING_CONSENT)
+    await handle.execute_update(
+        EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+    )
+    await handle.execute_update(
+        EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+    )
+    await handle.signal(
+        EnrollmentWorkflow.points_registered,
+        PointsRegistered(gateway_id=customer.eligible_gateway, registered_at=datetime.now(UTC)),
+    )
+    await wait_stage(handle, Stage.ENROLLED)
+    await handle.execute_update(
+        EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=customer.eligible_gateway)
+    )
+    assert (await handle.result()).stage == Stage.WITHDRAWN
+
+
+async def test_rejoining_points_member_goes_straight_back_to_enrolled(
+    dev_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    # On the dev server: awaiting the first run's result on the time-skipping one lets the
+    # clock jump past the second run's timers.
+    customer = add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
+        await enroll_then_withdraw(journeys, customer)
+        # The points membership outlives the circle application (解約 leaves it active).
+        add_points_member(sqlite_engine, customer)
+
+        again = await journeys.start(customer.account_id)
+        await wait_stage(again, Stage.AWAITING_CONSENT)
+        await again.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        receipt = await again.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+        )
+        assert receipt.gateway_id == customer.eligible_gateway
+        status = await again.query(EnrollmentWorkflow.get_status)
+        assert status.stage == Stage.ENROLLED
+        assert status.points_member_gateway_id == customer.eligible_gateway
+        assert status.next_reminder_at is None  # no reminder to sign up again
+
+        # Each run has its own invitation: the outbox would have dropped a reused key.
+        await eventually(lambda: len(mails.of_kind(MailKind.INVITATION)) == 2)
+        keys = [req.key for req, _ in mails.of_kind(MailKind.INVITATION)]
+        assert len(set(keys)) == 2
+        first_run = journeys.handles[0].first_execution_run_id
+        second_run = again.first_execution_run_id
+        assert first_run and second_run
+        assert keys == [
+            f"enrollment-{customer.account_id}:{first_run}:invitation",
+            f"enrollment-{customer.account_id}:{second_run}:invitation",
+        ]
+        # Both consents are in the ledger (the second is not taken for a retry of the first).
+        assert (
+            ledger(sqlite_engine, customer.account_id)
+            == [(TERMS.version, TERMS.content_sha256, "agreed")] * 2
+        )
+
+
+async def test_cancelled_points_membership_cannot_rejoin(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    customer = add_customer(sqlite_engine)
+    add_points_member(sqlite_engine, customer, status="cancelled")
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle = await journeys.start(customer.account_id)
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        code = await refused(
+            handle.execute_update(
+                EnrollmentWorkflow.apply_gateway,
+                ApplyRequest(gateway_id=customer.eligible_gateway),
+            )
+        )
+        assert code == ErrorCode.POINTS_MEMBERSHIP_CANCELLED
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert status.stage == Stage.AWAITING_APPLICATION
+        assert all(g.application.value == "none" for g in status.gateways)
+
+
+async def test_consent_moves_a_waiting_journey_to_the_revised_terms(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    customer = add_customer(sqlite_engine)
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle = await journeys.start(customer.account_id)  # started under TERMS
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        # Without the current terms the journey knows only its own version.
+        assert (
+            await refused(
+                handle.execute_update(
+                    EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=REVISED.version)
+                )
+            )
+            == ErrorCode.TERMS_VERSION_OUTDATED
+        )
+        # A customer still holding the old version must read the revised one first.
+        assert (
+            await refused(
+                handle.execute_update(
+                    EnrollmentWorkflow.give_consent,
+                    ConsentRequest(terms_version=TERMS.version, current_terms=REVISED),
+                )
+            )
+            == ErrorCode.TERMS_VERSION_OUTDATED
+        )
+        result = await handle.execute_update(
+            EnrollmentWorkflow.give_consent,
+            ConsentRequest(terms_version=REVISED.version, current_terms=REVISED),
+        )
+        assert result.stage == Stage.AWAITING_APPLICATION
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert status.circle_terms_version == REVISED.version
+        # The ledger records the version (and text) this consent was for.
+        assert ledger(sqlite_engine, customer.account_id) == [
+            (REVISED.version, REVISED.content_sha256, "agreed")
+        ]
+
+
+async def test_continue_as_new_keeps_the_state_and_the_pending_reminders(
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    policy = ReminderPolicy.model_validate({"delays": ["P1D", "P3D"]})
+    customer = add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(
+            customer.account_id, policy, NO_QUIET, continue_as_new_after_events=10
+        )
+        status = await wait_stage(handle, Stage.AWAITING_CONSENT)
+        entered = status.stage_entered_at
+        first_run = handle.first_execution_run_id
+
+        async def continued() -> str | None:
+            run_id = (await handle.describe()).run_id
+            return run_id if run_id != first_run else None
+
+        await eventually(continued, what="a continued run")
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert (status.stage, status.stage_entered_at) == (Stage.AWAITING_CONSENT, entered)
+        assert status.next_reminder_at == entered + timedelta(days=1)
+
+        # The reminders fire in the later runs, at the times counted from the first.
+        now = await ts_clock.get_current_time()
+        await ts_clock.sleep(entered + timedelta(days=1, minutes=1) - now)
+        await eventually(lambda: len(mails.of_kind(MailKind.REMINDER)) == 1)
+        now = await ts_clock.get_current_time()
+        await ts_clock.sleep(entered + timedelta(days=3, minutes=1) - now)
+        await eventually(lambda: len(mails.of_kind(MailKind.REMINDER)) == 2)
+        sent = mails.of_kind(MailKind.REMINDER)
+        assert near(sent[0][1], entered + timedelta(days=1))
+        assert near(sent[1][1], entered + timedelta(days=3))
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert (status.reminders_sent, status.dormant, status.next_reminder_at) == (2, True, None)
+        # One journey, one key prefix across its runs: the invitation was sent once.
+        prefix = f"enrollment-{customer.account_id}:{first_run}:"
+        assert all(req.key.startswith(prefix) for req, _ in mails.calls)
+        assert len(mails.of_kind(MailKind.INVITATION)) == 1
+
+        # The customer can still answer in the latest run.
+        result = await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        assert result.stage == Stage.AWAITING_APPLICATION
