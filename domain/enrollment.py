@@ -72,6 +72,7 @@ class GatewayReason(StrEnum):
     MODEL_NOT_SUPPORTED = "model_not_supported"
     PV_UNIT_NOT_IN_USE = "pv_unit_not_in_use"
     BATTERY_UNIT_NOT_IN_USE = "battery_unit_not_in_use"
+    GATEWAY_REMOVED = "gateway_removed"  # removed or exchanged (monitoring system)
 
 
 class GatewayModel(StrEnum):
@@ -146,6 +147,8 @@ class CarriedState(BaseModel):
     gateways: list[GatewayView] = Field(default_factory=list)
     points_gateway: str | None = None
     run_scoped_mail_keys: bool = True
+    gateway_trouble: bool = False
+    gateway_events: list[str] = Field(default_factory=list)
 
 
 class EnrollmentInput(BaseModel):
@@ -302,3 +305,25 @@ class EnrollmentStatus(BaseModel):
 class EnrollmentResult(BaseModel):
     stage: Stage
     ineligible_reason: IneligibleReason | None = None
+
+
+# ---- gateway changes from the monitoring system (issue 7) ----
+
+
+class GatewayEventKind(StrEnum):
+    ADDED = "added"
+    EXCHANGED = "exchanged"  # gateway_id → new_gateway_id (故障交換 or replacement)
+    REMOVED = "removed"  # ゲートウェイの廃棄
+    UNITS_CHANGED = "units_changed"  # PV / battery unit in use or not
+
+
+class GatewayChanged(BaseModel):
+    """Signal ``gateway_changed``: the store has recorded a monitoring-system event about
+    one of the account's gateways; the journey re-checks eligibility. Idempotent by
+    ``event_id`` (a signal, because it is a machine event, not a customer's repeatable
+    request)."""
+
+    event_id: str
+    kind: GatewayEventKind
+    gateway_id: str
+    new_gateway_id: str | None = None

@@ -23,6 +23,7 @@ class MailKind(StrEnum):
     HOLDER_DECLINED = "holder_declined"  # to the signup's address, neutral
     HOLDER_CONFIRMATION_EXPIRED = "holder_confirmation_expired"  # to the signup's address
     POINTS_REGISTERED_NOTICE = "points_registered_notice"  # to the circle account
+    GATEWAY_CHANGED = "gateway_changed"  # an applied gateway changed (monitoring system)
 
 
 class MailRequest(BaseModel):

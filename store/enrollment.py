@@ -16,6 +16,7 @@ from domain.enrollment import (
     ApplicationState,
     CancelApplicationInput,
     EligibilityResult,
+    GatewayReason,
     GatewayView,
     IneligibleReason,
     RecordApplicationInput,
@@ -84,6 +85,8 @@ def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
     views = []
     for gw in gateways:
         reasons = gateway_ineligibility(gw.model, gw.pv_unit_in_use, gw.battery_unit_in_use)
+        if gw.removed_at is not None:
+            reasons = [GatewayReason.GATEWAY_REMOVED]
         app = latest.get(gw.gateway_id)
         views.append(
             GatewayView(
@@ -168,7 +171,7 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
         ).first()
         if existing is not None:
             return _recorded(session, existing, gateway.pcs_serial)
-        if gateway_ineligibility(
+        if gateway.removed_at is not None or gateway_ineligibility(
             gateway.model, gateway.pv_unit_in_use, gateway.battery_unit_in_use
         ):
             raise RuleViolation(ErrorCode.GATEWAY_NOT_ELIGIBLE)

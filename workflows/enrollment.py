@@ -10,6 +10,10 @@ Messages
 - update ``cancel_application(CancelRequest) -> CancelReceipt``: 解約; the journey ends as
   withdrawn when no active application is left.
 - signal ``points_registered(PointsRegistered)``: the points signup joined; → enrolled.
+- signal ``gateway_changed(GatewayChanged)``: the monitoring system changed a gateway (the
+  store has it already); eligibility is checked again, the customer is mailed about an
+  applied gateway that changed, and one no longer eligible while applied flags the journey
+  for an operator. Idempotent by event ID.
 - query ``get_status() -> EnrollmentStatus``.
 
 Long life: while it waits, the journey continues as new when the server suggests it (or
@@ -53,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
         EnrollmentInput,
         EnrollmentResult,
         EnrollmentStatus,
+        GatewayChanged,
+        GatewayEventKind,
         GatewayView,
         IneligibleReason,
         PointsRegistered,
@@ -75,6 +81,8 @@ APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Sta
 PATCH_RUN_SCOPED_KEYS = "run-scoped-keys"
 # The journey continues as new while it waits.
 PATCH_CONTINUE_AS_NEW = "continue-as-new"
+# How many monitoring-system event IDs a journey remembers (and carries).
+GATEWAY_EVENTS_KEPT = 50
 
 
 @workflow.defn
@@ -100,6 +108,9 @@ class EnrollmentWorkflow:
         # Set when replaying a history recorded before continue-as-new existed reaches a
         # point where it would now continue: that run goes on as it did.
         self._continue_declined = False
+        # An applied gateway no longer eligible after a monitoring-system event.
+        self._gateway_trouble = False
+        self._gateway_events: list[str] = []
         if inp.carried is not None:
             self._restore(inp.carried)
 
@@ -347,7 +358,9 @@ class EnrollmentWorkflow:
                 sa.STAGE.value_set(self._stage.value),
                 sa.STAGE_ENTERED_AT.value_set(self._stage_entered_at),
                 sa.REMINDER_COUNT.value_set(self._reminders_sent),
-                sa.NEEDS_OPERATOR.value_set(self._dormant or self._mail_trouble),
+                sa.NEEDS_OPERATOR.value_set(
+                    self._dormant or self._mail_trouble or self._gateway_trouble
+                ),
             ]
         )
         workflow.set_current_details(
@@ -355,6 +368,7 @@ class EnrollmentWorkflow:
             f"reminders sent: {self._reminders_sent}"
             + ("; dormant" if self._dormant else "")
             + ("; a mail could not be delivered" if self._mail_trouble else "")
+            + ("; an applied gateway is no longer eligible" if self._gateway_trouble else "")
         )
 
     def _finish_result(self) -> EnrollmentResult:
@@ -437,6 +451,8 @@ class EnrollmentWorkflow:
                     gateways=self._gateways,
                     points_gateway=self._points_gateway,
                     run_scoped_mail_keys=self._run_scoped_keys,
+                    gateway_trouble=self._gateway_trouble,
+                    gateway_events=self._gateway_events,
                 ),
             }
         )
@@ -450,3 +466,55 @@ class EnrollmentWorkflow:
         self._gateways = carried.gateways
         self._points_gateway = carried.points_gateway
         self._run_scoped_keys = carried.run_scoped_mail_keys
+        self._gateway_trouble = carried.gateway_trouble
+        self._gateway_events = list(carried.gateway_events)
+
+    # ---- gateway changes from the monitoring system ----------------------------------
+
+    @workflow.signal
+    async def gateway_changed(self, event: GatewayChanged) -> None:
+        if event.event_id in self._gateway_events:
+            return
+        # The last IDs are enough: the store refuses a repeated event before it is
+        # signalled, so this only guards against a signal delivered twice.
+        self._gateway_events = [*self._gateway_events[-(GATEWAY_EVENTS_KEPT - 1) :], event.event_id]
+        async with self._lock:
+            if self._stage.is_final or self._stage == Stage.CHECKING:
+                return  # ended; or run() is about to read the registry anyway
+            before = {g.gateway_id: g for g in self._gateways}
+            result = await workflow.execute_activity_method(
+                EnrollmentActivities.check_eligibility,
+                self._inp.account_id,
+                start_to_close_timeout=STORE_TIMEOUT,
+            )
+            self._gateways = result.gateways
+            changed = self._gateway(event.gateway_id)
+            was = before.get(event.gateway_id)
+            self._gateway_trouble = any(
+                g.application == ApplicationState.ACTIVE and not g.eligible for g in self._gateways
+            )
+            still_fine = changed is not None and (
+                changed.application == ApplicationState.ACTIVE and changed.eligible
+            )
+            if (
+                changed is None
+                or was is None
+                or was.application != ApplicationState.ACTIVE
+                or still_fine
+            ):
+                self._publish()
+                return  # no application of the customer's was touched
+            self._mail(
+                MailKind.GATEWAY_CHANGED,
+                f"gateway-event:{event.event_id}",
+                {
+                    "change": (
+                        GatewayEventKind.UNITS_CHANGED.value
+                        if changed.application == ApplicationState.ACTIVE
+                        else event.kind.value
+                    ),
+                    "gateway_id": event.gateway_id,
+                    "new_gateway_id": event.new_gateway_id or "",
+                },
+            )
+            self._publish()
