@@ -9,10 +9,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.testing import WorkflowEnvironment
 
+from domain import search_attributes as sa
 from domain.enrollment import (
     ApplyRequest,
     CancelRequest,
     ConsentRequest,
+    GatewayChanged,
+    GatewayEventKind,
+    GatewayReason,
     PointsRegistered,
     ReminderPolicy,
     Stage,
@@ -21,8 +25,9 @@ from domain.errors import ErrorCode
 from domain.jst import QuietHours
 from domain.mail import MailKind
 from domain.terms import TermsDocument
+from store import gateway_events as events_store
 from store.tables import Consent
-from tests.factories import Customer, add_customer, add_points_member
+from tests.factories import Customer, add_customer, add_points_member, random_id
 from tests.waiting import eventually
 from tests.workflows.harness import TERMS, MailRecorder, near, running_worker, wait_stage
 from tests.workflows.test_enrollment_flow import refused
@@ -216,3 +221,103 @@ async def test_continue_as_new_keeps_the_state_and_the_pending_reminders(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
         )
         assert result.stage == Stage.AWAITING_APPLICATION
+
+
+async def test_gateway_changes_recheck_eligibility_flag_and_mail(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    customer = add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(customer.account_id)
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        await handle.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+        )
+
+        async def report(inp: events_store.GatewayEventInput) -> None:
+            events_store.record_gateway_event(sqlite_engine, inp)
+            await handle.signal(
+                EnrollmentWorkflow.gateway_changed,
+                GatewayChanged(
+                    event_id=inp.event_id,
+                    kind=inp.kind,
+                    gateway_id=inp.gateway_id,
+                    new_gateway_id=inp.new_gateway.gateway_id if inp.new_gateway else None,
+                ),
+            )
+
+        def changed_mails() -> list[dict[str, str]]:
+            return [req.context for req, _ in mails.of_kind(MailKind.GATEWAY_CHANGED)]
+
+        async def needs_operator() -> bool | None:
+            return (await handle.describe()).typed_search_attributes.get(sa.NEEDS_OPERATOR)
+
+        # 故障交換: the battery unit is no longer in use on the applied gateway.
+        units = events_store.GatewayEventInput(
+            event_id="ev-1",
+            account_id=customer.account_id,
+            kind=GatewayEventKind.UNITS_CHANGED,
+            gateway_id=customer.eligible_gateway,
+            occurred_at=datetime.now(UTC),
+            pv_unit_in_use=True,
+            battery_unit_in_use=False,
+        )
+        await report(units)
+        await eventually(lambda: len(changed_mails()) == 1, what="the gateway mail")
+        assert changed_mails()[0]["change"] == "units_changed"
+        assert await eventually(needs_operator, what="EcoNeedsOperator")
+        # The same event again (a repeated signal) changes nothing and mails nothing.
+        await handle.signal(
+            EnrollmentWorkflow.gateway_changed,
+            GatewayChanged(
+                event_id="ev-1",
+                kind=GatewayEventKind.UNITS_CHANGED,
+                gateway_id=customer.eligible_gateway,
+            ),
+        )
+        # A gateway without an application is re-checked without a mail.
+        await report(
+            events_store.GatewayEventInput(
+                event_id="ev-2",
+                account_id=customer.account_id,
+                kind=GatewayEventKind.REMOVED,
+                gateway_id=customer.other_gateway,
+                occurred_at=datetime.now(UTC),
+            )
+        )
+
+        async def other_removed() -> bool:
+            status = await handle.query(EnrollmentWorkflow.get_status)
+            gw = next(g for g in status.gateways if g.gateway_id == customer.other_gateway)
+            return GatewayReason.GATEWAY_REMOVED in gw.reasons
+
+        await eventually(other_removed, what="the removed gateway")
+        assert len(changed_mails()) == 1
+
+        # Exchanged: the old application ends, the new gateway may be applied for.
+        new = events_store.NewGateway(random_id(12), random_id(8), "KPBP-A", True, True)
+        await report(
+            events_store.GatewayEventInput(
+                event_id="ev-3",
+                account_id=customer.account_id,
+                kind=GatewayEventKind.EXCHANGED,
+                gateway_id=customer.eligible_gateway,
+                occurred_at=datetime.now(UTC),
+                new_gateway=new,
+            )
+        )
+        await eventually(lambda: len(changed_mails()) == 2, what="the exchange mail")
+        assert changed_mails()[1] == {
+            "change": "exchanged",
+            "gateway_id": customer.eligible_gateway,
+            "new_gateway_id": new.gateway_id,
+        }
+        assert not await needs_operator()  # no active application is ineligible now
+        receipt = await handle.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=new.gateway_id)
+        )
+        assert receipt.gateway_id == new.gateway_id
