@@ -24,6 +24,7 @@ class MailKind(StrEnum):
     HOLDER_CONFIRMATION_EXPIRED = "holder_confirmation_expired"  # to the signup's address
     POINTS_REGISTERED_NOTICE = "points_registered_notice"  # to the circle account
     GATEWAY_CHANGED = "gateway_changed"  # an applied gateway changed (monitoring system)
+    TERMS_REVISED = "terms_revised"  # the member terms were revised
 
 
 class MailRequest(BaseModel):

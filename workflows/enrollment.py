@@ -14,6 +14,9 @@ Messages
   store has it already); eligibility is checked again, the customer is mailed about an
   applied gateway that changed, and one no longer eligible while applied flags the journey
   for an operator. Idempotent by event ID.
+- signal ``terms_revised(TermsDocument)``: a new version of the member terms
+  (``cli.py terms-revised``). A journey waiting for consent moves to it and asks again by
+  mail; one past consent gets a notice. Idempotent by version.
 - query ``get_status() -> EnrollmentStatus``.
 
 Long life: while it waits, the journey continues as new when the server suggests it (or
@@ -70,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.errors import ErrorCode
     from domain.jst import format_jst
     from domain.mail import MailKind, MailRequest
+    from domain.terms import TermsDocument
     from workflows.mail import send_in_background
     from workflows.refusals import STORE_TIMEOUT, refusal, run_store_activity
 
@@ -518,3 +522,20 @@ class EnrollmentWorkflow:
                 },
             )
             self._publish()
+
+    # ---- a revision of the member terms --------------------------------------------
+
+    @workflow.signal
+    def terms_revised(self, terms: TermsDocument) -> None:
+        if terms.document != self._terms.document or terms.version == self._terms.version:
+            return
+        if self._stage.is_final or self._stage == Stage.CHECKING:
+            return  # ended; or not yet invited (the invitation links the terms in force)
+        audience = "consent" if self._stage == Stage.AWAITING_CONSENT else "member"
+        self._terms = terms
+        self._mail(
+            MailKind.TERMS_REVISED,
+            f"terms-revised:{terms.version}",
+            {"version": terms.version, "url": terms.url, "audience": audience},
+        )
+        self._publish()

@@ -25,6 +25,7 @@ from domain.errors import ErrorCode
 from domain.jst import QuietHours
 from domain.mail import MailKind
 from domain.terms import TermsDocument
+from journey_terms import RUNNING_JOURNEYS, announce_terms
 from store import gateway_events as events_store
 from store.tables import Consent
 from tests.factories import Customer, add_customer, add_points_member, random_id
@@ -321,3 +322,58 @@ async def test_gateway_changes_recheck_eligibility_flag_and_mail(
             EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=new.gateway_id)
         )
         assert receipt.gateway_id == new.gateway_id
+
+
+async def test_terms_revision_asks_waiting_journeys_again_and_notifies_members(
+    dev_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    # On the dev server: announce_terms lists running journeys (visibility).
+    waiting, member = add_customer(sqlite_engine), add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
+        w = await journeys.start(waiting.account_id)
+        m = await journeys.start(member.account_id)
+        await wait_stage(w, Stage.AWAITING_CONSENT)
+        await wait_stage(m, Stage.AWAITING_CONSENT)
+        await m.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+
+        async def both_listed() -> bool:
+            ids = {wf.id async for wf in dev_env.client.list_workflows(RUNNING_JOURNEYS)}
+            return {w.id, m.id} <= ids
+
+        await eventually(both_listed, what="both journeys listed")
+        assert await announce_terms(dev_env.client, REVISED) >= 2
+        await announce_terms(dev_env.client, REVISED)  # again: nothing more is mailed
+
+        def notices(account_id: str) -> list[str]:
+            return [
+                req.context["audience"]
+                for req, _ in mails.of_kind(MailKind.TERMS_REVISED)
+                if req.account_id == account_id
+            ]
+
+        await eventually(
+            lambda: (
+                notices(waiting.account_id) == ["consent"]
+                and notices(member.account_id) == ["member"]
+            ),
+            what="one mail to each",
+        )
+        # The waiting journey now asks for the new version, even without the API's help.
+        result = await w.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=REVISED.version)
+        )
+        assert result.stage == Stage.AWAITING_APPLICATION
+        assert ledger(sqlite_engine, waiting.account_id) == [
+            (REVISED.version, REVISED.content_sha256, "agreed")
+        ]
+        # The member's consent stays the one it gave; the journey now shows the new version.
+        assert ledger(sqlite_engine, member.account_id) == [
+            (TERMS.version, TERMS.content_sha256, "agreed")
+        ]
+        status = await m.query(EnrollmentWorkflow.get_status)
+        assert status.circle_terms_version == REVISED.version
+        await w.query(EnrollmentWorkflow.get_status)
+        assert len(mails.of_kind(MailKind.TERMS_REVISED)) == 2
