@@ -298,5 +298,20 @@ def operator_disable(name: str) -> None:
     typer.echo(f"operator {name} disabled")
 
 
+@app.command("terms-revised")
+def terms_revised() -> None:
+    """Tell running journeys about the member terms now configured (after a revision is
+    deployed): waiting journeys are asked again, members get a notice. Idempotent."""
+    from journey_terms import announce_terms
+    from temporal_client import connect
+
+    async def run() -> int:
+        settings = get_settings()
+        client = await connect(settings)
+        return await announce_terms(client, settings.circle_terms())
+
+    typer.echo(f"journeys signalled: {asyncio.run(run())}")
+
+
 if __name__ == "__main__":
     app()

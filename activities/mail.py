@@ -194,9 +194,9 @@ class MailActivities:
         if not await asyncio.to_thread(self._claim, req, mail.subject, message_id):
             metrics.MAILS.labels(req.kind.value, "already_sent").inc()
             return MailReceipt(key=req.key, message_id=message_id, already_sent=True)
-        msg = build_message(mail, self._smtp.sender_for(req.kind), name, address, message_id)
         try:
-            msg = build_message(mail, self._smtp.sender, name, address, message_id)
+            sender = self._smtp.sender_for(req.kind)
+            msg = build_message(mail, sender, name, address, message_id)
             await aiosmtplib.send(
                 msg,
                 hostname=self._smtp.host,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool
 
 from api.customer import CustomerForm
-from domain.enrollment import EnrollmentStatus, GatewayModel, GatewayView
+from domain.enrollment import EnrollmentStatus, GatewayEventKind, GatewayModel, GatewayView
 from domain.jst import format_duration
 from domain.signup import LinkStatus, Service
 from domain.terms import TermsDocument
@@ -319,3 +319,28 @@ class SuspendedMemberRow(BaseModel):
     member_ref: str = Field(description="the member's opaque ID (its workflow is member-<ref>)")
     gateway_id: str
     circle_cancelled_at: datetime
+
+
+class GatewayEventBody(BaseModel):
+    """A gateway change the monitoring system reports (POST
+    /v1/system/accounts/{account_id}/gateways). ``event_id`` makes it idempotent."""
+
+    event_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", description="unique per event"
+    )
+    kind: GatewayEventKind
+    gateway_id: GatewayId = Field(description="the gateway the event is about (added: the new one)")
+    occurred_at: datetime
+    new_gateway: AnnouncedGateway | None = Field(
+        default=None, description="added, exchanged: the gateway now in place"
+    )
+    pv_unit_in_use: StrictBool | None = Field(default=None, description="units_changed")
+    battery_unit_in_use: StrictBool | None = Field(default=None, description="units_changed")
+
+
+class GatewayEventResponse(BaseModel):
+    event_id: str
+    # False: this event ID was recorded before (nothing changed again).
+    recorded: bool
+    # signalled: the running journey re-checks eligibility; not_running: recorded only.
+    journey: Literal["signalled", "not_running"]

@@ -73,6 +73,7 @@ class GatewayReason(StrEnum):
     MODEL_NOT_SUPPORTED = "model_not_supported"
     PV_UNIT_NOT_IN_USE = "pv_unit_not_in_use"
     BATTERY_UNIT_NOT_IN_USE = "battery_unit_not_in_use"
+    GATEWAY_REMOVED = "gateway_removed"  # removed or exchanged (monitoring system)
 
 
 class GatewayModel(StrEnum):
@@ -133,12 +134,39 @@ def next_reminder_at(
 # ---- contracts of EnrollmentWorkflow and its activities ----
 
 
+class CarriedState(BaseModel):
+    """What a journey carries into its next run when it continues as new: only what the
+    workflow cannot ask the store for again without changing its meaning (the stage and
+    its clock, the reminders already sent, the gateways as last seen, the points
+    membership, the terms the customer is asked about)."""
+
+    stage: Stage
+    stage_entered_at: datetime
+    reminders_sent: int = 0
+    dormant: bool = False
+    mail_trouble: bool = False
+    gateways: list[GatewayView] = Field(default_factory=list)
+    points_gateway: str | None = None
+    run_scoped_mail_keys: bool = True
+    gateway_trouble: bool = False
+    gateway_events: list[str] = Field(default_factory=list)
+    # Where an operator restarted the reminder schedule (None: at the stage's entry), and
+    # whether they had seen the needs-operator flag.
+    schedule_from: datetime | None = None
+    flag_cleared: bool = False
+
+
 class EnrollmentInput(BaseModel):
     account_id: str
     circle_terms: TermsDocument
     points_signup_url: str
     reminders: ReminderPolicy
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    # Continue as new once the history holds this many events (None: only when the
+    # server suggests it). Small values are for tests and drills.
+    continue_as_new_after_events: int | None = Field(default=None, ge=10)
+    # Set only by the journey itself when it continues as new.
+    carried: CarriedState | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -172,10 +200,16 @@ class EligibilityResult(BaseModel):
 
 
 class ConsentRequest(BaseModel):
-    """Update ``give_consent``: the customer pressed 同意する on this terms version."""
+    """Update ``give_consent``: the customer pressed 同意する on this terms version.
+
+    ``current_terms`` is the document the API serves now (GET /v1/terms): a journey that
+    started under an older version moves to it, so a terms revision never strands a
+    journey waiting for consent. Absent in requests recorded before it existed.
+    """
 
     terms_version: str
     channel: str = "web"
+    current_terms: TermsDocument | None = None
 
 
 class ConsentResult(BaseModel):
@@ -228,6 +262,9 @@ class RecordedApplication(BaseModel):
     pcs_serial: str
     applied_at: datetime
     gateways: list[GatewayView]
+    # An active スマイルeポイント member on one of the account's gateways (a household
+    # re-joining after 解約): the journey goes straight to enrolled.
+    points_member_gateway_id: str | None = None
 
 
 class CancelRequest(BaseModel):
@@ -273,3 +310,25 @@ class EnrollmentStatus(BaseModel):
 class EnrollmentResult(BaseModel):
     stage: Stage
     ineligible_reason: IneligibleReason | None = None
+
+
+# ---- gateway changes from the monitoring system (issue 7) ----
+
+
+class GatewayEventKind(StrEnum):
+    ADDED = "added"
+    EXCHANGED = "exchanged"  # gateway_id → new_gateway_id (故障交換 or replacement)
+    REMOVED = "removed"  # ゲートウェイの廃棄
+    UNITS_CHANGED = "units_changed"  # PV / battery unit in use or not
+
+
+class GatewayChanged(BaseModel):
+    """Signal ``gateway_changed``: the store has recorded a monitoring-system event about
+    one of the account's gateways; the journey re-checks eligibility. Idempotent by
+    ``event_id`` (a signal, because it is a machine event, not a customer's repeatable
+    request)."""
+
+    event_id: str
+    kind: GatewayEventKind
+    gateway_id: str
+    new_gateway_id: str | None = None

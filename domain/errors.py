@@ -120,6 +120,12 @@ class ErrorCode(StrEnum):
     NOT_DORMANT = auto()
     OPERATOR_ROLE_REQUIRED = auto()
 
+    # ---- the whole life of a membership (issue 7) --------------------------------------
+    POINTS_MEMBERSHIP_CANCELLED = auto()
+    ACCOUNT_NOT_FOUND = auto()
+    GATEWAY_EVENT_CONFLICT = auto()
+    GATEWAY_EVENT_INCOMPLETE = auto()
+
 
 class ErrorSpec(NamedTuple):
     """One row of the table: the HTTP status the API answers with, and the message."""
@@ -406,6 +412,16 @@ ERRORS: dict[ErrorCode, ErrorSpec] = {
         409,
         "このメールアドレスには変更できません。別のメールアドレスで、マイページから"
         "変更をやり直してください。",
+    ),
+    ErrorCode.POINTS_MEMBERSHIP_CANCELLED: ErrorSpec(
+        409,
+        "このゲートウェイのスマイルeポイント会員登録は退会済みのため、再度ご登録いただけません。"
+        "そのため「みんなでつくるエコ活サークル」へのお申し込みもお受けできません。",
+    ),
+    ErrorCode.ACCOUNT_NOT_FOUND: ErrorSpec(404, "このアカウントは登録されていません。"),
+    ErrorCode.GATEWAY_EVENT_CONFLICT: ErrorSpec(409, "このイベントIDは別の内容で記録済みです。"),
+    ErrorCode.GATEWAY_EVENT_INCOMPLETE: ErrorSpec(
+        422, "このイベントの種類に必要な項目が不足しています。"
     ),
 }
 

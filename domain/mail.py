@@ -33,6 +33,9 @@ class MailKind(StrEnum):
     MEMBER_EMAIL_CHANGED_NOTICE = "member_email_changed_notice"  # to the old address
     MEMBER_CANCELLED = "member_cancelled"  # 退会手続き完了
     MEMBER_CIRCLE_CANCELLED = "member_circle_cancelled"  # the circle 解約 suspends points
+    # the journey's long life (the monitoring system, a terms revision)
+    GATEWAY_CHANGED = "gateway_changed"  # an applied gateway changed (monitoring system)
+    TERMS_REVISED = "terms_revised"  # the member terms were revised
 
 
 class Brand(StrEnum):
@@ -73,6 +76,8 @@ BRAND_OF: dict[MailKind, Brand] = {
     MailKind.MEMBER_CIRCLE_CANCELLED: Brand.POINTS,
     MailKind.JOURNEY_CANCELLED: Brand.CIRCLE,
     MailKind.SIGNUP_CANCELLED: Brand.POINTS,
+    MailKind.GATEWAY_CHANGED: Brand.CIRCLE,
+    MailKind.TERMS_REVISED: Brand.CIRCLE,
 }
 
 

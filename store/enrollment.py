@@ -16,6 +16,7 @@ from domain.enrollment import (
     ApplicationState,
     CancelApplicationInput,
     EligibilityResult,
+    GatewayReason,
     GatewayView,
     IneligibleReason,
     RecordApplicationInput,
@@ -84,6 +85,8 @@ def gateway_views(session: Session, account_id: str) -> list[GatewayView]:
     views = []
     for gw in gateways:
         reasons = gateway_ineligibility(gw.model, gw.pv_unit_in_use, gw.battery_unit_in_use)
+        if gw.removed_at is not None:
+            reasons = [GatewayReason.GATEWAY_REMOVED]
         app = latest.get(gw.gateway_id)
         views.append(
             GatewayView(
@@ -132,12 +135,25 @@ def record_consent(engine: Engine, inp: RecordConsentInput) -> None:
 
 
 def _recorded(session: Session, app: CircleApplication, pcs_serial: str) -> RecordedApplication:
+    member = session.exec(
+        select(PointsMember)
+        .where(PointsMember.account_id == app.account_id, PointsMember.status == "active")
+        .order_by(col(PointsMember.id))
+    ).first()
     return RecordedApplication(
         gateway_id=app.gateway_id,
         pcs_serial=pcs_serial,
         applied_at=as_utc(app.applied_at),
         gateways=gateway_views(session, app.account_id),
+        points_member_gateway_id=member.gateway_id if member else None,
     )
+
+
+def points_membership_cancelled(session: Session, gateway_id: str) -> bool:
+    """The gateway's スマイルeポイント membership was cancelled: its tombstone stops a
+    re-join for good (guide p.12), and with it a new circle application (README, rules)."""
+    member = session.exec(select(PointsMember).where(PointsMember.gateway_id == gateway_id)).first()
+    return member is not None and member.status == "cancelled"
 
 
 def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedApplication:
@@ -155,10 +171,12 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
         ).first()
         if existing is not None:
             return _recorded(session, existing, gateway.pcs_serial)
-        if gateway_ineligibility(
+        if gateway.removed_at is not None or gateway_ineligibility(
             gateway.model, gateway.pv_unit_in_use, gateway.battery_unit_in_use
         ):
             raise RuleViolation(ErrorCode.GATEWAY_NOT_ELIGIBLE)
+        if points_membership_cancelled(session, gateway.gateway_id):
+            raise RuleViolation(ErrorCode.POINTS_MEMBERSHIP_CANCELLED)
         app = CircleApplication(
             request_key=inp.key,
             gateway_id=gateway.gateway_id,

@@ -52,6 +52,9 @@ class Gateway(SQLModel, table=True):
     pv_unit_in_use: bool
     battery_unit_in_use: bool
     account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    # Removed or exchanged for another (monitoring system): kept, because applications,
+    # members and the event log refer to it.
+    removed_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
 
 
 class Enrollment(SQLModel, table=True):
@@ -401,3 +404,20 @@ class OperatorAudit(SQLModel, table=True):
     stage_before: str | None = Field(default=None, max_length=40)
     stage_after: str | None = Field(default=None, max_length=40)
     outcome: str = Field(max_length=40)  # "ok", or the refusal's error code
+
+
+class GatewayEventRow(SQLModel, table=True):
+    """A gateway change the monitoring system reported, once per event ID (a repeated
+    event is recognised, not applied twice). It stays after the journey ended."""
+
+    __tablename__ = "gateway_events"
+
+    event_id: str = Field(primary_key=True, max_length=64)
+    account_id: str = Field(foreign_key="monitoring_accounts.id", index=True, max_length=32)
+    kind: str = Field(max_length=20)  # added, exchanged, removed, units_changed
+    gateway_id: str = Field(max_length=12)
+    new_gateway_id: str | None = Field(default=None, max_length=12)
+    pv_unit_in_use: bool | None = None
+    battery_unit_in_use: bool | None = None
+    occurred_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))

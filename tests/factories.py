@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import secrets
 import string
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from api.security import hash_password
 from store import enrollment as enrollment_store
-from store.tables import Account, Gateway
+from store.tables import Account, Gateway, PointSignup, PointsMember
 
 _ALPHABET = string.ascii_uppercase + string.digits
 PASSWORD = "Test-Password-123"
@@ -64,3 +67,41 @@ def add_customer(
         ],
     )
     return Customer(account.id, email, name, gw1, pcs1, gw2)
+
+
+def add_points_member(engine: Engine, customer: Customer, *, status: str = "active") -> None:
+    """A スマイルeポイント member on the customer's eligible gateway, as STEP6 leaves it
+    (``status="cancelled"``: the tombstone a cancelled membership leaves)."""
+    now = datetime.now(UTC)
+    signup_id = uuid.uuid4().hex
+    with Session(engine) as session:
+        session.add(
+            PointSignup(
+                id=signup_id,
+                workflow_id=f"points-signup-{signup_id}",
+                email=customer.email,
+                status="registered",
+                closed_at=now,
+            )
+        )
+        session.flush()
+        session.add(
+            PointsMember(
+                signup_id=signup_id,
+                email=customer.email,
+                gateway_id=customer.eligible_gateway,
+                account_id=customer.account_id,
+                service="omron_monitoring",
+                name="髙橋 太郎",
+                furigana="タカハシ タロウ",
+                postal_code="100-0001",
+                prefecture="東京都",
+                address="千代田区千代田1-1",
+                phone="0312345678",
+                password_hash=_HASH,
+                status=status,
+                registered_at=now,
+                cancelled_at=now if status == "cancelled" else None,
+            )
+        )
+        session.commit()

@@ -10,6 +10,13 @@ Messages
 - update ``cancel_application(CancelRequest) -> CancelReceipt``: 解約; the journey ends as
   withdrawn when no active application is left.
 - signal ``points_registered(PointsRegistered)``: the points signup joined; → enrolled.
+- signal ``gateway_changed(GatewayChanged)``: the monitoring system changed a gateway (the
+  store has it already); eligibility is checked again, the customer is mailed about an
+  applied gateway that changed, and one no longer eligible while applied flags the journey
+  for an operator. Idempotent by event ID.
+- signal ``terms_revised(TermsDocument)``: a new version of the member terms
+  (``cli.py terms-revised``). A journey waiting for consent moves to it and asks again by
+  mail; one past consent gets a notice. Idempotent by version.
 - query ``get_status() -> EnrollmentStatus``.
 - update ``operator_action(OperatorRequest) -> OperatorOutcome`` (``domain/operators.py``):
   resend the invitation or reminder, extend (the reminder schedule starts again now),
@@ -17,6 +24,11 @@ Messages
   cancel (before any active application; the customer is mailed), clear the
   needs-operator flag. The validator refuses what the state tells (wrong stage, closed,
   not flagged, not dormant), so a refusal leaves nothing in history.
+
+Long life: while it waits, the journey continues as new when the server suggests it (or
+its history reaches ``EnrollmentInput.continue_as_new_after_events``), after its handlers
+and mails have finished, carrying ``CarriedState``. Versioning: docs/VERSIONING.md; the
+patches below are listed there.
 
 Timers
 - reminders while the customer stalls in a stage that awaits them (consent, application,
@@ -49,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         CancelApplicationInput,
         CancelReceipt,
         CancelRequest,
+        CarriedState,
         ConsentRequest,
         ConsentResult,
         DeclineResult,
@@ -56,6 +69,8 @@ with workflow.unsafe.imports_passed_through():
         EnrollmentInput,
         EnrollmentResult,
         EnrollmentStatus,
+        GatewayChanged,
+        GatewayEventKind,
         GatewayView,
         IneligibleReason,
         PointsRegistered,
@@ -69,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.mail import MailKind, MailRequest
     from domain.member import CircleCancelledInput
     from domain.operators import OperatorAction, OperatorOutcome, OperatorRequest
+    from domain.terms import TermsDocument
     from workflows import metrics
     from workflows.mail import send_in_background
     from workflows.member import tell_points_member_in_background
@@ -77,6 +93,14 @@ with workflow.unsafe.imports_passed_through():
 
 ELIGIBILITY_RETRY_AFTER = timedelta(hours=1)
 APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Stage.ENROLLED)
+
+# Patches (docs/VERSIONING.md). Mail and store request keys carry the journey's first run
+# ID, so a journey started again after 解約 sends its own invitation.
+PATCH_RUN_SCOPED_KEYS = "run-scoped-keys"
+# The journey continues as new while it waits.
+PATCH_CONTINUE_AS_NEW = "continue-as-new"
+# How many monitoring-system event IDs a journey remembers (and carries).
+GATEWAY_EVENTS_KEPT = 50
 
 
 @workflow.defn
@@ -101,20 +125,43 @@ class EnrollmentWorkflow:
         self._last_mail = ""  # "<kind> at <time>", for the current details
         self._lock = asyncio.Lock()
         self._mail_tasks: list[asyncio.Task[None]] = []
+        # The terms the customer is asked about: the input's, until a consent brings the
+        # version the API serves now (a revision while the journey waited).
+        self._terms = inp.circle_terms
+        self._run_scoped_keys = False
+        # Set when replaying a history recorded before continue-as-new existed reaches a
+        # point where it would now continue: that run goes on as it did.
+        self._continue_declined = False
+        # An applied gateway no longer eligible after a monitoring-system event.
+        self._gateway_trouble = False
+        self._gateway_events: list[str] = []
+        if inp.carried is not None:
+            self._restore(inp.carried)
 
     @workflow.run
     async def run(self, inp: EnrollmentInput) -> EnrollmentResult:
-        self._publish()
-        result = await self._check_eligibility()
-        self._gateways = result.gateways
-        if not result.eligible:
-            self._ineligible_reason = result.reason
-            self._enter(Stage.INELIGIBLE)
-            return self._finish_result()
-        self._enter(Stage.AWAITING_CONSENT)
-        self._mail(MailKind.INVITATION, "invitation", {})
+        if inp.carried is None:
+            self._run_scoped_keys = workflow.patched(PATCH_RUN_SCOPED_KEYS)
+            self._publish()
+            result = await self._check_eligibility()
+            self._gateways = result.gateways
+            if not result.eligible:
+                self._ineligible_reason = result.reason
+                self._enter(Stage.INELIGIBLE)
+                return self._finish_result()
+            self._enter(Stage.AWAITING_CONSENT)
+            self._mail(MailKind.INVITATION, "invitation", {})
+        else:
+            self._publish()
         while not self._stage.is_final:
             await self._follow_up(self._stage)
+            if self._continue_due() and not self._stage.is_final:
+                if not workflow.patched(PATCH_CONTINUE_AS_NEW):
+                    self._continue_declined = True
+                    continue
+                await self._drain()
+                if not self._stage.is_final:
+                    workflow.continue_as_new(self._next_input())
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._mail_tasks)
         return self._finish_result()
@@ -123,13 +170,18 @@ class EnrollmentWorkflow:
 
     @workflow.update
     async def give_consent(self, req: ConsentRequest) -> ConsentResult:
+        if req.current_terms is not None and self._stage == Stage.AWAITING_CONSENT:
+            # A revision while the journey waited: the consent is for the version the
+            # customer was shown, and the ledger records that one.
+            self._terms = req.current_terms
         now = await self._decide("agreed", "consent", req.channel, Stage.AWAITING_APPLICATION)
         return ConsentResult(stage=self._stage, consented_at=now)
 
     @give_consent.validator
     def validate_give_consent(self, req: ConsentRequest) -> None:
         self._require_stage(Stage.AWAITING_CONSENT)
-        if req.terms_version != self._inp.circle_terms.version:
+        asked = req.current_terms or self._terms
+        if req.terms_version != asked.version:
             raise refusal(ErrorCode.TERMS_VERSION_OUTDATED)
 
     @workflow.update
@@ -156,6 +208,9 @@ class EnrollmentWorkflow:
                 ),
             )
             self._gateways = recorded.gateways
+            if recorded.points_member_gateway_id and self._points_gateway is None:
+                # Re-joining after 解約: the household is still a points member.
+                self._points_gateway = recorded.points_member_gateway_id
             receipt = ApplicationReceipt(
                 gateway_id=recorded.gateway_id,
                 pcs_serial=recorded.pcs_serial,
@@ -252,7 +307,7 @@ class EnrollmentWorkflow:
             reminders_sent=self._reminders_sent,
             next_reminder_at=self._next_reminder_at(),
             dormant=self._dormant,
-            circle_terms_version=self._inp.circle_terms.version,
+            circle_terms_version=self._terms.version,
             points_member_gateway_id=self._points_gateway,
         )
 
@@ -287,9 +342,14 @@ class EnrollmentWorkflow:
         """Wait for the stage to change, reminding the customer while it does not.
 
         An operator's extend or revive moves the schedule: the wait ends and the next
-        reminder is computed again (the same commands as before when nobody does).
+        reminder is computed again (the same commands as before when nobody does). It also
+        returns when the history is long enough to continue as new.
         """
-        while self._stage == stage:
+
+        def left() -> bool:
+            return self._stage != stage or self._continue_due()
+
+        while not left():
             due = self._next_reminder_at()
             woken = self._woken_by(stage, self._schedule_version)
             if due is None:
@@ -312,7 +372,9 @@ class EnrollmentWorkflow:
             await self._remind(stage)
 
     def _woken_by(self, stage: Stage, seen: int) -> Callable[[], bool]:
-        return lambda: self._stage != stage or self._schedule_version != seen
+        return lambda: (
+            self._stage != stage or self._schedule_version != seen or self._continue_due()
+        )
 
     def _next_reminder_at(self) -> datetime | None:
         if self._stage.awaited is None:
@@ -352,7 +414,7 @@ class EnrollmentWorkflow:
                 RecordConsentInput(
                     key=self._request_key(what),
                     account_id=self._inp.account_id,
-                    terms=self._inp.circle_terms,
+                    terms=self._terms,
                     decision=decision,
                     decided_at=now,
                     channel=channel,
@@ -386,7 +448,10 @@ class EnrollmentWorkflow:
 
     def _needs_operator(self) -> bool:
         return (
-            (self._dormant and not self._flag_cleared) or self._mail_trouble or self._store_trouble
+            (self._dormant and not self._flag_cleared)
+            or self._mail_trouble
+            or self._store_trouble
+            or self._gateway_trouble
         )
 
     def _describe(self) -> None:
@@ -400,7 +465,8 @@ class EnrollmentWorkflow:
             f"reminders sent: {self._reminders_sent}"
             + ("; dormant" if self._dormant else "")
             + ("; a mail could not be delivered" if self._mail_trouble else "")
-            + ("; the eligibility check keeps failing" if self._store_trouble else ""),
+            + ("; the eligibility check keeps failing" if self._store_trouble else "")
+            + ("; an applied gateway is no longer eligible" if self._gateway_trouble else ""),
             f"waits for: {awaited.value if awaited else 'nothing from the customer'}"
             + (f"; next reminder {due.isoformat()}" if due else ""),
             f"last mail: {self._last_mail or 'none'}",
@@ -432,12 +498,23 @@ class EnrollmentWorkflow:
     def _request_key(self, what: str) -> str:
         info = workflow.current_update_info()
         update_id = info.id if info else "run"
-        return f"{workflow.info().workflow_id}:{what}:{update_id}"
+        return f"{self._key_prefix()}:{what}:{update_id}"
+
+    def _key_prefix(self) -> str:
+        """The workflow ID, and for journeys started since ``PATCH_RUN_SCOPED_KEYS`` the
+        first run's ID: a journey started again after it ended (the same workflow ID, and
+        the API's update IDs may repeat) must not find the old journey's mails and ledger
+        rows sent or recorded. Continue-as-new keeps the first run's ID, so the keys of one
+        journey stay the same across its runs."""
+        info = workflow.info()
+        if self._run_scoped_keys:
+            return f"{info.workflow_id}:{info.first_execution_run_id}"
+        return info.workflow_id
 
     def _mail(self, kind: MailKind, key: str, context: dict[str, str]) -> None:
         """Send a mail in the background: an update answers without waiting for SMTP."""
         request = MailRequest(
-            key=f"{workflow.info().workflow_id}:{key}",
+            key=f"{self._key_prefix()}:{key}",
             kind=kind,
             account_id=self._inp.account_id,
             context=context,
@@ -540,3 +617,124 @@ class EnrollmentWorkflow:
         number = str(self._reminders_sent + 1)
         self._mail(MailKind.REMINDER, own_key, {"awaited": awaited, "reminder_number": number})
         return MailKind.REMINDER.value
+
+    # ---- continue-as-new -----------------------------------------------------------
+
+    def _continue_due(self) -> bool:
+        if self._continue_declined or self._stage.is_final:
+            return False
+        info = workflow.info()
+        cap = self._inp.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or (
+            cap is not None and info.get_current_history_length() >= cap
+        )
+
+    async def _drain(self) -> None:
+        """Before continuing as new: every update answered, every mail finished."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and all(t.done() for t in self._mail_tasks)
+        )
+        await asyncio.gather(*self._mail_tasks)
+        self._mail_tasks.clear()
+
+    def _next_input(self) -> EnrollmentInput:
+        return self._inp.model_copy(
+            update={
+                "circle_terms": self._terms,
+                "carried": CarriedState(
+                    stage=self._stage,
+                    stage_entered_at=self._stage_entered_at,
+                    reminders_sent=self._reminders_sent,
+                    dormant=self._dormant,
+                    mail_trouble=self._mail_trouble,
+                    gateways=self._gateways,
+                    points_gateway=self._points_gateway,
+                    run_scoped_mail_keys=self._run_scoped_keys,
+                    gateway_trouble=self._gateway_trouble,
+                    gateway_events=self._gateway_events,
+                    schedule_from=self._schedule_from,
+                    flag_cleared=self._flag_cleared,
+                ),
+            }
+        )
+
+    def _restore(self, carried: CarriedState) -> None:
+        self._stage = carried.stage
+        self._stage_entered_at = carried.stage_entered_at
+        self._reminders_sent = carried.reminders_sent
+        self._dormant = carried.dormant
+        self._mail_trouble = carried.mail_trouble
+        self._gateways = carried.gateways
+        self._points_gateway = carried.points_gateway
+        self._run_scoped_keys = carried.run_scoped_mail_keys
+        self._gateway_trouble = carried.gateway_trouble
+        self._gateway_events = list(carried.gateway_events)
+        self._schedule_from = carried.schedule_from or carried.stage_entered_at
+        self._flag_cleared = carried.flag_cleared
+
+    # ---- gateway changes from the monitoring system ----------------------------------
+
+    @workflow.signal
+    async def gateway_changed(self, event: GatewayChanged) -> None:
+        if event.event_id in self._gateway_events:
+            return
+        # The last IDs are enough: the store refuses a repeated event before it is
+        # signalled, so this only guards against a signal delivered twice.
+        self._gateway_events = [*self._gateway_events[-(GATEWAY_EVENTS_KEPT - 1) :], event.event_id]
+        async with self._lock:
+            if self._stage.is_final or self._stage == Stage.CHECKING:
+                return  # ended; or run() is about to read the registry anyway
+            before = {g.gateway_id: g for g in self._gateways}
+            result = await workflow.execute_activity_method(
+                EnrollmentActivities.check_eligibility,
+                self._inp.account_id,
+                start_to_close_timeout=STORE_TIMEOUT,
+            )
+            self._gateways = result.gateways
+            changed = self._gateway(event.gateway_id)
+            was = before.get(event.gateway_id)
+            self._gateway_trouble = any(
+                g.application == ApplicationState.ACTIVE and not g.eligible for g in self._gateways
+            )
+            still_fine = changed is not None and (
+                changed.application == ApplicationState.ACTIVE and changed.eligible
+            )
+            if (
+                changed is None
+                or was is None
+                or was.application != ApplicationState.ACTIVE
+                or still_fine
+            ):
+                self._publish()
+                return  # no application of the customer's was touched
+            self._mail(
+                MailKind.GATEWAY_CHANGED,
+                f"gateway-event:{event.event_id}",
+                {
+                    "change": (
+                        GatewayEventKind.UNITS_CHANGED.value
+                        if changed.application == ApplicationState.ACTIVE
+                        else event.kind.value
+                    ),
+                    "gateway_id": event.gateway_id,
+                    "new_gateway_id": event.new_gateway_id or "",
+                },
+            )
+            self._publish()
+
+    # ---- a revision of the member terms --------------------------------------------
+
+    @workflow.signal
+    def terms_revised(self, terms: TermsDocument) -> None:
+        if terms.document != self._terms.document or terms.version == self._terms.version:
+            return
+        if self._stage.is_final or self._stage == Stage.CHECKING:
+            return  # ended; or not yet invited (the invitation links the terms in force)
+        audience = "consent" if self._stage == Stage.AWAITING_CONSENT else "member"
+        self._terms = terms
+        self._mail(
+            MailKind.TERMS_REVISED,
+            f"terms-revised:{terms.version}",
+            {"version": terms.version, "url": terms.url, "audience": audience},
+        )
+        self._publish()

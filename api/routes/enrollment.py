@@ -95,7 +95,9 @@ async def answer_terms(
 ) -> ConsentResponse:
     """同意する (``agree: true``) or 同意しない (``agree: false``) on the member terms.
 
-    Consent is recorded in the ledger with the terms version and content hash. Declining
+    Consent is recorded in the ledger with the terms version and content hash. A journey
+    started under an older version of the terms moves to the current one (the version GET
+    /v1/terms serves), so ``terms_version`` is always checked against that. Declining
     ends the journey. ``agree`` must be a JSON boolean: ``0`` or ``"no"`` is a 422, not a
     decline.
     """
@@ -123,6 +125,7 @@ async def list_gateways(
         ErrorCode.GATEWAY_NOT_OWNED,
         ErrorCode.GATEWAY_NOT_ELIGIBLE,
         ErrorCode.GATEWAY_ALREADY_APPLIED,
+        ErrorCode.POINTS_MEMBERSHIP_CANCELLED,
     ),
 )
 async def apply_gateway(

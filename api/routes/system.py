@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from api.deps import ClientDep, EngineDep, SettingsDep, SystemDep
 from api.errors import ApiError, error_responses
 from api.schemas import (
     AnnounceAccountRequest,
     AnnounceAccountResponse,
+    GatewayEventBody,
+    GatewayEventResponse,
     OperatorJourney,
     OperatorJourneyList,
 )
+from api.services import gateway_events as gateway_events_service
 from api.services import starts as starts_service
 from domain import search_attributes as sa
 from domain.enrollment import Stage
@@ -127,3 +130,53 @@ async def list_journey_rows(
             )
         )
     return rows
+
+
+@router.post(
+    "/accounts/{account_id}/gateways",
+    response_model=GatewayEventResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        status.HTTP_200_OK: {
+            "model": GatewayEventResponse,
+            "description": "This event ID was recorded before; nothing changed again.",
+        },
+        **error_responses(
+            ErrorCode.SYSTEM_KEY_INVALID,
+            ErrorCode.INVALID_GATEWAY_ID,
+            ErrorCode.INVALID_PCS_SERIAL,
+            ErrorCode.GATEWAY_EVENT_INCOMPLETE,
+            ErrorCode.ACCOUNT_NOT_FOUND,
+            ErrorCode.GATEWAY_NOT_OWNED,
+            ErrorCode.GATEWAY_REGISTERED,
+            ErrorCode.GATEWAY_EVENT_CONFLICT,
+            ErrorCode.TEMPORAL_UNAVAILABLE,
+        ),
+    },
+)
+async def report_gateway_event(
+    body: GatewayEventBody,
+    _: SystemDep,
+    engine: EngineDep,
+    client: ClientDep,
+    settings: SettingsDep,
+    response: Response,
+    account_id: str = Path(max_length=32, pattern=r"^[0-9a-f]+$"),
+) -> GatewayEventResponse:
+    """The monitoring system reports a gateway change: ``added``, ``exchanged`` (the old
+    gateway's circle application ends; the new gateway may be applied for), ``removed``
+    (its application ends), ``units_changed`` (PV / battery unit in use).
+
+    Recorded in the store once per ``event_id`` (201; 200 for the same event again; 409
+    ``gateway_event_conflict`` for a different event under a known ID), then signalled to
+    the running journey, which re-checks eligibility: the customer is mailed about an
+    applied gateway that changed, and an application no longer eligible is flagged for an
+    operator (``EcoNeedsOperator``). An ended journey only has the store's record.
+    """
+    reported = await gateway_events_service.report(client, engine, settings, account_id, body)
+    response.status_code = status.HTTP_201_CREATED if reported.recorded else status.HTTP_200_OK
+    return GatewayEventResponse(
+        event_id=body.event_id,
+        recorded=reported.recorded,
+        journey="signalled" if reported.signalled else "not_running",
+    )

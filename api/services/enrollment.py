@@ -79,7 +79,11 @@ async def decide_terms(
             handle,
             handle.execute_update(
                 EnrollmentWorkflow.give_consent,
-                ConsentRequest(terms_version=body.terms_version),
+                # The current terms go along: a journey started before a revision moves
+                # to them instead of refusing the version the customer was shown.
+                ConsentRequest(
+                    terms_version=body.terms_version, current_terms=settings.circle_terms()
+                ),
                 id=update_id("consent", account_id, request),
             ),
         )

@@ -42,6 +42,10 @@ def activities(engine: Engine, sink: MailSink) -> MailActivities:
     return MailActivities(engine, smtp, RENDERER)
 
 
+GATEWAY = {"gateway_id": "GW0000000001", "new_gateway_id": "GW0000000002"}
+REVISED = {"version": "2026-04-01", "url": "https://example.invalid/terms"}
+
+
 @pytest.mark.parametrize(
     ("kind", "context", "subject_has"),
     [
@@ -51,6 +55,11 @@ def activities(engine: Engine, sink: MailSink) -> MailActivities:
         (MailKind.REMINDER, {"awaited": "consent", "reminder_number": "1"}, "再送"),
         (MailKind.REMINDER, {"awaited": "application", "reminder_number": "2"}, "ゲートウェイ"),
         (MailKind.REMINDER, {"awaited": "points_signup", "reminder_number": "3"}, "スマイルe"),
+        (MailKind.GATEWAY_CHANGED, {**GATEWAY, "change": "units_changed"}, "お申込み内容"),
+        (MailKind.GATEWAY_CHANGED, {**GATEWAY, "change": "exchanged"}, "お申込み内容"),
+        (MailKind.GATEWAY_CHANGED, {**GATEWAY, "change": "removed"}, "お申込み内容"),
+        (MailKind.TERMS_REVISED, {**REVISED, "audience": "consent"}, "会員規約改定"),
+        (MailKind.TERMS_REVISED, {**REVISED, "audience": "member"}, "会員規約改定"),
     ],
 )
 def test_every_kind_renders(kind: MailKind, context: dict[str, str], subject_has: str) -> None:
@@ -199,6 +208,7 @@ POINTS_KINDS = {
     MailKind.MEMBER_EMAIL_CHANGED_NOTICE,
     MailKind.MEMBER_CANCELLED,
     MailKind.MEMBER_CIRCLE_CANCELLED,
+    MailKind.SIGNUP_CANCELLED,
 }
 
 
@@ -233,3 +243,22 @@ def test_points_sender_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_kind_has_a_brand() -> None:
     assert set(BRAND_OF) == set(MailKind)
+
+
+def test_gateway_and_terms_mails_say_what_happened() -> None:
+    """The guide's wording for a unit out of use; the exchange names the new gateway; a
+    waiting customer is asked to agree again, a member only told."""
+    units = RENDERER.render(
+        MailKind.GATEWAY_CHANGED, {"name": "x", **GATEWAY, "change": "units_changed"}
+    )
+    assert "故障交換" in units.text and "蓄電池ユニットを使用せず" in units.text
+    exchanged = RENDERER.render(
+        MailKind.GATEWAY_CHANGED, {"name": "x", **GATEWAY, "change": "exchanged"}
+    )
+    assert "GW0000000002" in exchanged.text and "改めてお申し込み" in exchanged.text
+    consent = RENDERER.render(
+        MailKind.TERMS_REVISED, {"name": "x", **REVISED, "audience": "consent"}
+    )
+    member = RENDERER.render(MailKind.TERMS_REVISED, {"name": "x", **REVISED, "audience": "member"})
+    assert "「同意する」" in consent.text and "「同意する」" not in member.text
+    assert "2026-04-01" in member.text and REVISED["url"] in member.html

@@ -47,8 +47,9 @@ from store import signup as signup_store
 from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
 from tests.conftest import CONVERTER
-from tests.factories import add_customer
+from tests.factories import add_customer, add_points_member
 from tests.history import completed_mail
+from tests.waiting import eventually
 from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
 from tests.workflows.signup_harness import (
     INFO,
@@ -155,6 +156,44 @@ async def record() -> None:
             h = await journeys.start(c.account_id, POLICY, NO_QUIET)
             await h.result()
             await save("enrollment_ineligible", h)
+
+            # 3a. (patch run-scoped-keys) re-joining after 解約 as a points member: the
+            # second run's keys carry its first run ID; applying goes straight to enrolled
+            c = add_customer(engine)
+            add_points_member(engine, c)
+            h = await journeys.start(c.account_id, POLICY, NO_QUIET)
+            await wait_stage(h, Stage.AWAITING_CONSENT)
+            await h.execute_update(
+                EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+            )
+            await h.execute_update(
+                EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=c.eligible_gateway)
+            )
+            await wait_stage(h, Stage.ENROLLED)
+            await h.execute_update(
+                EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=c.eligible_gateway)
+            )
+            await h.result()
+            await save("enrollment_rejoined_enrolled", h)
+
+            # 3b. (patch continue-as-new) a small cap: the journey continues as new while
+            # it waits for consent, a reminder fires in a later run, the customer declines
+            c = add_customer(engine)
+            h = await journeys.start(
+                c.account_id, POLICY, NO_QUIET, continue_as_new_after_events=10
+            )
+            await wait_stage(h, Stage.AWAITING_CONSENT)
+            await env.sleep(timedelta(days=2))
+
+            async def reminded() -> bool:
+                return (await h.query(EnrollmentWorkflow.get_status)).reminders_sent == 1
+
+            await eventually(reminded, what="the first reminder")
+            await h.execute_update(EnrollmentWorkflow.decline)
+            await h.result()
+            first = env.client.get_workflow_handle(h.id, run_id=h.first_execution_run_id)
+            await save("enrollment_continued_as_new_first_run", first)
+            await save("enrollment_continued_as_new_last_run", h)
 
             # 8. (operator actions) resend, dormant, clear_flag, revive, extend, re-check,
             # cancel: the operator_action update and its mails

@@ -25,9 +25,12 @@ WORKFLOWS = [EnrollmentWorkflow, SignupWorkflow, MemberWorkflow]
 # Workflow type (as Temporal knows it) → the recorded histories of that type.
 HISTORIES: dict[str, list[str]] = {
     "EnrollmentWorkflow": [
+        "enrollment_continued_as_new_first_run",  # patch continue-as-new
+        "enrollment_continued_as_new_last_run",  # the carried state's path
         "enrollment_dormant_then_declined",
         "enrollment_ineligible",
         "enrollment_operator_actions",
+        "enrollment_rejoined_enrolled",  # patch run-scoped-keys, points member
         "enrollment_withdrawn",
         "enrollment_withdrawn_points_suspended",
     ],

@@ -13,7 +13,7 @@ from domain.enrollment import CancelApplicationInput, RecordApplicationInput, Re
 from domain.errors import ErrorCode
 from store import enrollment as enrollment_store
 from store.tables import Account, CircleApplication, Consent, Gateway
-from tests.factories import add_customer, random_id
+from tests.factories import add_customer, add_points_member, random_id
 from tests.workflows.harness import TERMS
 
 
@@ -188,3 +188,44 @@ def test_eligibility_reasons(store_engine: Engine) -> None:
         customer.other_gateway: ["battery_unit_not_in_use"],
     }
     assert enrollment_store.check_eligibility(store_engine, "missing").reason == "account_not_found"
+
+
+def test_application_knows_the_points_membership(store_engine: Engine) -> None:
+    """Re-joining after 解約: an active member is reported (the journey goes straight to
+    enrolled); a cancelled membership's tombstone refuses the application, and nothing is
+    written."""
+    member = add_customer(store_engine, second_eligible=True)
+    add_points_member(store_engine, member)
+    recorded = enrollment_store.record_application(
+        store_engine,
+        RecordApplicationInput(
+            key=random_id(16),
+            account_id=member.account_id,
+            gateway_id=member.other_gateway,
+            applied_at=datetime.now(UTC),
+        ),
+    )
+    assert recorded.points_member_gateway_id == member.eligible_gateway
+
+    plain = add_customer(store_engine)
+    recorded = enrollment_store.record_application(
+        store_engine,
+        RecordApplicationInput(
+            key=random_id(16),
+            account_id=plain.account_id,
+            gateway_id=plain.eligible_gateway,
+            applied_at=datetime.now(UTC),
+        ),
+    )
+    assert recorded.points_member_gateway_id is None
+
+    gone = add_customer(store_engine)
+    add_points_member(store_engine, gone, status="cancelled")
+    with pytest.raises(enrollment_store.RuleViolation) as info:
+        apply(store_engine, gone.account_id, gone.eligible_gateway)
+    assert info.value.code == ErrorCode.POINTS_MEMBERSHIP_CANCELLED
+    with Session(store_engine) as session:
+        rows = session.exec(
+            select(CircleApplication).where(CircleApplication.account_id == gone.account_id)
+        ).all()
+    assert rows == []

@@ -1,0 +1,379 @@
+"""The life of a journey between the steps (issue 7): re-joining after 解約, a terms
+revision while a journey waits, and continue-as-new keeping the state and the reminders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from temporalio.testing import WorkflowEnvironment
+
+from domain import search_attributes as sa
+from domain.enrollment import (
+    ApplyRequest,
+    CancelRequest,
+    ConsentRequest,
+    GatewayChanged,
+    GatewayEventKind,
+    GatewayReason,
+    PointsRegistered,
+    ReminderPolicy,
+    Stage,
+)
+from domain.errors import ErrorCode
+from domain.jst import QuietHours
+from domain.mail import MailKind
+from domain.terms import TermsDocument
+from journey_terms import RUNNING_JOURNEYS, announce_terms
+from store import gateway_events as events_store
+from store.tables import Consent
+from tests.factories import Customer, add_customer, add_points_member, random_id
+from tests.waiting import eventually
+from tests.workflows.harness import TERMS, MailRecorder, near, running_worker, wait_stage
+from tests.workflows.test_enrollment_flow import refused
+from workflows.enrollment import EnrollmentWorkflow
+
+NO_QUIET = QuietHours(start=time(0, 0), end=time(0, 0))
+REVISED = TermsDocument(
+    document=TERMS.document,
+    version="2026-04-01",
+    content_sha256="cd" * 32,
+    url="https://example.invalid/terms-2026",
+)
+
+
+def ledger(engine: Engine, account_id: str) -> list[tuple[str, str, str]]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Consent).where(Consent.account_id == account_id).order_by(col(Consent.id))
+        ).all()
+    return [(row.version, row.content_sha256, row.decision) for row in rows]
+
+
+async def enroll_then_withdraw(journeys: object, customer: Customer) -> None:
+    handle = await journeys.start(customer.account_id)  # type: ignore[attr-defined]
+    await wait_stage(handle, Stage.AWAITING_CONSENT)
+    await handle.execute_update(
+        EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+    )
+    await handle.execute_update(
+        EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+    )
+    await handle.signal(
+        EnrollmentWorkflow.points_registered,
+        PointsRegistered(gateway_id=customer.eligible_gateway, registered_at=datetime.now(UTC)),
+    )
+    await wait_stage(handle, Stage.ENROLLED)
+    await handle.execute_update(
+        EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=customer.eligible_gateway)
+    )
+    assert (await handle.result()).stage == Stage.WITHDRAWN
+
+
+async def test_rejoining_points_member_goes_straight_back_to_enrolled(
+    dev_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    # On the dev server: awaiting the first run's result on the time-skipping one lets the
+    # clock jump past the second run's timers.
+    customer = add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
+        await enroll_then_withdraw(journeys, customer)
+        # The points membership outlives the circle application (解約 leaves it active).
+        add_points_member(sqlite_engine, customer)
+
+        again = await journeys.start(customer.account_id)
+        await wait_stage(again, Stage.AWAITING_CONSENT)
+        await again.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        receipt = await again.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+        )
+        assert receipt.gateway_id == customer.eligible_gateway
+        status = await again.query(EnrollmentWorkflow.get_status)
+        assert status.stage == Stage.ENROLLED
+        assert status.points_member_gateway_id == customer.eligible_gateway
+        assert status.next_reminder_at is None  # no reminder to sign up again
+
+        # Each run has its own invitation: the outbox would have dropped a reused key.
+        await eventually(lambda: len(mails.of_kind(MailKind.INVITATION)) == 2)
+        keys = [req.key for req, _ in mails.of_kind(MailKind.INVITATION)]
+        assert len(set(keys)) == 2
+        first_run = journeys.handles[0].first_execution_run_id
+        second_run = again.first_execution_run_id
+        assert first_run and second_run
+        assert keys == [
+            f"enrollment-{customer.account_id}:{first_run}:invitation",
+            f"enrollment-{customer.account_id}:{second_run}:invitation",
+        ]
+        # Both consents are in the ledger (the second is not taken for a retry of the first).
+        assert (
+            ledger(sqlite_engine, customer.account_id)
+            == [(TERMS.version, TERMS.content_sha256, "agreed")] * 2
+        )
+
+
+async def test_cancelled_points_membership_cannot_rejoin(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    customer = add_customer(sqlite_engine)
+    add_points_member(sqlite_engine, customer, status="cancelled")
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle = await journeys.start(customer.account_id)
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        code = await refused(
+            handle.execute_update(
+                EnrollmentWorkflow.apply_gateway,
+                ApplyRequest(gateway_id=customer.eligible_gateway),
+            )
+        )
+        assert code == ErrorCode.POINTS_MEMBERSHIP_CANCELLED
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert status.stage == Stage.AWAITING_APPLICATION
+        assert all(g.application.value == "none" for g in status.gateways)
+
+
+async def test_consent_moves_a_waiting_journey_to_the_revised_terms(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    customer = add_customer(sqlite_engine)
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle = await journeys.start(customer.account_id)  # started under TERMS
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        # Without the current terms the journey knows only its own version.
+        assert (
+            await refused(
+                handle.execute_update(
+                    EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=REVISED.version)
+                )
+            )
+            == ErrorCode.TERMS_VERSION_OUTDATED
+        )
+        # A customer still holding the old version must read the revised one first.
+        assert (
+            await refused(
+                handle.execute_update(
+                    EnrollmentWorkflow.give_consent,
+                    ConsentRequest(terms_version=TERMS.version, current_terms=REVISED),
+                )
+            )
+            == ErrorCode.TERMS_VERSION_OUTDATED
+        )
+        result = await handle.execute_update(
+            EnrollmentWorkflow.give_consent,
+            ConsentRequest(terms_version=REVISED.version, current_terms=REVISED),
+        )
+        assert result.stage == Stage.AWAITING_APPLICATION
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert status.circle_terms_version == REVISED.version
+        # The ledger records the version (and text) this consent was for.
+        assert ledger(sqlite_engine, customer.account_id) == [
+            (REVISED.version, REVISED.content_sha256, "agreed")
+        ]
+
+
+async def test_continue_as_new_keeps_the_state_and_the_pending_reminders(
+    ts_clock: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    policy = ReminderPolicy.model_validate({"delays": ["P1D", "P3D"]})
+    customer = add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(ts_clock.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(
+            customer.account_id, policy, NO_QUIET, continue_as_new_after_events=10
+        )
+        status = await wait_stage(handle, Stage.AWAITING_CONSENT)
+        entered = status.stage_entered_at
+        first_run = handle.first_execution_run_id
+
+        async def continued() -> str | None:
+            run_id = (await handle.describe()).run_id
+            return run_id if run_id != first_run else None
+
+        await eventually(continued, what="a continued run")
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert (status.stage, status.stage_entered_at) == (Stage.AWAITING_CONSENT, entered)
+        assert status.next_reminder_at == entered + timedelta(days=1)
+
+        # The reminders fire in the later runs, at the times counted from the first.
+        now = await ts_clock.get_current_time()
+        await ts_clock.sleep(entered + timedelta(days=1, minutes=1) - now)
+        await eventually(lambda: len(mails.of_kind(MailKind.REMINDER)) == 1)
+        now = await ts_clock.get_current_time()
+        await ts_clock.sleep(entered + timedelta(days=3, minutes=1) - now)
+        await eventually(lambda: len(mails.of_kind(MailKind.REMINDER)) == 2)
+        sent = mails.of_kind(MailKind.REMINDER)
+        assert near(sent[0][1], entered + timedelta(days=1))
+        assert near(sent[1][1], entered + timedelta(days=3))
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert (status.reminders_sent, status.dormant, status.next_reminder_at) == (2, True, None)
+        # One journey, one key prefix across its runs: the invitation was sent once.
+        prefix = f"enrollment-{customer.account_id}:{first_run}:"
+        assert all(req.key.startswith(prefix) for req, _ in mails.calls)
+        assert len(mails.of_kind(MailKind.INVITATION)) == 1
+
+        # The customer can still answer in the latest run.
+        result = await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        assert result.stage == Stage.AWAITING_APPLICATION
+
+
+async def test_gateway_changes_recheck_eligibility_flag_and_mail(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    customer = add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(customer.account_id)
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        await handle.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+        )
+
+        async def report(inp: events_store.GatewayEventInput) -> None:
+            events_store.record_gateway_event(sqlite_engine, inp)
+            await handle.signal(
+                EnrollmentWorkflow.gateway_changed,
+                GatewayChanged(
+                    event_id=inp.event_id,
+                    kind=inp.kind,
+                    gateway_id=inp.gateway_id,
+                    new_gateway_id=inp.new_gateway.gateway_id if inp.new_gateway else None,
+                ),
+            )
+
+        def changed_mails() -> list[dict[str, str]]:
+            return [req.context for req, _ in mails.of_kind(MailKind.GATEWAY_CHANGED)]
+
+        async def needs_operator() -> bool | None:
+            return (await handle.describe()).typed_search_attributes.get(sa.NEEDS_OPERATOR)
+
+        # 故障交換: the battery unit is no longer in use on the applied gateway.
+        units = events_store.GatewayEventInput(
+            event_id="ev-1",
+            account_id=customer.account_id,
+            kind=GatewayEventKind.UNITS_CHANGED,
+            gateway_id=customer.eligible_gateway,
+            occurred_at=datetime.now(UTC),
+            pv_unit_in_use=True,
+            battery_unit_in_use=False,
+        )
+        await report(units)
+        await eventually(lambda: len(changed_mails()) == 1, what="the gateway mail")
+        assert changed_mails()[0]["change"] == "units_changed"
+        assert await eventually(needs_operator, what="EcoNeedsOperator")
+        # The same event again (a repeated signal) changes nothing and mails nothing.
+        await handle.signal(
+            EnrollmentWorkflow.gateway_changed,
+            GatewayChanged(
+                event_id="ev-1",
+                kind=GatewayEventKind.UNITS_CHANGED,
+                gateway_id=customer.eligible_gateway,
+            ),
+        )
+        # A gateway without an application is re-checked without a mail.
+        await report(
+            events_store.GatewayEventInput(
+                event_id="ev-2",
+                account_id=customer.account_id,
+                kind=GatewayEventKind.REMOVED,
+                gateway_id=customer.other_gateway,
+                occurred_at=datetime.now(UTC),
+            )
+        )
+
+        async def other_removed() -> bool:
+            status = await handle.query(EnrollmentWorkflow.get_status)
+            gw = next(g for g in status.gateways if g.gateway_id == customer.other_gateway)
+            return GatewayReason.GATEWAY_REMOVED in gw.reasons
+
+        await eventually(other_removed, what="the removed gateway")
+        assert len(changed_mails()) == 1
+
+        # Exchanged: the old application ends, the new gateway may be applied for.
+        new = events_store.NewGateway(random_id(12), random_id(8), "KPBP-A", True, True)
+        await report(
+            events_store.GatewayEventInput(
+                event_id="ev-3",
+                account_id=customer.account_id,
+                kind=GatewayEventKind.EXCHANGED,
+                gateway_id=customer.eligible_gateway,
+                occurred_at=datetime.now(UTC),
+                new_gateway=new,
+            )
+        )
+        await eventually(lambda: len(changed_mails()) == 2, what="the exchange mail")
+        assert changed_mails()[1] == {
+            "change": "exchanged",
+            "gateway_id": customer.eligible_gateway,
+            "new_gateway_id": new.gateway_id,
+        }
+        assert not await needs_operator()  # no active application is ineligible now
+        receipt = await handle.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=new.gateway_id)
+        )
+        assert receipt.gateway_id == new.gateway_id
+
+
+async def test_terms_revision_asks_waiting_journeys_again_and_notifies_members(
+    dev_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    # On the dev server: announce_terms lists running journeys (visibility).
+    waiting, member = add_customer(sqlite_engine), add_customer(sqlite_engine)
+    mails = MailRecorder()
+    async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
+        w = await journeys.start(waiting.account_id)
+        m = await journeys.start(member.account_id)
+        await wait_stage(w, Stage.AWAITING_CONSENT)
+        await wait_stage(m, Stage.AWAITING_CONSENT)
+        await m.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+
+        async def both_listed() -> bool:
+            ids = {wf.id async for wf in dev_env.client.list_workflows(RUNNING_JOURNEYS)}
+            return {w.id, m.id} <= ids
+
+        await eventually(both_listed, what="both journeys listed")
+        assert await announce_terms(dev_env.client, REVISED) >= 2
+        await announce_terms(dev_env.client, REVISED)  # again: nothing more is mailed
+
+        def notices(account_id: str) -> list[str]:
+            return [
+                req.context["audience"]
+                for req, _ in mails.of_kind(MailKind.TERMS_REVISED)
+                if req.account_id == account_id
+            ]
+
+        await eventually(
+            lambda: (
+                notices(waiting.account_id) == ["consent"]
+                and notices(member.account_id) == ["member"]
+            ),
+            what="one mail to each",
+        )
+        # The waiting journey now asks for the new version, even without the API's help.
+        result = await w.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=REVISED.version)
+        )
+        assert result.stage == Stage.AWAITING_APPLICATION
+        assert ledger(sqlite_engine, waiting.account_id) == [
+            (REVISED.version, REVISED.content_sha256, "agreed")
+        ]
+        # The member's consent stays the one it gave; the journey now shows the new version.
+        assert ledger(sqlite_engine, member.account_id) == [
+            (TERMS.version, TERMS.content_sha256, "agreed")
+        ]
+        status = await m.query(EnrollmentWorkflow.get_status)
+        assert status.circle_terms_version == REVISED.version
+        await w.query(EnrollmentWorkflow.get_status)
+        assert len(mails.of_kind(MailKind.TERMS_REVISED)) == 2
