@@ -16,6 +16,7 @@ from api.errors import ApiError
 from api.ratelimit import SlidingWindowLimiter
 from api.routes import codec, confirmation, enrollment, session, signup, system
 from api.security import SessionTokens, SignupSessions
+from api.web import install as install_web
 from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
@@ -67,6 +68,7 @@ def create_app(
     app.include_router(signup.router)
     app.include_router(confirmation.router)
     app.include_router(codec.router)
+    install_web(app)  # the guide's screens (api/web)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:
