@@ -70,9 +70,9 @@ async def test_each_link_state_has_its_page(web_short_links: WebStack, shot: Sho
 
     await eventually(expired, what="the link expired")
     await assert_link_page(other, expiring, LinkStatus.LINK_EXPIRED)
+    await shot(other, "23-link-expired")
     await other.get_by_role("link", name="メールアドレスの入力へ").click()
     await expect(other.get_by_role("heading", name="メールアドレスの入力")).to_be_visible()
-    await shot(other, "23-link-expired")
     await page.context.close()
     await other.context.close()
 
