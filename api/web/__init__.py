@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.web import dev, monitoring, points
+from api.web import dev, holder, monitoring, points
 from api.web.pages import STATIC
 
 
 def install(app: FastAPI) -> None:
     app.include_router(monitoring.router)
     app.include_router(points.router)
+    app.include_router(holder.router)
     app.include_router(dev.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -97,6 +97,7 @@ async def _serve(
         points_registration_url=f"{base}/points/registration",
         points_signup_url=f"{base}/points/signup",
         monitoring_site_url=f"{base}/site/login",
+        holder_confirmation_url=f"{base}/site/points-confirmation",
         task_queue=f"web-{uuid.uuid4().hex}",
         **overrides,
     )

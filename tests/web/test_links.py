@@ -97,6 +97,33 @@ async def test_a_strangers_address_waits_for_the_holder(web: WebStack, shot: Sho
     await shot(page, "24-holder-pending")
     await page.get_by_role("link", name="登録内容の確認へ戻る").click()
     await expect(page.get_by_text("アカウントの方の確認をお待ちしています")).to_be_visible()
+
+    # The holder follows the link of the mail sent to the circle account's address.
+    def asked() -> list[str]:
+        return [
+            link
+            for m in web.sink.handler.received
+            if m.envelope_to == [customer.email]
+            for link in m.links
+            if link.startswith(f"{web.base}/site/points-confirmation#")
+        ]
+
+    [holder_link] = await eventually(asked, what="the holder's mail")
+    holder = await web.phone()
+    await holder.goto(holder_link)
+    await expect(holder.get_by_text(customer.eligible_gateway)).to_be_visible()
+    await expect(holder.locator(".pairs")).not_to_contain_text(stranger)  # masked
+    await shot(holder, "26-holder-request")
+    await holder.get_by_role("button", name="承認する").click()
+    await expect(holder.get_by_role("status")).to_contain_text("承認しました。")
+    await holder.goto(holder_link)  # single use
+    await expect(holder.get_by_role("status")).to_have_text(
+        message_for(ErrorCode.CONFIRMATION_USED)
+    )
+    await holder.context.close()
+
+    await page.get_by_role("button", name="登録する").click()
+    await expect(page.get_by_role("heading", name="登録完了")).to_be_visible()
     await page.context.close()
 
 
