@@ -9,6 +9,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 from sqlmodel import Session, select
 
+from domain.ids import signup_workflow_id
 from store.tables import PointsMember
 from tests.factories import add_customer
 from tests.waiting import eventually
@@ -184,7 +185,21 @@ async def test_login_to_my_page_in_one_browser(web: WebStack, shot: Shot) -> Non
     await screen(page, shot, "16-step6")
     with Session(web.engine) as session:
         members = session.exec(select(PointsMember)).all()
+        signup_id = members[0].signup_id if members else ""
     assert len(members) == 1
+    # One 登録する update in the signup's history: the second submission carried the same
+    # idempotency key and attached to the first.
+    history = await web.env.client.get_workflow_handle(
+        signup_workflow_id(signup_id)
+    ).fetch_history()
+    registers = [
+        e
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+        and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        == "register"
+    ]
+    assert len(registers) == 1
 
     # The mailed link, opened again, says the registration is done.
     await page.goto(link)
