@@ -498,16 +498,21 @@ async def step4(request: Request) -> Response:
     return _step4(page, _step4_values(found[1]), [])
 
 
-def _prefill_prefecture(values: dict[str, str], postal: str, prefecture: str) -> None:
-    """Postal code fills the prefecture when it was left empty (server-side, no script)."""
+def _prefill_prefecture(values: dict[str, str], postal: str, prefecture: str) -> bool:
+    """Postal code fills the prefecture when it was left empty (server-side, no script).
+
+    False when the postal code is well formed but does not exist: then that, not the
+    empty prefecture, is the error to show.
+    """
     if values[prefecture]:
-        return
+        return True
     try:
         found = postal_code_prefecture(normalise_postal_code(values[postal]))
     except FieldRuleError:
-        return
+        return True
     if found:
         values[prefecture] = found
+    return found is not None
 
 
 def _customer_body(values: dict[str, str], form: dict[str, str]) -> dict[str, Any]:
@@ -546,8 +551,15 @@ async def enter_customer(request: Request) -> Response:
         return _ended(page, ApiError(ErrorCode.SESSION_INVALID))
     values = {name: form.get(name, "") for name in STEP4_TEXT_FIELDS}
     values["installation"] = "other" if values["installation"] == "other" else "same"
-    _prefill_prefecture(values, "postal_code", "prefecture")
-    _prefill_prefecture(values, "inst_postal_code", "inst_prefecture")
+    unknown = [
+        (postal, prefecture)
+        for postal, prefecture in (
+            ("postal_code", "prefecture"),
+            ("inst_postal_code", "inst_prefecture"),
+        )
+        if not _prefill_prefecture(values, postal, prefecture)
+        and (postal == "postal_code" or values["installation"] == "other")
+    ]
     # The password rules (the service checks them again) next to the other fields' errors,
     # so that one submission shows every error at once.
     errors: list[FieldError] = []
@@ -569,6 +581,14 @@ async def enter_customer(request: Request) -> Response:
         await (await _service(page)).enter_customer(step, body, None)
     except ValidationError as err:
         errors = errors_from_validation(err, CUSTOMER_FIELDS) + errors
+        for postal, prefecture in unknown:
+            errors = [
+                FieldError(postal, message_for(ErrorCode.UNKNOWN_POSTAL_CODE))
+                if e.field == prefecture
+                else e
+                for e in errors
+                if e.field != postal
+            ]
     except ApiError as err:
         if err.code == ErrorCode.SIGNUP_INCOMPLETE:
             return page.redirect("/points/step3")

@@ -134,6 +134,15 @@ async def test_every_field_error_without_scripts(web: WebStack) -> None:
         },
     )
 
+    # A postal code that does not exist, with the prefecture left empty: that is the
+    # error shown (not the empty prefecture).
+    await fill_customer(page)
+    await page.locator("#postal_code").fill("000-0000")
+    await page.locator("#prefecture").select_option("")
+    await page.get_by_label("お客様住所と同じ").check()
+    await page.get_by_role("button", name="次へ").click()
+    await assert_errors(page, {"postal_code": ErrorCode.UNKNOWN_POSTAL_CODE})
+
     # Fixed: the prefecture left empty is filled from the postal code on submit.
     await fill_customer(page)
     await page.locator("#prefecture").select_option("")
