@@ -130,6 +130,8 @@ async def test_login_to_my_page_in_one_browser(web: WebStack, shot: Shot) -> Non
     await expect(page.get_by_role("heading", name="お客様情報")).to_be_visible()
     await screen(page, shot, "14-step4")
     await fill_customer(page)
+    # static/postal.js fills the prefecture as soon as the postal code is complete.
+    await expect(page.locator("#prefecture")).to_have_value("大阪府")
     await page.get_by_label("お客様住所と異なる").check()
     await page.locator("#inst_postal_code").fill("100-0001")
     await page.locator("#inst_address").fill("千代田1-1")
