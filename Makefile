@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run test install lint typecheck fix clean-state bench faults
+.PHONY: run test install lint typecheck fix clean-state bench faults screens
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -66,3 +66,7 @@ clean-state:
 ## Temporal server are killed and the SMTP sink stopped; prints the table (~4 min)
 faults: install
 	$(VENV)/bin/pytest tests/faults -m faults -s -p no:cacheprovider
+
+## screens: the browser tests, writing a PNG of every screen to docs/screens/ (README gallery)
+screens: install
+	ECOKATSU_SCREENSHOTS=1 $(VENV)/bin/pytest tests/web -p no:cacheprovider

@@ -250,6 +250,11 @@ class Settings(BaseSettings):
             "!" * 78,
         )
 
+    # Web front end (api/web): the development mail inbox page (/dev/mail) lists the .eml
+    # files of this directory; unset (production), the page does not exist. `make run`
+    # sets it to var/mail and points the mailed links at the local pages (Procfile).
+    web_dev_mail_dir: Path | None = None
+
     def codec_key_bytes(self) -> dict[str, bytes]:
         return {k: base64.b64decode(v.get_secret_value()) for k, v in self.codec_keys.items()}
 

@@ -31,6 +31,7 @@ from api.routes import (
 )
 from api.security import MemberTokens, OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup_requests import SignupRequests
+from api.web import install as install_web
 from codec import AesGcmCodec
 from config import Settings, get_settings
 from store.engine import make_engine
@@ -114,6 +115,7 @@ def create_app(
     app.include_router(member.system_router)
     app.include_router(codec.router)
     app.include_router(operator_auth.router)
+    install_web(app)  # the guide's screens (api/web)
 
     @app.get("/healthz", tags=["system"])
     def healthz() -> dict[str, str]:
