@@ -130,6 +130,13 @@ async def main(n: int) -> None:
                     elapsed = time.perf_counter() - started
                     await sink.wait_for(2 * n, timeout=120)
                     mailed = time.perf_counter() - started
+                    # The web screens (api/web): server-rendered pages, one at a time.
+                    pages: dict[str, list[float]] = {}
+                    for path in ("/site/login", "/points/signup"):
+                        for _ in range(50):
+                            page_started = time.perf_counter()
+                            (await http.get(path)).raise_for_status()
+                            pages.setdefault(path, []).append(time.perf_counter() - page_started)
         engine.dispose()
     sink.stop()
     await env.shutdown()
@@ -142,6 +149,11 @@ async def main(n: int) -> None:
         print(
             f"  {name:<8} p50 {pct(values, 0.5):7.1f} ms   p95 {pct(values, 0.95):7.1f} ms   "
             f"max {max(values) * 1000:7.1f} ms   mean {statistics.mean(values) * 1000:7.1f} ms"
+        )
+    for path, values in pages.items():
+        print(
+            f"  page {path:<15} render p50 {pct(values, 0.5):6.1f} ms   "
+            f"p95 {pct(values, 0.95):6.1f} ms"
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak memory of the API + worker process: {peak:.0f} MiB")

@@ -39,3 +39,10 @@ def signup_link(event: str) -> None:
     workflow.metric_meter().create_counter(
         "ecokatsu_signup_links", "signup links used or expired"
     ).add(1, {"event": event})
+
+
+def signup_stage_entered(stage: str) -> None:
+    """A signup entered ``stage`` (``signup_<status>``, as its ``EcoStage`` says)."""
+    workflow.metric_meter().create_counter(
+        "ecokatsu_signup_stage_entered", "signups entering each stage"
+    ).add(1, {"stage": stage})

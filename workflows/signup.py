@@ -873,6 +873,7 @@ class SignupWorkflow:
         if stage != self._published_stage:
             self._published_stage = stage
             self._stage_entered_at = workflow.now()
+            metrics.signup_stage_entered(stage)
         self._describe()
         values = (stage, self._stage_entered_at, self._sent(), self._needs_operator())
         if values == self._published or not workflow.patched(VISIBILITY_PATCH):
