@@ -72,6 +72,7 @@ async def test_funnel_counts_each_stage_and_conversions(stack: Stack, monkeypatc
         json.dumps({"test-1": stack.settings.codec_keys["test-1"].get_secret_value()}),
     )
     monkeypatch.setenv("ECOKATSU_CODEC_KEY_ID", "test-1")
+    monkeypatch.setenv("ECOKATSU_ENV", "development")  # the suite's published dev secrets
     get_settings.cache_clear()
     try:
         # in a thread: the command runs its own event loop

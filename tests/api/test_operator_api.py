@@ -178,7 +178,8 @@ async def test_listing_refuses_an_unknown_stage_and_a_wrong_key(stack: Stack) ->
     )
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["code"] == "invalid_input"
-    assert (await stack.call("GET", "/v1/operator/journeys")).status_code == 403
+    # No operator credentials at all: 401 operator_unauthenticated (audited).
+    assert (await stack.call("GET", "/v1/operator/journeys")).status_code == 401
 
 
 def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -193,6 +194,7 @@ def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str
         ),
         "ECOKATSU_CODEC_KEY_ID": settings.codec_key_id,
         "DATABASE_URL": settings.database_url,
+        "ECOKATSU_ENV": "development",  # the suite's published dev secrets
         **env,
     }
     return subprocess.run(  # noqa: S603 (our own argv)

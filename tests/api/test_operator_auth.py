@@ -183,6 +183,7 @@ def test_cli_manages_operators(sqlite_url: str, monkeypatch: Any) -> None:
     from config import get_settings
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("ECOKATSU_ENV", "development")  # the suite's published dev secrets
     get_settings.cache_clear()
     try:
         runner = CliRunner()
