@@ -179,8 +179,14 @@ class PresentDocument(SessionRequest):
 
 
 class AgreeRequest(SessionRequest):
+    """STEP2's agreement, to the versions the customer was shown. ``current_*`` are the
+    documents the API serves now: a signup started before a revision agrees to those (the
+    ledger records them), instead of being refused forever."""
+
     service_terms_version: str
     privacy_policy_version: str
+    current_service_terms: TermsDocument | None = None
+    current_privacy_policy: TermsDocument | None = None
 
 
 class GatewayEntry(SessionRequest):

@@ -116,6 +116,7 @@ with workflow.unsafe.imports_passed_through():
         SignupStatus,
         SignupView,
     )
+    from domain.terms import TermsDocument
     from workflows import metrics
     from workflows.mail import (
         mail_in_background,
@@ -164,6 +165,12 @@ class SignupWorkflow:
         self._reminded_at_activity: datetime | None = None
         self._service: Service | None = None
         self._presented: list[str] = []
+        # The two documents this signup asks about: the input's, until the agreement brings
+        # the versions the API serves now (a revision while the signup was under way).
+        self._docs: dict[str, TermsDocument] = {
+            inp.service_terms.document: inp.service_terms,
+            inp.privacy_policy.document: inp.privacy_policy,
+        }
         self._agreed_at: datetime | None = None
         self._gateway: GatewayMatch | None = None
         self._info: CustomerInfo | None = None
@@ -295,6 +302,13 @@ class SignupWorkflow:
     @workflow.update
     async def agree(self, req: AgreeRequest) -> None:
         self._check_agree(req)
+        if req.current_service_terms is not None and req.current_privacy_policy is not None:
+            # A revision while the signup was under way: the agreement (and the ledger at
+            # registration) is for the versions the customer was shown now.
+            self._docs = {
+                req.current_service_terms.document: req.current_service_terms,
+                req.current_privacy_policy.document: req.current_privacy_policy,
+            }
         self._agreed_at = workflow.now()
         self._touch()
 
@@ -615,9 +629,13 @@ class SignupWorkflow:
         self._check_session(req.seq)
         if set(self._documents()) - set(self._presented):
             raise refusal(ErrorCode.DOCUMENTS_NOT_PRESENTED)
+        asked = (
+            req.current_service_terms or self._inp.service_terms,
+            req.current_privacy_policy or self._inp.privacy_policy,
+        )
         if (req.service_terms_version, req.privacy_policy_version) != (
-            self._inp.service_terms.version,
-            self._inp.privacy_policy.version,
+            asked[0].version,
+            asked[1].version,
         ):
             raise refusal(ErrorCode.TERMS_VERSION_OUTDATED)
 
@@ -658,11 +676,8 @@ class SignupWorkflow:
 
     # ---- helpers -------------------------------------------------------------------
 
-    def _documents(self) -> dict[str, Any]:
-        return {
-            self._inp.service_terms.document: self._inp.service_terms,
-            self._inp.privacy_policy.document: self._inp.privacy_policy,
-        }
+    def _documents(self) -> dict[str, TermsDocument]:
+        return self._docs
 
     def _touch(self) -> None:
         self._last_activity = workflow.now()

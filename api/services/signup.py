@@ -187,6 +187,8 @@ class SignupService:
                     seq=step.seq,
                     service_terms_version=body.service_terms_version,
                     privacy_policy_version=body.privacy_policy_version,
+                    current_service_terms=self.settings.points_terms(),
+                    current_privacy_policy=self.settings.points_privacy(),
                 ),
                 id=self._id(step, "agree", key),
             ),

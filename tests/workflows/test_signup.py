@@ -534,3 +534,68 @@ async def test_a_signup_whose_mail_can_never_be_sent_is_still_abandoned_on_time(
             ).one()
         assert signup.status == "abandoned"
         assert mail_sink.received == []
+
+
+async def test_a_signup_under_way_agrees_to_the_documents_served_now(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    """Issue 7: the two documents were revised after this signup started. The agreement is
+    to the versions the API serves now (the old ones are refused), and the consent ledger
+    records those at registration."""
+    customer = applied_customer(sqlite_engine)
+    email = customer.email  # the holder's own address: no confirmation needed
+    revised = [
+        doc.model_copy(update={"version": "2026-04-01", "content_sha256": "9" * 64})
+        for doc in (SETTINGS.points_terms(), SETTINGS.points_privacy())
+    ]
+    async with signup_worker(ts_env.client, sqlite_engine, mail_sink) as settings:
+        handle = await start_signup(ts_env.client, settings, sqlite_engine, email)
+        seq = (
+            await handle.execute_update(
+                SignupWorkflow.begin,
+                BeginRequest(
+                    token_sha256=hashed(token_in(mail_sink, email)),
+                    service=Service.OMRON_MONITORING,
+                ),
+            )
+        ).seq
+        for doc in revised:
+            await handle.execute_update(
+                SignupWorkflow.present_document, PresentDocument(seq=seq, document=doc.document)
+            )
+
+        def agreement(version: str) -> AgreeRequest:
+            return AgreeRequest(
+                seq=seq,
+                service_terms_version=version,
+                privacy_policy_version=version,
+                current_service_terms=revised[0],
+                current_privacy_policy=revised[1],
+            )
+
+        old = agreement(SETTINGS.points_terms_version)
+        assert await refused(handle.execute_update(SignupWorkflow.agree, old)) == (
+            "terms_version_outdated"
+        )
+        await handle.execute_update(SignupWorkflow.agree, agreement("2026-04-01"))
+        await handle.execute_update(
+            SignupWorkflow.enter_gateway,
+            GatewayEntry(
+                seq=seq, gateway_id=customer.eligible_gateway, pcs_serial=customer.eligible_pcs
+            ),
+        )
+        await handle.execute_update(
+            SignupWorkflow.enter_customer,
+            CustomerEntry(seq=seq, info=INFO, password_hash=hash_password(PASSWORD)),
+        )
+        await handle.execute_update(SignupWorkflow.register, RegisterRequest(seq=seq))
+        with Session(sqlite_engine) as session:
+            agreed = {
+                (row.document, row.version)
+                for row in session.exec(
+                    select(Consent).where(Consent.account_id == customer.account_id)
+                )
+                if row.document.startswith("smile_e_point")
+            }
+        assert agreed == {(doc.document, "2026-04-01") for doc in revised}
+        await handle.terminate("test finished")
