@@ -10,6 +10,8 @@ one is kept for the server's whole life.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import socket
 from pathlib import Path
 
@@ -18,7 +20,10 @@ from temporalio.converter import DataConverter
 
 from temporal_client import ensure_search_attributes
 
-PORTS = range(18410, 18499, 3)  # gRPC, HTTP and metrics take three in a row
+# gRPC, HTTP and metrics take three in a row. Picked at random among the free ones (two
+# suites running at once must not pick the same block: "free" is only true until the
+# server binds), and checked again after the start (see ``start``).
+PORTS = range(20000, 29000, 3)
 
 
 def _free(port: int) -> bool:
@@ -36,13 +41,31 @@ class RestartableDevServer:
         self._db_file = db_file
         self._converter = converter
         self._process: asyncio.subprocess.Process | None = None
-        self.port = next(p for p in PORTS if all(_free(p + i) for i in range(3)))
+        self.port = self._pick_port()
+
+    @staticmethod
+    def _pick_port() -> int:
+        candidates = list(PORTS)
+        random.shuffle(candidates)
+        return next(p for p in candidates if all(_free(p + i) for i in range(3)))
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     async def start(self) -> None:
+        for _ in range(5):
+            if await self._start_once():
+                break
+            # Another process took the block between the check and the bind: another one.
+            self.port = self._pick_port()
+        else:
+            raise RuntimeError("the dev server could not bind a free block of ports")
+        client = await self.connect(wait=30)
+        # Idempotent; the flag form is ignored for a namespace kept in the state file.
+        await ensure_search_attributes(client, client.namespace)
+
+    async def _start_once(self) -> bool:
         self._process = await asyncio.create_subprocess_exec(
             str(self._binary),
             "server",
@@ -57,9 +80,14 @@ class RestartableDevServer:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        client = await self.connect(wait=30)
-        # Idempotent; the flag form is ignored for a namespace kept in the state file.
-        await ensure_search_attributes(client, client.namespace)
+        await self.connect(wait=30)
+        # Connected: to our own server only if it is still running (a server that lost
+        # the port exits at once, and the address may answer for someone else's).
+        await asyncio.sleep(0.5)
+        if self._process.returncode is None:
+            return True
+        self._process = None
+        return False
 
     async def connect(self, wait: float = 0.0) -> Client:
         deadline = asyncio.get_running_loop().time() + wait
@@ -73,6 +101,7 @@ class RestartableDevServer:
 
     async def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited already
+                self._process.terminate()
             await asyncio.wait_for(self._process.wait(), timeout=30)
             self._process = None
