@@ -135,9 +135,6 @@ class EnrollmentWorkflow:
         # An applied gateway no longer eligible after a monitoring-system event.
         self._gateway_trouble = False
         self._gateway_events: list[str] = []
-        # Entered ``enrolled`` in this run: the journey then continues as new once, so the
-        # years it lives enrolled start from a short history.
-        self._enrolled_here = False
         if inp.carried is not None:
             self._restore(inp.carried)
 
@@ -436,7 +433,6 @@ class EnrollmentWorkflow:
         self._schedule_from = self._stage_entered_at
         self._reminders_sent = 0
         self._dormant = False
-        self._enrolled_here = stage == Stage.ENROLLED
         self._publish()
 
     def _publish(self) -> None:
@@ -627,8 +623,6 @@ class EnrollmentWorkflow:
     def _continue_due(self) -> bool:
         if self._continue_declined or self._stage.is_final:
             return False
-        if self._enrolled_here:
-            return True  # at least after enrollment: an enrolled journey lives for years
         info = workflow.info()
         cap = self._inp.continue_as_new_after_events
         return info.is_continue_as_new_suggested() or (

@@ -224,54 +224,6 @@ async def test_continue_as_new_keeps_the_state_and_the_pending_reminders(
         assert result.stage == Stage.AWAITING_APPLICATION
 
 
-async def test_an_enrolled_journey_continues_as_new_once_with_its_state(
-    dev_env: WorkflowEnvironment, sqlite_engine: Engine
-) -> None:
-    """At least after enrollment: the years an enrolled journey lives start from a short
-    history, carrying the stage, its time, the gateways and the points membership."""
-    customer = add_customer(sqlite_engine)
-    async with running_worker(dev_env.client, sqlite_engine, MailRecorder()) as journeys:
-        handle = await journeys.start(customer.account_id)
-        await wait_stage(handle, Stage.AWAITING_CONSENT)
-        first_run = handle.first_execution_run_id
-        await handle.execute_update(
-            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
-        )
-        await handle.execute_update(
-            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
-        )
-        await handle.signal(
-            EnrollmentWorkflow.points_registered,
-            PointsRegistered(gateway_id=customer.eligible_gateway, registered_at=datetime.now(UTC)),
-        )
-
-        async def continued() -> str | None:
-            run_id = (await handle.describe()).run_id
-            return run_id if run_id != first_run else None
-
-        second_run = await eventually(continued, what="the enrolled journey's next run")
-        status = await handle.query(EnrollmentWorkflow.get_status)
-        assert status.stage == Stage.ENROLLED
-        assert status.points_member_gateway_id == customer.eligible_gateway
-        assert [g.gateway_id for g in status.gateways if g.application.value == "active"] == [
-            customer.eligible_gateway
-        ]
-        # Once: the run that starts enrolled does not continue again by itself.
-        history = await dev_env.client.get_workflow_handle(
-            handle.id, run_id=second_run
-        ).fetch_history()
-        assert not any(
-            e.HasField("workflow_execution_continued_as_new_event_attributes")
-            for e in history.events
-        )
-        # The customer can still act on it: 解約 ends it as withdrawn.
-        await handle.execute_update(
-            EnrollmentWorkflow.cancel_application,
-            CancelRequest(gateway_id=customer.eligible_gateway),
-        )
-        assert (await handle.result()).stage == Stage.WITHDRAWN
-
-
 async def test_gateway_changes_recheck_eligibility_flag_and_mail(
     ts_env: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
