@@ -30,6 +30,7 @@ from store.engine import make_engine
 from store.tables import CircleApplication, Consent
 from tests.api.conftest import settings_for
 from tests.factories import PASSWORD, Customer, add_customer
+from tests.waiting import eventually
 from worker import build_worker
 
 NO_TEMPORAL = "127.0.0.1:18101"  # nothing listens here (the suite's own port range)
@@ -153,6 +154,13 @@ async def test_a_retry_after_503_attaches_to_the_first_attempt(
                 assert first.status_code == 201, first.text
                 again = await http.post("/v1/journey/applications", headers=auth, json=apply)
                 assert (again.status_code, again.json()) == (201, first.json())
+                # The completion mail goes out in the background: let it arrive before this
+                # worker stops (a worker stopped mid-send retries the mail: at-least-once,
+                # with the same Message-ID).
+                await eventually(
+                    lambda: any("お申込み完了" in m.subject for m in mail_sink.received),
+                    what="the completion mail",
+                )
 
             # 3. cancel with the client's own Idempotency-Key.
             key = {**auth, "Idempotency-Key": "cancel-7f3c2a"}
