@@ -35,10 +35,10 @@ run: install
 	$(VENV)/bin/honcho --procfile Procfile start
 
 ## test: lint, type-check, and the whole suite (real Temporal, SMTP, SQLite, PostgreSQL)
-# The fault suite (tests/faults, marker `faults`) is left out here ON PURPOSE, for now: it
-# still fails on the promises of issue 6 that are being fixed (500s instead of 503, stuck
-# journeys; see README, Tests) and takes ~4 minutes. It runs with `make faults`. Once it
-# passes, drop `-m "not faults"` so that `make test` runs it too.
+# The fault suite (tests/faults, marker `faults`) is left out here ON PURPOSE: it takes
+# ~2.5 minutes and its time-bound promise ("every journey enrolled within 165 s") depends on
+# how fast a killed worker comes back on a loaded machine (see README, Tests). It passes on
+# a quiet machine; run it with `make faults`.
 test: install lint typecheck
 	$(VENV)/bin/pytest -m "not faults"
 
