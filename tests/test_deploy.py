@@ -44,6 +44,11 @@ SECRETS = {
     "ECOKATSU_SYSTEM_API_KEY": "e",
     "ECOKATSU_CODEC_KEY_ID": "prod-1",
 }
+# The example env file leaves the database passwords to the user (no literal password in
+# the repository): the tests supply them as the user's shell would.
+DB_PASSWORDS = {
+    k: SECRETS[k] for k in ("POSTGRES_PASSWORD", "TEMPORAL_DB_PASSWORD", "ECOKATSU_DB_PASSWORD")
+}
 PROD_KEYS = json.dumps({"prod-1": base64.b64encode(bytes(32)).decode(), "old": "AQ" * 21 + "E="})
 
 
@@ -77,7 +82,7 @@ def no_env_file(tmp_path: Path) -> str:
 
 
 def test_docker_compose_config_validates(no_env_file: str) -> None:
-    checked = compose("--env-file", str(LAPTOP_ENV), "config", "-q", env={})
+    checked = compose("--env-file", str(LAPTOP_ENV), "config", "-q", env=DB_PASSWORDS)
     assert checked.returncode == 0, checked.stderr
     # secrets have no defaults: a missing one is named, not silently replaced
     missing = compose("--env-file", no_env_file, "config", "-q", env={})
@@ -108,9 +113,9 @@ def test_exported_codec_keys_reach_the_apps_as_valid_json(
         assert set(settings.codec_key_bytes()) == {"prod-1", "old"}
         assert settings.codec_key_id == "prod-1"
     # the laptop file's single-quoted JSON as well
-    laptop = yaml.safe_load(compose("--env-file", str(LAPTOP_ENV), "config", env={}).stdout)[
-        "services"
-    ]["api"]["environment"]
+    laptop = yaml.safe_load(
+        compose("--env-file", str(LAPTOP_ENV), "config", env=DB_PASSWORDS).stdout
+    )["services"]["api"]["environment"]
     assert set(from_environment(laptop, monkeypatch).codec_key_bytes()) == {"local-1"}
 
 
