@@ -99,6 +99,7 @@ def build_worker(
             registry.record_application,
             registry.cancel_application,
             registry.mark_points_member_suspended,
+            registry.publish_status,
             mail.send_mail,
             signup.record_link,
             signup.send_link,

@@ -18,6 +18,7 @@ from domain.enrollment import (
     CancelApplicationInput,
     EligibilityResult,
     GatewayView,
+    PublishStatusInput,
     RecordApplicationInput,
     RecordConsentInput,
     RecordedApplication,
@@ -25,6 +26,7 @@ from domain.enrollment import (
 from domain.errors import message_for
 from domain.member import CircleCancelledInput
 from store import enrollment as enrollment_store
+from store import journey_status
 from store import member as member_store
 
 T = TypeVar("T")
@@ -69,6 +71,11 @@ class EnrollmentActivities:
     @activity.defn
     def cancel_application(self, inp: CancelApplicationInput) -> list[GatewayView]:
         return refuse_on_rule(lambda: enrollment_store.cancel_application(self._engine, inp))
+
+    @activity.defn
+    def publish_status(self, inp: PublishStatusInput) -> bool:
+        """The journey's status into its store row (a local activity; newer writes win)."""
+        return journey_status.publish(self._engine, inp)
 
     @activity.defn
     def mark_points_member_suspended(self, inp: CircleCancelledInput) -> int | None:

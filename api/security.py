@@ -7,33 +7,52 @@ account ID.
 
 from __future__ import annotations
 
+import asyncio
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Each hash takes 64 MiB and real CPU time on purpose. A burst of logins would take
-# 64 MiB per thread of the API's pool at once; at most two per core run together.
-_hashing = threading.BoundedSemaphore(2 * (os.cpu_count() or 1))
+# Each hash takes 64 MiB and ~0.1-0.2 s of CPU on purpose. They run on their own small
+# pool, one per two cores (at least one): a burst of logins queues here, holding neither
+# the API's shared thread pool (every sync dependency needs it) nor more than half the
+# cores, so the journey steps go on being answered meanwhile.
+HASH_SLOTS = max(1, (os.cpu_count() or 1) // 2)
+_hashing = ThreadPoolExecutor(max_workers=HASH_SLOTS, thread_name_prefix="argon2")
 # Verified against when the user ID is unknown, so both paths cost the same time.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-0")
 
 
-def hash_password(password: str) -> str:
-    with _hashing:
-        return _hasher.hash(password)
-
-
-def verify_password(stored_hash: str | None, password: str) -> bool:
+def _verify(stored_hash: str | None, password: str) -> bool:
     try:
-        with _hashing:
-            ok = _hasher.verify(stored_hash or _DUMMY_HASH, password)
+        ok = _hasher.verify(stored_hash or _DUMMY_HASH, password)
         return ok and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+def hash_password(password: str) -> str:
+    """Hash on the hashing pool, blocking the calling thread (CLI, store callbacks)."""
+    return _hashing.submit(_hasher.hash, password).result()
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Verify on the hashing pool, blocking the calling thread; against a dummy hash
+    when there is none (the same time either way)."""
+    return _hashing.submit(_verify, stored_hash, password).result()
+
+
+async def hash_password_async(password: str) -> str:
+    """``hash_password`` for the event loop: awaits the hashing pool, holds no thread."""
+    return await asyncio.wrap_future(_hashing.submit(_hasher.hash, password))
+
+
+async def verify_password_async(stored_hash: str | None, password: str) -> bool:
+    """``verify_password`` for the event loop: awaits the hashing pool, holds no thread."""
+    return await asyncio.wrap_future(_hashing.submit(_verify, stored_hash, password))
 
 
 class SignupSessions:

@@ -307,6 +307,17 @@ class EnrollmentStatus(BaseModel):
     points_member_gateway_id: str | None = None
 
 
+class PublishStatusInput(BaseModel):
+    """Activity ``publish_status``: the journey's status for the store's row (read by
+    ``GET /v1/journey``). ``(published_at, seq)`` orders the writes of every run."""
+
+    account_id: str
+    run_id: str  # the run that publishes (a start waits for its own run's first status)
+    seq: int
+    published_at: datetime
+    status: EnrollmentStatus
+
+
 class EnrollmentResult(BaseModel):
     stage: Stage
     ineligible_reason: IneligibleReason | None = None

@@ -421,3 +421,21 @@ class GatewayEventRow(SQLModel, table=True):
     battery_unit_in_use: bool | None = None
     occurred_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class JourneyStatusRow(SQLModel, table=True):
+    """Where a customer's journey stands, as its workflow last published it (the answer of
+    ``get_status``), so ``GET /v1/journey`` reads one row instead of querying the worker.
+
+    Written only by the journey's workflow (a local activity after each change); a write
+    lands only if it is newer than the row: ``(published_at, seq)`` grows within a run and
+    across runs (``published_at`` is the workflow's clock, later in every later run).
+    """
+
+    __tablename__ = "journey_status"
+
+    account_id: str = Field(foreign_key="monitoring_accounts.id", primary_key=True, max_length=32)
+    run_id: str = Field(max_length=64)  # the run that wrote it
+    seq: int
+    published_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    status: str = Field(sa_type=sa.Text)  # EnrollmentStatus as JSON: codes, times, gateways

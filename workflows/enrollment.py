@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         GatewayView,
         IneligibleReason,
         PointsRegistered,
+        PublishStatusInput,
         RecordApplicationInput,
         RecordConsentInput,
         Stage,
@@ -88,7 +89,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows import metrics
     from workflows.mail import send_in_background
     from workflows.member import tell_points_member_in_background
-    from workflows.refusals import STORE_RETRY, STORE_TIMEOUT, refusal, run_store_activity
+    from workflows.refusals import (
+        LOCAL_ACTIVITY_FAILURES,
+        LOCAL_STORE_RETRY,
+        LOCAL_STORE_TIMEOUT,
+        PATCH_LOCAL_STORE_WRITES,
+        STORE_RETRY,
+        STORE_TIMEOUT,
+        refusal,
+        run_update_store_activity,
+    )
 
 
 ELIGIBILITY_RETRY_AFTER = timedelta(hours=1)
@@ -99,6 +109,10 @@ APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Sta
 PATCH_RUN_SCOPED_KEYS = "run-scoped-keys"
 # The journey continues as new while it waits.
 PATCH_CONTINUE_AS_NEW = "continue-as-new"
+# The journey publishes its status to the store (GET /v1/journey reads it there).
+PATCH_STATUS_IN_STORE = "status-in-store"
+# A failed status write is tried again after this long (the store was down).
+STATUS_RETRY_AFTER = timedelta(minutes=1)
 # How many monitoring-system event IDs a journey remembers (and carries).
 GATEWAY_EVENTS_KEPT = 50
 
@@ -135,6 +149,13 @@ class EnrollmentWorkflow:
         # An applied gateway no longer eligible after a monitoring-system event.
         self._gateway_trouble = False
         self._gateway_events: list[str] = []
+        # The status row in the store: every _publish() makes a newer status; a writer
+        # task writes the newest (a local activity); updates answer once it is written.
+        self._status_in_store = False
+        self._status_seq = 0
+        self._status_saved = 0
+        self._status_failing = False
+        self._status_task: asyncio.Task[None] | None = None
         if inp.carried is not None:
             self._restore(inp.carried)
 
@@ -142,6 +163,10 @@ class EnrollmentWorkflow:
     async def run(self, inp: EnrollmentInput) -> EnrollmentResult:
         if inp.carried is None:
             self._run_scoped_keys = workflow.patched(PATCH_RUN_SCOPED_KEYS)
+        if workflow.patched(PATCH_STATUS_IN_STORE):
+            self._status_in_store = True
+            self._status_task = asyncio.create_task(self._keep_status_published())
+        if inp.carried is None:
             self._publish()
             result = await self._check_eligibility()
             self._gateways = result.gateways
@@ -164,6 +189,9 @@ class EnrollmentWorkflow:
                     workflow.continue_as_new(self._next_input())
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._mail_tasks)
+        await self._status_published()
+        if self._status_task is not None:
+            self._status_task.cancel()
         return self._finish_result()
 
     # ---- updates -------------------------------------------------------------------
@@ -198,7 +226,7 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_stage(*APPLYING_STAGES)
             now = workflow.now()
-            recorded = await run_store_activity(
+            recorded = await run_update_store_activity(
                 EnrollmentActivities.record_application,
                 RecordApplicationInput(
                     key=self._request_key("apply"),
@@ -230,6 +258,9 @@ class EnrollmentWorkflow:
                 self._enter(
                     Stage.ENROLLED if self._points_gateway else Stage.AWAITING_POINTS_SIGNUP
                 )
+            else:
+                self._status_changed()  # the gateways changed
+            await self._status_published()
             return receipt
 
     @apply_gateway.validator
@@ -248,7 +279,7 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_active_application(req.gateway_id)
             now = workflow.now()
-            self._gateways = await run_store_activity(
+            self._gateways = await run_update_store_activity(
                 EnrollmentActivities.cancel_application,
                 CancelApplicationInput(
                     key=self._request_key("cancel"),
@@ -283,6 +314,9 @@ class EnrollmentWorkflow:
                 )
             if not any(g.application == ApplicationState.ACTIVE for g in self._gateways):
                 self._enter(Stage.WITHDRAWN)
+            else:
+                self._status_changed()  # the gateways changed
+            await self._status_published()
             return CancelReceipt(gateway_id=req.gateway_id, cancelled_at=now, stage=self._stage)
 
     @cancel_application.validator
@@ -296,6 +330,8 @@ class EnrollmentWorkflow:
         self._points_gateway = event.gateway_id
         if self._stage == Stage.AWAITING_POINTS_SIGNUP:
             self._enter(Stage.ENROLLED)
+        else:
+            self._status_changed()  # the status names the member's gateway
 
     @workflow.query
     def get_status(self) -> EnrollmentStatus:
@@ -316,6 +352,20 @@ class EnrollmentWorkflow:
     async def _check_eligibility(self) -> EligibilityResult:
         """Bounded retries; if they run out (the store is down for long), the journey is
         flagged for an operator and tries again an hour later, so it never fails."""
+        if workflow.patched(PATCH_LOCAL_STORE_WRITES):
+            # The customer's start waits for this answer: first as a local activity (the
+            # start settles in one workflow task), then the long way below.
+            try:
+                quick: EligibilityResult = await workflow.execute_local_activity_method(
+                    EnrollmentActivities.check_eligibility,
+                    self._inp.account_id,
+                    start_to_close_timeout=LOCAL_STORE_TIMEOUT,
+                    schedule_to_close_timeout=LOCAL_STORE_TIMEOUT * 3,
+                    retry_policy=LOCAL_STORE_RETRY,
+                )
+                return quick
+            except LOCAL_ACTIVITY_FAILURES as err:
+                workflow.logger.warning("eligibility check failed: %s", type(err).__name__)
         while True:
             try:
                 result: EligibilityResult = await workflow.execute_activity_method(
@@ -409,7 +459,7 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_stage(Stage.AWAITING_CONSENT)
             now = workflow.now()
-            await run_store_activity(
+            await run_update_store_activity(
                 EnrollmentActivities.record_consent,
                 RecordConsentInput(
                     key=self._request_key(what),
@@ -421,6 +471,7 @@ class EnrollmentWorkflow:
                 ),
             )
             self._enter(then)
+            await self._status_published()
             return now
 
     def _enter(self, stage: Stage) -> None:
@@ -436,6 +487,7 @@ class EnrollmentWorkflow:
         self._publish()
 
     def _publish(self) -> None:
+        self._status_changed()
         workflow.upsert_search_attributes(
             [
                 sa.STAGE.value_set(self._stage.value),
@@ -536,6 +588,7 @@ class EnrollmentWorkflow:
             before = self._stage.value
             detail = await self._operate(req)
             self._publish()
+            await self._status_published()
             return OperatorOutcome(
                 action=req.action,
                 before_stage=before,
@@ -618,6 +671,50 @@ class EnrollmentWorkflow:
         self._mail(MailKind.REMINDER, own_key, {"awaited": awaited, "reminder_number": number})
         return MailKind.REMINDER.value
 
+    # ---- the status row in the store ------------------------------------------------
+
+    async def _keep_status_published(self) -> None:
+        """Write the newest status to the store whenever ``_publish()`` made one.
+
+        A write that fails after its bounded retries (the store is down) unblocks the
+        updates waiting for it (they answer; the row is behind until the store is back)
+        and is made again, with the status of then, a minute later."""
+        while True:
+            await workflow.wait_condition(lambda: self._status_seq > self._status_saved)
+            seq = self._status_seq
+            info = workflow.info()
+            try:
+                await workflow.execute_local_activity_method(
+                    EnrollmentActivities.publish_status,
+                    PublishStatusInput(
+                        account_id=self._inp.account_id,
+                        run_id=info.run_id,
+                        seq=seq,
+                        published_at=workflow.now(),
+                        status=self.get_status(),
+                    ),
+                    start_to_close_timeout=LOCAL_STORE_TIMEOUT,
+                    schedule_to_close_timeout=LOCAL_STORE_TIMEOUT * 3,
+                    retry_policy=LOCAL_STORE_RETRY,
+                )
+            except LOCAL_ACTIVITY_FAILURES as err:
+                workflow.logger.warning("status not published: %s", type(err).__name__)
+                self._status_failing = True  # updates answer without waiting for the row
+                await workflow.sleep(STATUS_RETRY_AFTER)
+                continue
+            self._status_saved = seq
+            self._status_failing = False
+
+    def _status_changed(self) -> None:
+        """Something the status shows changed (and no search attribute did)."""
+        self._status_seq += 1
+
+    async def _status_published(self) -> None:
+        """Wait until the store's row shows what the workflow shows now."""
+        if self._status_in_store:
+            seq = self._status_seq
+            await workflow.wait_condition(lambda: self._status_saved >= seq or self._status_failing)
+
     # ---- continue-as-new -----------------------------------------------------------
 
     def _continue_due(self) -> bool:
@@ -636,6 +733,9 @@ class EnrollmentWorkflow:
         )
         await asyncio.gather(*self._mail_tasks)
         self._mail_tasks.clear()
+        await self._status_published()
+        if self._status_task is not None:
+            self._status_task.cancel()
 
     def _next_input(self) -> EnrollmentInput:
         return self._inp.model_copy(

@@ -57,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
         MembershipCancelled,
     )
     from workflows.mail import MAIL_GIVE_UP_AFTER, MAIL_RETRY, send_in_background
-    from workflows.refusals import STORE_TIMEOUT, run_store_activity
+    from workflows.refusals import STORE_TIMEOUT, run_store_activity, run_update_store_activity
 
 
 FIRST_ACTION_WAIT = timedelta(minutes=10)
@@ -122,7 +122,7 @@ class MemberWorkflow:
         async with self._lock:
             self._require_member()
             now = workflow.now()
-            issued = await run_store_activity(
+            issued = await run_update_store_activity(
                 MemberActivities.issue_email_change,
                 IssueEmailChangeInput(
                     member_id=self._member_id,
@@ -143,7 +143,7 @@ class MemberWorkflow:
         self._actions += 1
         async with self._lock:
             self._require_member()
-            changed = await run_store_activity(
+            changed = await run_update_store_activity(
                 MemberActivities.apply_email_change,
                 ApplyEmailChangeInput(
                     member_id=self._member_id,
@@ -184,7 +184,7 @@ class MemberWorkflow:
         self._actions += 1
         async with self._lock:
             self._require_member()
-            cancelled = await run_store_activity(
+            cancelled = await run_update_store_activity(
                 MemberActivities.cancel_membership,
                 CancelMembershipInput(member_id=self._member_id, at=workflow.now()),
             )

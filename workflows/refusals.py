@@ -23,6 +23,10 @@ STORE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=20),
     maximum_attempts=6,
 )
+# How a local activity's failure reaches the workflow: an ActivityError, or (this SDK,
+# once the retries ran out) the activity's own ApplicationError, unwrapped. Catch both:
+# an uncaught one would end the task awaiting it (tests/workflows/test_status_in_store.py).
+LOCAL_ACTIVITY_FAILURES = (ActivityError, ApplicationError)
 # A local activity (a short store write inside an update) is bounded tighter still.
 LOCAL_STORE_TIMEOUT = timedelta(seconds=10)
 LOCAL_STORE_RETRY = RetryPolicy(
@@ -99,14 +103,44 @@ async def run_local_store_activity(activity: Callable[[Any, Any], Any], inp: Any
             schedule_to_close_timeout=LOCAL_STORE_TIMEOUT * 3,
             retry_policy=LOCAL_STORE_RETRY,
         )
-    except ActivityError as err:
+    except LOCAL_ACTIVITY_FAILURES as err:
         raise _refusal_for(err) from None
 
 
-def _refusal_for(err: ActivityError) -> ApplicationError:
+# Patch (docs/VERSIONING.md): a store write an update awaits runs as a local activity.
+PATCH_LOCAL_STORE_WRITES = "store-writes-local"
+
+
+@overload
+async def run_update_store_activity(
+    activity: Callable[[ActivitiesT, InputT], Awaitable[ResultT]],
+    inp: InputT,
+    summary: str | None = None,
+) -> ResultT: ...
+
+
+@overload
+async def run_update_store_activity(
+    activity: Callable[[ActivitiesT, InputT], ResultT], inp: InputT, summary: str | None = None
+) -> ResultT: ...
+
+
+async def run_update_store_activity(
+    activity: Callable[[Any, Any], Any], inp: Any, summary: str | None = None
+) -> Any:
+    """A store write an update must see before it answers: since patch
+    ``store-writes-local`` a local activity (the update answers in one workflow task, not
+    three), with the same input (its idempotency key) and bounded retries; runs recorded
+    before the patch replay their normal activity."""
+    if workflow.patched(PATCH_LOCAL_STORE_WRITES):
+        return await run_local_store_activity(activity, inp)
+    return await run_store_activity(activity, inp, summary)
+
+
+def _refusal_for(err: ActivityError | ApplicationError) -> ApplicationError:
     """A rule refusal keeps its code; anything else (the bounded retries ran out) is
     "try again later" (503 at the API), not an untyped failure."""
-    cause = err.cause
+    cause = err.cause if isinstance(err, ActivityError) else err
     if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
         return ApplicationError(cause.message, type=cause.type, non_retryable=True)
     return refusal(ErrorCode.WORKER_UNAVAILABLE)

@@ -122,7 +122,13 @@ with workflow.unsafe.imports_passed_through():
         mail_in_background,
         send_in_background,
     )
-    from workflows.refusals import refusal, run_local_store_activity, run_store_activity
+    from workflows.refusals import (
+        PATCH_LOCAL_STORE_WRITES,
+        refusal,
+        run_local_store_activity,
+        run_store_activity,
+        run_update_store_activity,
+    )
 
 # A workflow module, imported normally: the sandbox loads it afresh like this one.
 from workflows.enrollment import EnrollmentWorkflow
@@ -363,7 +369,7 @@ class SignupWorkflow:
             password_hash, agreed_at = self._password_hash, self._agreed_at
             if not (gateway and info and service and password_hash and agreed_at):
                 raise refusal(ErrorCode.SIGNUP_INCOMPLETE)
-            registered = await run_store_activity(
+            registered = await run_update_store_activity(
                 SignupActivities.register_member,
                 RegisterMemberInput(
                     signup_id=self._inp.signup_id,
@@ -392,7 +398,14 @@ class SignupWorkflow:
                         registered_at=registered.registered_at,
                     ),
                 )
-            await self._tell_enrollment(gateway, registered)
+            if workflow.patched(PATCH_LOCAL_STORE_WRITES):
+                # The answer does not wait for the signal's round trip; the run awaits
+                # it before it ends, like the mails.
+                self._mail_tasks.append(
+                    asyncio.create_task(self._tell_enrollment(gateway, registered))
+                )
+            else:
+                await self._tell_enrollment(gateway, registered)
             self._status = SignupStatus.REGISTERED
             self._touch()
             return registered
@@ -412,7 +425,7 @@ class SignupWorkflow:
         """The circle account holder's answer (the API checked who is answering)."""
         async with self._lock:
             self._check_decision(req)
-            await run_store_activity(
+            await run_update_store_activity(
                 HolderActivities.record_holder_decision,
                 RecordHolderDecisionInput(
                     signup_id=self._inp.signup_id,
@@ -724,7 +737,7 @@ class SignupWorkflow:
     async def _check_gateway(self, req: GatewayEntry) -> GatewayMatch:
         """STEP3 with limits: a wrong pair counts, the last allowed one locks the signup."""
         policy = self._inp.policy
-        check: GatewayCheck = await run_store_activity(
+        check: GatewayCheck = await run_update_store_activity(
             HolderActivities.check_gateway,
             CheckGatewayInput(
                 signup_id=self._inp.signup_id,
@@ -756,7 +769,7 @@ class SignupWorkflow:
         if self._holder_asks >= self._inp.policy.holder_asks:
             raise refusal(ErrorCode.HOLDER_ASK_LIMIT)
         policy = self._inp.policy
-        asked: HolderAsked = await run_store_activity(
+        asked: HolderAsked = await run_update_store_activity(
             HolderActivities.ask_holder,
             AskHolderInput(
                 signup_id=self._inp.signup_id,

@@ -68,10 +68,10 @@ async def start_or_resume(
 
 @router.get("/journey", response_model=JourneyResponse, responses=error_responses(*CALL))
 async def get_journey(
-    account: EnrolledDep, client: ClientDep, settings: SettingsDep
+    account: AccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
 ) -> JourneyResponse:
     """Where the journey stands: stage, gateways, reminders, next reminder due."""
-    state = await enrollment_service.status_of(client, settings, account.id)
+    state = await enrollment_service.status_of(client, engine, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=enrollment_workflow_id(account.id))
 
 
@@ -106,10 +106,10 @@ async def answer_terms(
 
 @router.get("/journey/gateways", response_model=GatewayList, responses=error_responses(*CALL))
 async def list_gateways(
-    account: EnrolledDep, client: ClientDep, settings: SettingsDep
+    account: AccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
 ) -> GatewayList:
     """The customer's gateways, each with eligibility (and why not) and application state."""
-    state = await enrollment_service.status_of(client, settings, account.id)
+    state = await enrollment_service.status_of(client, engine, settings, account.id)
     return GatewayList(gateways=state.gateways)
 
 

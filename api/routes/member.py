@@ -35,7 +35,7 @@ from api.schemas import (
     MemberView,
     SuspendedMemberRow,
 )
-from api.security import MemberTokens, verify_password
+from api.security import MemberTokens, verify_password_async
 from api.services.member import MemberService
 from domain.errors import ErrorCode
 from store import member as member_store
@@ -83,7 +83,7 @@ MemberServiceDep = Annotated[MemberService, Depends(member_service)]
     response_model=MemberLoginResponse,
     responses=error_responses(ErrorCode.LOGIN_FAILED),
 )
-def log_in(
+async def log_in(
     body: MemberLoginRequest, engine: EngineDep, tokens: MemberTokensDep
 ) -> MemberLoginResponse:
     """Log in to マイページ with the registered e-mail and the password set at STEP4.
@@ -91,8 +91,8 @@ def log_in(
     A wrong address, a wrong password and a cancelled membership get the same answer, in
     the same time.
     """
-    found = member_store.member_for_login(engine, body.email)
-    verified = verify_password(found[1] if found else None, body.password)
+    found = await asyncio.to_thread(member_store.member_for_login, engine, body.email)
+    verified = await verify_password_async(found[1] if found else None, body.password)
     if found is None or not verified:
         raise ApiError(ErrorCode.LOGIN_FAILED)
     return MemberLoginResponse(access_token=tokens.issue(found[0]))
@@ -201,7 +201,7 @@ async def cancel_membership(
         if record
         else None
     )
-    ok = await asyncio.to_thread(verify_password, found[1] if found else None, body.password)
+    ok = await verify_password_async(found[1] if found else None, body.password)
     if not ok:
         raise ApiError(ErrorCode.LOGIN_FAILED)
     cancelled = await service.cancel(member_id, key)

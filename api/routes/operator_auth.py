@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import EngineDep, ViewerDep, refuse_operator
 from api.errors import error_responses
-from api.security import OperatorSessions, verify_password
+from api.security import OperatorSessions, verify_password_async
 from domain.errors import ErrorCode
 from store import operators
 from store.operators import Role
@@ -60,9 +60,7 @@ async def operator_login(
     Bearer``. A wrong name or password is one answer, and audited."""
     found = await run_in_threadpool(operators.by_name, engine, body.name)
     # verify_password against a dummy hash when there is none: the same time either way
-    ok = await run_in_threadpool(
-        verify_password, found.password_hash if found else None, body.password
-    )
+    ok = await verify_password_async(found.password_hash if found else None, body.password)
     if found is None or not ok:
         raise await run_in_threadpool(
             refuse_operator,

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from api.deps import EngineDep, SettingsDep, TokensDep
 from api.errors import ApiError, error_responses
 from api.ratelimit import Limit, StoreLimiter
 from api.schemas import LoginRequest, LoginResponse
-from api.security import verify_password
+from api.security import verify_password_async
 from domain.errors import ErrorCode
 from store.tables import Account
 
@@ -19,7 +22,7 @@ router = APIRouter(prefix="/v1/session", tags=["session"])
     response_model=LoginResponse,
     responses=error_responses(ErrorCode.LOGIN_FAILED, ErrorCode.LOGIN_THROTTLED),
 )
-def log_in(
+async def log_in(
     body: LoginRequest,
     request: Request,
     engine: EngineDep,
@@ -38,19 +41,33 @@ def log_in(
     # Keyed by what was typed, not by the account: the same for an unknown user ID.
     account_key = f"login-account:{user_id}"
     client_key = f"login-client:{request.client.host if request.client else 'unknown'}"
-    wait = limiter.locked_for(account_key, client_key)
+    wait = await asyncio.to_thread(limiter.locked_for, account_key, client_key)
     if wait is not None:  # refused before hashing: a flood costs no argon2 time
         raise ApiError(ErrorCode.LOGIN_THROTTLED, retry_after=wait)
-    with Session(engine) as session:  # released before the (slow, on purpose) hash check
+    # Read before the (slow, on purpose) hash check, which holds no connection or thread
+    # of the API's pool: it waits for the hashing pool (api/security.py).
+    account = await asyncio.to_thread(_account_for, engine, user_id)
+    # Verified even for an unknown user ID, so both answers take the same time.
+    verified = await verify_password_async(
+        account.password_hash if account else None, body.password
+    )
+    if account is None or not verified:
+        window, lockout = settings.login_failure_window, settings.login_lockout
+
+        def fail() -> None:
+            limiter.fail(Limit(settings.login_failures_per_account, window, lockout), account_key)
+            limiter.fail(Limit(settings.login_failures_per_client, window, lockout), client_key)
+
+        await asyncio.to_thread(fail)
+        raise ApiError(ErrorCode.LOGIN_FAILED)
+    # The customer's own earlier typos are forgiven.
+    await asyncio.to_thread(limiter.forget, account_key)
+    return LoginResponse(access_token=tokens.issue(account.id), account_id=account.id)
+
+
+def _account_for(engine: Engine, user_id: str) -> Account | None:
+    with Session(engine) as session:
         account = session.exec(select(Account).where(Account.email == user_id)).first()
         if account is not None:
             session.expunge(account)
-    # Verified even for an unknown user ID, so both answers take the same time.
-    verified = verify_password(account.password_hash if account else None, body.password)
-    if account is None or not verified:
-        window, lockout = settings.login_failure_window, settings.login_lockout
-        limiter.fail(Limit(settings.login_failures_per_account, window, lockout), account_key)
-        limiter.fail(Limit(settings.login_failures_per_client, window, lockout), client_key)
-        raise ApiError(ErrorCode.LOGIN_FAILED)
-    limiter.forget(account_key)  # the customer's own earlier typos are forgiven
-    return LoginResponse(access_token=tokens.issue(account.id), account_id=account.id)
+        return account

@@ -19,6 +19,7 @@ import asyncio
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowHandle
 
+from api.errors import ApiError
 from api.schemas import ApplicationCompleted, CancelResponse, ConsentBody, ConsentResponse
 from api.services.workflows import answer, update_id
 from config import Settings
@@ -29,11 +30,17 @@ from domain.enrollment import (
     EnrollmentStatus,
     Stage,
 )
+from domain.errors import ErrorCode
 from domain.ids import enrollment_workflow_id
 from store import enrollment as enrollment_store
+from store import journey_status
 from workflows.enrollment import EnrollmentWorkflow
 
 Handle = WorkflowHandle[EnrollmentWorkflow, object]
+# A start reads its run's first status from the store every STORE_POLL seconds, for at
+# most STORE_SETTLE_WAIT seconds before it asks the workflow instead.
+STORE_POLL = 0.005
+STORE_SETTLE_WAIT = 2.0
 
 
 def handle_for(client: Client, account_id: str) -> Handle:
@@ -42,22 +49,41 @@ def handle_for(client: Client, account_id: str) -> Handle:
     )
 
 
-async def status_of(client: Client, settings: Settings, account_id: str) -> EnrollmentStatus:
+async def status_of(
+    client: Client, engine: Engine, settings: Settings, account_id: str
+) -> EnrollmentStatus:
+    """Where the journey stands: the row its workflow published in the store (one read,
+    no round trip to the worker, and an answer while no worker runs); a journey whose run
+    publishes no row (started before ``status-in-store``) is asked by a query."""
+    published = await asyncio.to_thread(journey_status.read, engine, account_id)
+    if published is not None:
+        return published.status
+    if not await asyncio.to_thread(journey_status.journey_started, engine, account_id):
+        raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
     handle = handle_for(client, account_id)
     return await answer(settings, handle, handle.query(EnrollmentWorkflow.get_status))
 
 
 async def settled_status_of(
-    client: Client, settings: Settings, account_id: str
+    client: Client, engine: Engine, settings: Settings, account_id: str, run_id: str | None
 ) -> EnrollmentStatus:
-    """The status once the eligibility check is done (it takes milliseconds).
+    """The status of run ``run_id`` once the eligibility check is done (milliseconds).
 
-    Polled with queries, which leave nothing in history, rather than an update, which
-    would add events each time a customer reloads the page.
+    Read from the store's row as soon as that run has published it; a run that publishes
+    none (a worker without ``status-in-store``, during a rolling deploy) is polled with
+    queries after ``STORE_SETTLE_WAIT``, which leave nothing in history.
     """
     handle = handle_for(client, account_id)
 
     async def settle() -> EnrollmentStatus:
+        waited = 0.0
+        while waited < STORE_SETTLE_WAIT:
+            published = await asyncio.to_thread(journey_status.read, engine, account_id)
+            if published is not None and published.run_id == run_id:
+                if published.status.stage != Stage.CHECKING:
+                    return published.status
+            await asyncio.sleep(STORE_POLL)
+            waited += STORE_POLL
         while True:
             status = await handle.query(EnrollmentWorkflow.get_status)
             if status.stage != Stage.CHECKING:

@@ -38,7 +38,7 @@ from api.schemas import (
     LinkState,
     RegisteredResponse,
 )
-from api.security import hash_password
+from api.security import hash_password_async
 from api.services.workflows import answer, update_id
 from config import Settings, document_text
 from domain.customer import check_password
@@ -213,7 +213,7 @@ class SignupService:
             raise ApiError(err.code, loc=["body", "password"]) from None
         if body.password_confirmation != body.password:
             raise ApiError(ErrorCode.PASSWORD_MISMATCH, loc=["body", "password_confirmation"])
-        password_hash = await asyncio.to_thread(hash_password, body.password)
+        password_hash = await hash_password_async(body.password)
         await self._answer(
             step.signup_id,
             self.handle(step.signup_id).execute_update(

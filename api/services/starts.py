@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError
 from api.schemas import AnnounceAccountRequest
-from api.security import hash_password, verify_password
+from api.security import hash_password_async, verify_password
 from api.services import enrollment as enrollment_service
 from config import Settings
 from domain.enrollment import EnrollmentStatus
@@ -74,7 +74,7 @@ async def announce(
     201: recorded and started now. 200: the same announcement was recorded before, and its
     journey runs (started now or earlier). 202: recorded, the start is pending.
     """
-    password_hash = await asyncio.to_thread(hash_password, body.password)  # CPU-heavy
+    password_hash = await hash_password_async(body.password)  # CPU-heavy
     account, gateways = body.rows(password_hash)
     try:
         announced = await asyncio.to_thread(
@@ -137,7 +137,9 @@ async def start_or_resume(
         await asyncio.to_thread(
             starts_store.mark_started, engine, account_id, workflow_id, now=utcnow()
         )
-        state = await enrollment_service.settled_status_of(client, settings, account_id)
+        state = await enrollment_service.settled_status_of(
+            client, engine, settings, account_id, handle.result_run_id
+        )
         if handle.result_run_id != prior or not state.stage.is_final:
             return workflow_id, state
         try:

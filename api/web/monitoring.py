@@ -8,7 +8,6 @@ hidden field: a double click is one update.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from fastapi import APIRouter, Request
@@ -104,8 +103,7 @@ async def login(request: Request) -> Response:
     if not errors:
         try:
             body = LoginRequest(user_id=user_id, password=form.get("password", ""))
-            answer = await asyncio.to_thread(
-                log_in,
+            answer = await log_in(
                 body,
                 request,
                 request.app.state.engine,
@@ -221,7 +219,10 @@ async def consent(request: Request) -> Response:
 
 async def _gateways(page: Page, account: Account) -> tuple[Stage, list[GatewayView]]:
     state = await enrollment_service.status_of(
-        await _client(page), page.request.app.state.settings, account.id
+        await _client(page),
+        page.request.app.state.engine,
+        page.request.app.state.settings,
+        account.id,
     )
     return state.stage, state.gateways
 

@@ -197,3 +197,45 @@ async def test_a_retry_after_503_attaches_to_the_first_attempt(
     subjects = [m.subject for m in mails]
     assert sum("お申込み完了" in s for s in subjects) == 1
     assert sum("解約" in s for s in subjects) == 1
+
+
+async def test_the_status_is_answered_from_the_store_while_no_worker_runs(
+    dev_env: WorkflowEnvironment, sqlite_url: str, sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    """GET /v1/journey reads the row the journey published (status-in-store): with the
+    worker stopped it still answers, with what the last update answered; the routes that
+    must reach the workflow answer 503."""
+    settings = settings_for(sqlite_url, mail_sink, workflow_answer_timeout=timedelta(seconds=2))
+    customer = add_customer(sqlite_engine)
+    with ThreadPoolExecutor(max_workers=8) as executor:
+
+        def worker_of() -> Worker:
+            return build_worker(dev_env.client, settings, sqlite_engine, executor)
+
+        async with api(settings, sqlite_engine, client=dev_env.client) as http:
+            auth = await login(http, customer)
+            never = await http.get("/v1/journey", headers=auth)
+            assert code_of(never) == (404, "journey_not_found")
+            async with running(worker_of):
+                started = await http.post("/v1/journey", headers=auth)
+                assert started.json()["stage"] == "awaiting_consent"
+                consent = {"agree": True, "terms_version": settings.circle_terms_version}
+                agreed = await http.post("/v1/journey/consent", headers=auth, json=consent)
+                assert agreed.json()["stage"] == "awaiting_application"
+                # Read at once after the update: the update answered once the row was
+                # written, so the status never shows the stage before.
+                now = await http.get("/v1/journey", headers=auth)
+                assert now.json()["stage"] == "awaiting_application"
+                await mail_sink.wait_for(1)  # the invitation
+            status = await http.get("/v1/journey", headers=auth)
+            assert status.status_code == 200, status.text
+            assert status.json()["stage"] == "awaiting_application"
+            assert status.json()["circle_terms_version"] == settings.circle_terms_version
+            gateways = await http.get("/v1/journey/gateways", headers=auth)
+            assert gateways.status_code == 200
+            assert customer.eligible_gateway in {
+                g["gateway_id"] for g in gateways.json()["gateways"]
+            }
+            apply = {"gateway_id": customer.eligible_gateway}
+            stalled = await http.post("/v1/journey/applications", headers=auth, json=apply)
+            assert code_of(stalled) == (503, "worker_unavailable")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -130,8 +130,12 @@ async def _closed_or_idle(handle: WorkflowHandle[EnrollmentWorkflow, EnrollmentR
 
 @asynccontextmanager
 async def running_worker(
-    client: Client, engine: Engine, recorder: MailRecorder
+    client: Client,
+    engine: Engine,
+    recorder: MailRecorder,
+    publish_status: Callable[..., Any] | None = None,
 ) -> AsyncIterator[Journeys]:
+    """A worker with the real store activities (``publish_status`` may be replaced)."""
     journeys = Journeys(client, f"test-{uuid.uuid4().hex}")
     registry = EnrollmentActivities(engine)
     with ThreadPoolExecutor(max_workers=4) as executor:
@@ -145,6 +149,7 @@ async def running_worker(
                 registry.record_application,
                 registry.cancel_application,
                 registry.mark_points_member_suspended,
+                publish_status or registry.publish_status,
                 recorder.send_mail,
             ],
             activity_executor=executor,

@@ -1,0 +1,73 @@
+"""The journey status rows (``JourneyStatusRow``): what each journey's workflow last
+published, for ``GET /v1/journey`` to read without a round trip to the worker.
+
+One statement per write, an upsert that lands only when it is newer than the row, so a
+write retried after a newer one (or an older run's) never moves the status back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from domain.enrollment import EnrollmentStatus, PublishStatusInput
+from store.tables import Enrollment, JourneyStatusRow
+
+_T = JourneyStatusRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class PublishedStatus:
+    run_id: str
+    status: EnrollmentStatus
+
+
+def publish(engine: Engine, inp: PublishStatusInput) -> bool:
+    """Write the status if it is newer than the row's; whether it was written."""
+    values = {
+        "account_id": inp.account_id,
+        "run_id": inp.run_id,
+        "seq": inp.seq,
+        "published_at": inp.published_at,
+        "status": inp.status.model_dump_json(),
+    }
+    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(_T)
+    excluded = insert.excluded
+    newer = sa.or_(
+        _T.c.published_at < excluded.published_at,
+        sa.and_(_T.c.published_at == excluded.published_at, _T.c.seq < excluded.seq),
+    )
+    stmt = insert.values(**values).on_conflict_do_update(
+        index_elements=[_T.c.account_id],
+        set_={k: excluded[k] for k in ("run_id", "seq", "published_at", "status")},
+        where=newer,
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).rowcount == 1
+
+
+def read(engine: Engine, account_id: str) -> PublishedStatus | None:
+    """The account's published status; None when it has none."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(_T.c.run_id, _T.c.status).where(_T.c.account_id == account_id)
+        ).first()
+    if row is None:
+        return None
+    return PublishedStatus(
+        run_id=row.run_id, status=EnrollmentStatus.model_validate_json(row.status)
+    )
+
+
+def journey_started(engine: Engine, account_id: str) -> bool:
+    """Whether the account's journey was ever started (its ``enrollments`` row)."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(Enrollment.account_id).where(  # type: ignore[call-overload]
+                Enrollment.account_id == account_id
+            )
+        ).first()
+    return found is not None
