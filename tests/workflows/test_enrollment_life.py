@@ -29,6 +29,7 @@ from journey_terms import RUNNING_JOURNEYS, announce_terms
 from store import gateway_events as events_store
 from store.tables import Consent
 from tests.factories import Customer, add_customer, add_points_member, random_id
+from tests.history import kinds, mail_activities, run_histories
 from tests.waiting import eventually
 from tests.workflows.harness import TERMS, MailRecorder, near, running_worker, wait_stage
 from tests.workflows.test_enrollment_flow import refused
@@ -216,6 +217,13 @@ async def test_continue_as_new_keeps_the_state_and_the_pending_reminders(
         prefix = f"enrollment-{customer.account_id}:{first_run}:"
         assert all(req.key.startswith(prefix) for req, _ in mails.calls)
         assert len(mails.of_kind(MailKind.INVITATION)) == 1
+        # The chain's histories (tests/history.py reads every run) record the same mails.
+        assert len(await run_histories(handle)) >= 2
+        assert kinds(await mail_activities(handle)) == [
+            MailKind.INVITATION,
+            MailKind.REMINDER,
+            MailKind.REMINDER,
+        ]
 
         # The customer can still answer in the latest run.
         result = await handle.execute_update(
