@@ -26,9 +26,10 @@ Messages
   not flagged, not dormant), so a refusal leaves nothing in history.
 
 Long life: while it waits, the journey continues as new when the server suggests it (or
-its history reaches ``EnrollmentInput.continue_as_new_after_events``), after its handlers
-and mails have finished, carrying ``CarriedState``. Versioning: docs/VERSIONING.md; the
-patches below are listed there.
+its history reaches ``EnrollmentInput.continue_as_new_after_events``), and once right after
+it enters ``enrolled`` (the years it lives enrolled start from a short history), after its
+handlers and mails have finished, carrying ``CarriedState``. Versioning:
+docs/VERSIONING.md; the patches below are listed there.
 
 Timers
 - reminders while the customer stalls in a stage that awaits them (consent, application,
@@ -99,6 +100,8 @@ APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Sta
 PATCH_RUN_SCOPED_KEYS = "run-scoped-keys"
 # The journey continues as new while it waits.
 PATCH_CONTINUE_AS_NEW = "continue-as-new"
+# ...and once right after it enters enrolled in a run.
+PATCH_CONTINUE_AFTER_ENROLLMENT = "continue-after-enrollment"
 # How many monitoring-system event IDs a journey remembers (and carries).
 GATEWAY_EVENTS_KEPT = 50
 
@@ -135,6 +138,9 @@ class EnrollmentWorkflow:
         # An applied gateway no longer eligible after a monitoring-system event.
         self._gateway_trouble = False
         self._gateway_events: list[str] = []
+        # Entered ``enrolled`` in this run (not carried in): the journey then continues as
+        # new once, so the years it lives enrolled start from a short history.
+        self._enrolled_here = False
         if inp.carried is not None:
             self._restore(inp.carried)
 
@@ -156,6 +162,12 @@ class EnrollmentWorkflow:
         while not self._stage.is_final:
             await self._follow_up(self._stage)
             if self._continue_due() and not self._stage.is_final:
+                if self._enrolled_here:
+                    self._enrolled_here = False  # once, whatever the answer below
+                    if not workflow.patched(PATCH_CONTINUE_AFTER_ENROLLMENT):
+                        # Recorded before this rule: the run went on, and may still
+                        # continue later when the server suggests it.
+                        continue
                 if not workflow.patched(PATCH_CONTINUE_AS_NEW):
                     self._continue_declined = True
                     continue
@@ -433,6 +445,7 @@ class EnrollmentWorkflow:
         self._schedule_from = self._stage_entered_at
         self._reminders_sent = 0
         self._dormant = False
+        self._enrolled_here = stage == Stage.ENROLLED
         self._publish()
 
     def _publish(self) -> None:
@@ -623,6 +636,8 @@ class EnrollmentWorkflow:
     def _continue_due(self) -> bool:
         if self._continue_declined or self._stage.is_final:
             return False
+        if self._enrolled_here:
+            return True  # at least after enrollment: an enrolled journey lives for years
         info = workflow.info()
         cap = self._inp.continue_as_new_after_events
         return info.is_continue_as_new_suggested() or (
