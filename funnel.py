@@ -7,6 +7,8 @@ for the open stages (``enrolled`` included: an enrolled journey still runs, for 
 every closed run for the final ones (``ineligible``, ``declined``, ``withdrawn``); a
 household whose ended journey was started anew counts once in each run's stage.
 "Converted" = reached ``enrolled`` within the window (by ``EcoStageEnteredAt``).
+A journey continues as new (an enrolled one at least once): only the last run of a chain
+counts, never the runs that continued.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from temporalio.client import Client
 
 from domain import search_attributes as sa
 from domain.enrollment import Stage
+from domain.operators import CONTINUED_AS_NEW
 
 WINDOWS = (timedelta(days=7), timedelta(days=30))
 
@@ -29,7 +32,7 @@ class Funnel:
 
 
 def _scope(task_queue: str | None) -> str:
-    query = "WorkflowType = 'EnrollmentWorkflow'"
+    query = f"WorkflowType = 'EnrollmentWorkflow' AND ExecutionStatus != '{CONTINUED_AS_NEW}'"
     return query + (f" AND TaskQueue = '{_quoted(task_queue)}'" if task_queue else "")
 
 

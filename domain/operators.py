@@ -22,6 +22,8 @@ from domain.signup import SignupStatus
 
 ENROLLMENT_TYPE = "EnrollmentWorkflow"
 SIGNUP_TYPE = "PointSignupWorkflow"
+# The visibility status of a run that continued as new (its chain goes on in the next run).
+CONTINUED_AS_NEW = "ContinuedAsNew"
 SIGNUP_STAGE_PREFIX = "signup_"
 
 
@@ -176,6 +178,9 @@ def journey_query(
         clauses.append(f"WorkflowType IN ('{ENROLLMENT_TYPE}', '{SIGNUP_TYPE}')")
     if running:
         clauses.append("ExecutionStatus = 'Running'")
+    else:
+        # A run that continued as new is not where the workflow is: its next run is.
+        clauses.append(f"ExecutionStatus != '{CONTINUED_AS_NEW}'")
     if stage is not None:
         if stage not in STAGES:
             raise ValueError("unknown stage")

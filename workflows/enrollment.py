@@ -26,9 +26,10 @@ Messages
   not flagged, not dormant), so a refusal leaves nothing in history.
 
 Long life: while it waits, the journey continues as new when the server suggests it (or
-its history reaches ``EnrollmentInput.continue_as_new_after_events``), after its handlers
-and mails have finished, carrying ``CarriedState``. Versioning: docs/VERSIONING.md; the
-patches below are listed there.
+its history reaches ``EnrollmentInput.continue_as_new_after_events``), and once right after
+it enters ``enrolled`` (the years it lives enrolled start from a short history), after its
+handlers and mails have finished, carrying ``CarriedState``. Versioning:
+docs/VERSIONING.md; the patches below are listed there.
 
 Timers
 - reminders while the customer stalls in a stage that awaits them (consent, application,
@@ -113,6 +114,8 @@ PATCH_CONTINUE_AS_NEW = "continue-as-new"
 PATCH_STATUS_IN_STORE = "status-in-store"
 # A failed status write is tried again after this long (the store was down).
 STATUS_RETRY_AFTER = timedelta(minutes=1)
+# ...and once right after it enters enrolled in a run.
+PATCH_CONTINUE_AFTER_ENROLLMENT = "continue-after-enrollment"
 # How many monitoring-system event IDs a journey remembers (and carries).
 GATEWAY_EVENTS_KEPT = 50
 
@@ -156,6 +159,9 @@ class EnrollmentWorkflow:
         self._status_saved = 0
         self._status_failing = False
         self._status_task: asyncio.Task[None] | None = None
+        # Entered ``enrolled`` in this run (not carried in): the journey then continues as
+        # new once, so the years it lives enrolled start from a short history.
+        self._enrolled_here = False
         if inp.carried is not None:
             self._restore(inp.carried)
 
@@ -173,6 +179,7 @@ class EnrollmentWorkflow:
             if not result.eligible:
                 self._ineligible_reason = result.reason
                 self._enter(Stage.INELIGIBLE)
+                await self._close_status()
                 return self._finish_result()
             self._enter(Stage.AWAITING_CONSENT)
             self._mail(MailKind.INVITATION, "invitation", {})
@@ -181,6 +188,12 @@ class EnrollmentWorkflow:
         while not self._stage.is_final:
             await self._follow_up(self._stage)
             if self._continue_due() and not self._stage.is_final:
+                if self._enrolled_here:
+                    self._enrolled_here = False  # once, whatever the answer below
+                    if not workflow.patched(PATCH_CONTINUE_AFTER_ENROLLMENT):
+                        # Recorded before this rule: the run went on, and may still
+                        # continue later when the server suggests it.
+                        continue
                 if not workflow.patched(PATCH_CONTINUE_AS_NEW):
                     self._continue_declined = True
                     continue
@@ -189,9 +202,7 @@ class EnrollmentWorkflow:
                     workflow.continue_as_new(self._next_input())
         await workflow.wait_condition(workflow.all_handlers_finished)
         await asyncio.gather(*self._mail_tasks)
-        await self._status_published()
-        if self._status_task is not None:
-            self._status_task.cancel()
+        await self._close_status()
         return self._finish_result()
 
     # ---- updates -------------------------------------------------------------------
@@ -484,6 +495,7 @@ class EnrollmentWorkflow:
         self._schedule_from = self._stage_entered_at
         self._reminders_sent = 0
         self._dormant = False
+        self._enrolled_here = stage == Stage.ENROLLED
         self._publish()
 
     def _publish(self) -> None:
@@ -705,6 +717,13 @@ class EnrollmentWorkflow:
             self._status_saved = seq
             self._status_failing = False
 
+    async def _close_status(self) -> None:
+        """Before the run completes: the last status written, the writer stopped (no
+        command may follow the run's completion)."""
+        await self._status_published()
+        if self._status_task is not None:
+            self._status_task.cancel()
+
     def _status_changed(self) -> None:
         """Something the status shows changed (and no search attribute did)."""
         self._status_seq += 1
@@ -720,6 +739,8 @@ class EnrollmentWorkflow:
     def _continue_due(self) -> bool:
         if self._continue_declined or self._stage.is_final:
             return False
+        if self._enrolled_here:
+            return True  # at least after enrollment: an enrolled journey lives for years
         info = workflow.info()
         cap = self._inp.continue_as_new_after_events
         return info.is_continue_as_new_suggested() or (
@@ -727,15 +748,14 @@ class EnrollmentWorkflow:
         )
 
     async def _drain(self) -> None:
-        """Before continuing as new: every update answered, every mail finished."""
+        """Before continuing as new: every update answered, every mail finished, the
+        status row written."""
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and all(t.done() for t in self._mail_tasks)
         )
         await asyncio.gather(*self._mail_tasks)
         self._mail_tasks.clear()
-        await self._status_published()
-        if self._status_task is not None:
-            self._status_task.cancel()
+        await self._status_published()  # the next run's first row must be the newer one
 
     def _next_input(self) -> EnrollmentInput:
         return self._inp.model_copy(

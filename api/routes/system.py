@@ -21,6 +21,7 @@ from api.services import starts as starts_service
 from domain import search_attributes as sa
 from domain.enrollment import Stage
 from domain.errors import ErrorCode
+from domain.operators import CONTINUED_AS_NEW
 
 router = APIRouter(prefix="/v1/system", tags=["system"])
 
@@ -111,7 +112,8 @@ async def list_journeys(
 async def list_journey_rows(
     client: ClientDep, stage: Stage | None, needs_operator: bool | None, limit: int
 ) -> list[OperatorJourney]:
-    clauses = ["WorkflowType = 'EnrollmentWorkflow'"]
+    # The chain's current run only: a run that continued as new is not the journey's state.
+    clauses = ["WorkflowType = 'EnrollmentWorkflow'", f"ExecutionStatus != '{CONTINUED_AS_NEW}'"]
     if stage is not None:
         clauses.append(f"{sa.STAGE.name} = '{stage.value}'")
     if needs_operator is not None:

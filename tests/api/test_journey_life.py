@@ -1,14 +1,22 @@
-"""Issue 7 through the HTTP API, with the real outbox and SMTP sink: re-joining after 解約
-and a terms revision while a journey waits for consent."""
+"""Issue 7 through the HTTP API, with the real outbox and SMTP sink: re-joining after 解約,
+a terms revision while a journey waits for consent, and an enrolled journey after it
+continued as new."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlmodel import Session, col, select
 
+from domain import search_attributes as sa
+from domain.enrollment import PointsRegistered
 from store.tables import Consent
-from tests.api.conftest import Stack
+from tests.api.conftest import SYSTEM_KEY, Stack
+from tests.api.test_operator_api import key
 from tests.factories import add_customer, add_points_member
 from tests.waiting import eventually, mails
+from workflows.enrollment import EnrollmentWorkflow
 
 
 def invitations(stack: Stack, email: str) -> list[str]:
@@ -116,3 +124,59 @@ async def test_a_journey_started_before_a_terms_revision_consents_to_the_new_one
     assert [(r.version, r.content_sha256, r.decision) for r in rows] == [
         ("2099-01-01", terms["content_sha256"], "agreed")
     ]
+
+
+async def test_an_enrolled_journey_is_found_once_after_it_continued_as_new(stack: Stack) -> None:
+    """Once enrolled, a journey continues as new: the customer, the operators' lists and
+    the system list all see the one journey, in its running run, and 解約 still works."""
+    customer = add_customer(stack.engine)
+    auth = await stack.login(customer)
+    gateway = {"gateway_id": customer.eligible_gateway}
+    workflow_id = (await stack.call("POST", "/v1/journey", headers=auth)).json()["workflow_id"]
+    await consent(stack, auth)
+    applied = await stack.call("POST", "/v1/journey/applications", headers=auth, json=gateway)
+    assert applied.status_code == 201, applied.text
+    handle = stack.client.get_workflow_handle(workflow_id)
+    first_run = (await handle.describe()).run_id
+    await handle.signal(
+        EnrollmentWorkflow.points_registered,
+        PointsRegistered(gateway_id=customer.eligible_gateway, registered_at=datetime.now(UTC)),
+    )
+
+    # Visibility has both runs: the first as continued, the next running and enrolled.
+    async def both_runs_visible() -> bool:
+        runs = {
+            wf.run_id: (wf.status.name if wf.status else "", wf.typed_search_attributes)
+            async for wf in stack.client.list_workflows(f"WorkflowId = '{workflow_id}'")
+        }
+        return runs.get(first_run, ("", None))[0] == "CONTINUED_AS_NEW" and any(
+            status == "RUNNING" and attrs.get(sa.STAGE) == "enrolled"
+            for status, attrs in runs.values()
+        )
+
+    await eventually(both_runs_visible, what="the continued run and the next one listed")
+
+    journey = (await stack.call("GET", "/v1/journey", headers=auth)).json()
+    assert journey["stage"] == "enrolled"
+    assert journey["points_member_gateway_id"] == customer.eligible_gateway
+
+    operator = await key(stack)
+    system = {"X-System-Key": SYSTEM_KEY}
+    for path, headers in (("/v1/operator/journeys", operator), ("/v1/system/journeys", system)):
+        answer = await stack.call("GET", path, params={"stage": "enrolled"}, headers=headers)
+        assert answer.status_code == 200, answer.text
+        rows: list[dict[str, Any]] = [
+            r for r in answer.json()["journeys"] if r["workflow_id"] == workflow_id
+        ]
+        assert [(r["run_status"], r["stage"]) for r in rows] == [("RUNNING", "enrolled")], path
+        if path == "/v1/operator/journeys":
+            # The query it ran (the UI's filter) matches the running run alone.
+            [query] = answer.json()["queries"]
+            found = [wf.run_id async for wf in stack.client.list_workflows(query)]
+            assert first_run not in found
+
+    cancelled = await stack.call(
+        "DELETE", f"/v1/journey/applications/{customer.eligible_gateway}", headers=auth
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["stage"] == "withdrawn"

@@ -14,10 +14,13 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Engine
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from devtools.mailsink import MailSink
+from domain import search_attributes as sa
 from domain.enrollment import (
     ApplyRequest,
     CancelRequest,
@@ -48,9 +51,9 @@ from store.engine import make_engine, migrate
 from temporal_client import ensure_search_attributes
 from tests.conftest import CONVERTER
 from tests.factories import add_customer, add_points_member
-from tests.history import completed_mail
+from tests.history import completed_mail, run_histories
 from tests.waiting import eventually
-from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
+from tests.workflows.harness import TERMS, Journeys, MailRecorder, running_worker, wait_stage
 from tests.workflows.signup_harness import (
     INFO,
     SETTINGS,
@@ -81,6 +84,70 @@ async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
         return
     path.write_text((await handle.fetch_history()).to_json())
     print(f"recorded {path.name}")
+
+
+async def wait_enrolled(handle: WorkflowHandle[Any, Any]) -> None:
+    """An enrolled journey continues as new at once, and the time-skipping server loses a
+    query sent while a run continues (tests/workflows/test_enrollment_flow.py): ask its
+    stage only once the next run is there."""
+
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != handle.first_execution_run_id
+
+    await eventually(continued, what="the enrolled journey's next run")
+    await wait_stage(handle, Stage.ENROLLED)
+
+
+async def enrolled_then_continued_for_length(
+    env: WorkflowEnvironment, journeys: Journeys, engine: Engine
+) -> None:
+    """A journey enters enrolled below its history cap (60) and continues as new in a
+    later workflow task, once its history has passed the cap (recorded: when its
+    application mail completed; operator re-checks add events until it does); 解約 in the
+    next run: withdrawn. Saved: the run that entered enrolled. Recorded on the code before
+    ``continue-after-enrollment``: its ``continue-as-new`` marker is in a later workflow
+    task than the enrollment, so the new code must not ask that patch when the run enters
+    enrolled (asked then, the answer is False for the rest of the run)."""
+    c = add_customer(engine)
+    h = await journeys.start(c.account_id, POLICY, NO_QUIET, continue_as_new_after_events=60)
+    await wait_stage(h, Stage.AWAITING_CONSENT)
+    await h.execute_update(
+        EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+    )
+    await h.execute_update(
+        EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=c.eligible_gateway)
+    )
+    await h.signal(
+        EnrollmentWorkflow.points_registered,
+        PointsRegistered(gateway_id=c.eligible_gateway, registered_at=datetime.now(UTC)),
+    )
+
+    async def enrolled() -> bool:  # not a query: a run may be continuing (wait_enrolled)
+        return (await h.describe()).typed_search_attributes.get(sa.STAGE) == "enrolled"
+
+    await eventually(enrolled, what="EcoStage enrolled")
+    first_run = (await h.describe()).run_id
+    for _ in range(10):  # each re-check adds some ten events
+        await operate(h, OperatorAction.RECHECK_ELIGIBILITY)
+        if (await h.describe()).run_id != first_run:
+            break
+    await h.execute_update(
+        EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=c.eligible_gateway)
+    )
+    await h.result()
+    # The run the points signup's signal reached.
+    runs = await run_histories(h)
+    ids = [h.first_execution_run_id] + [
+        r[-1].workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        for r in runs[:-1]
+    ]
+    [signalled] = [
+        run_id
+        for run_id, events in zip(ids, runs, strict=True)
+        if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for e in events)
+    ]
+    signalled_run = env.client.get_workflow_handle(h.id, run_id=signalled)
+    await save("enrollment_enrolled_then_continued_for_length", signalled_run)
 
 
 async def operate(handle: WorkflowHandle[Any, Any], action: OperatorAction) -> None:
@@ -132,7 +199,7 @@ async def record() -> None:
                 EnrollmentWorkflow.points_registered,
                 PointsRegistered(gateway_id=c.eligible_gateway, registered_at=datetime.now(UTC)),
             )
-            await wait_stage(h, Stage.ENROLLED)
+            await wait_enrolled(h)
             for gw in (c.other_gateway, c.eligible_gateway):
                 await h.execute_update(
                     EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=gw)
@@ -169,7 +236,7 @@ async def record() -> None:
             await h.execute_update(
                 EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=c.eligible_gateway)
             )
-            await wait_stage(h, Stage.ENROLLED)
+            await wait_enrolled(h)
             await h.execute_update(
                 EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=c.eligible_gateway)
             )
@@ -194,6 +261,33 @@ async def record() -> None:
             first = env.client.get_workflow_handle(h.id, run_id=h.first_execution_run_id)
             await save("enrollment_continued_as_new_first_run", first)
             await save("enrollment_continued_as_new_last_run", h)
+
+            # 3c. (patch continue-after-enrollment) consent, apply, points joined: the run
+            # that entered enrolled continues as new once; 解約 in the next run: withdrawn
+            c = add_customer(engine)
+            h = await journeys.start(c.account_id, POLICY, NO_QUIET)
+            await wait_stage(h, Stage.AWAITING_CONSENT)
+            await h.execute_update(
+                EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+            )
+            await h.execute_update(
+                EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=c.eligible_gateway)
+            )
+            await h.signal(
+                EnrollmentWorkflow.points_registered,
+                PointsRegistered(gateway_id=c.eligible_gateway, registered_at=datetime.now(UTC)),
+            )
+            await wait_enrolled(h)
+            await h.execute_update(
+                EnrollmentWorkflow.cancel_application, CancelRequest(gateway_id=c.eligible_gateway)
+            )
+            await h.result()
+            first = env.client.get_workflow_handle(h.id, run_id=h.first_execution_run_id)
+            await save("enrollment_enrolled_continued_first_run", first)
+            await save("enrollment_enrolled_continued_last_run", h)
+
+            # 3d. (recorded on the code before continue-after-enrollment)
+            await enrolled_then_continued_for_length(env, journeys, engine)
 
             # 8. (operator actions) resend, dormant, clear_flag, revive, extend, re-check,
             # cancel: the operator_action update and its mails

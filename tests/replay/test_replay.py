@@ -28,6 +28,9 @@ HISTORIES: dict[str, list[str]] = {
         "enrollment_continued_as_new_first_run",  # patch continue-as-new
         "enrollment_continued_as_new_last_run",  # the carried state's path
         "enrollment_dormant_then_declined",
+        "enrollment_enrolled_continued_first_run",  # patch continue-after-enrollment
+        "enrollment_enrolled_continued_last_run",  # starts enrolled: no second continue
+        "enrollment_enrolled_then_continued_for_length",  # before continue-after-enrollment
         "enrollment_ineligible",
         "enrollment_operator_actions",
         "enrollment_rejoined_enrolled",  # patch run-scoped-keys, points member

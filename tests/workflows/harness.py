@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,14 +44,24 @@ SIGNUP_URL = "https://smile-e-pt.example/signup"
 
 @dataclass
 class MailRecorder:
-    """Stands in for ``send_mail`` (by name); notes when each mail was scheduled."""
+    """Stands in for ``send_mail`` (by name); notes when each mail was scheduled.
+
+    Mails of the kinds in ``hold`` stay in flight (noted, not finished) until ``release()``:
+    a journey continues as new only after its mails, so a test can keep a run draining."""
 
     calls: list[tuple[MailRequest, datetime]] = field(default_factory=list)
+    hold: frozenset[MailKind] = frozenset()
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     @activity.defn(name="send_mail")
     async def send_mail(self, req: MailRequest) -> MailReceipt:
         self.calls.append((req, activity.info().current_attempt_scheduled_time))
+        if req.kind in self.hold:
+            await self._released.wait()
         return MailReceipt(key=req.key, message_id=f"<{uuid.uuid4().hex}@test>")
+
+    def release(self) -> None:
+        self._released.set()
 
     def of_kind(self, kind: MailKind) -> list[tuple[MailRequest, datetime]]:
         return [(req, at) for req, at in self.calls if req.kind == kind]

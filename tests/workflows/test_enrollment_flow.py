@@ -1,4 +1,10 @@
-"""EnrollmentWorkflow's branches on the time-skipping server, with the real store."""
+"""EnrollmentWorkflow's branches with the real store, on the time-skipping server, except
+the journeys that reach ``enrolled``: they run on the dev server (``dev_env``).
+
+An enrolled journey continues as new at once, and the time-skipping server loses a query
+that arrives while a run continues as new (checked with a bare workflow that continues
+when signalled: a query right after the signal fails with "query deadline exceeded" there,
+every time, and is answered on the dev server). The API's queries go to a real server."""
 
 from __future__ import annotations
 
@@ -40,10 +46,10 @@ async def refused(call: object) -> str:
     return cause.type
 
 
-async def test_whole_circle_journey(ts_env: WorkflowEnvironment, sqlite_engine: Engine) -> None:
+async def test_whole_circle_journey(dev_env: WorkflowEnvironment, sqlite_engine: Engine) -> None:
     customer = add_customer(sqlite_engine)
     mails = MailRecorder()
-    async with running_worker(ts_env.client, sqlite_engine, mails) as journeys:
+    async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
         handle = await journeys.start(customer.account_id)
         status = await wait_stage(handle, Stage.AWAITING_CONSENT)
         assert {g.gateway_id: g.eligible for g in status.gateways} == {
@@ -93,6 +99,7 @@ async def test_whole_circle_journey(ts_env: WorkflowEnvironment, sqlite_engine: 
         # The journey ends only after its mails are sent, so each arrived exactly once.
         sent = [MailKind.INVITATION, MailKind.APPLICATION_COMPLETE, MailKind.APPLICATION_CANCELLED]
         assert [req.kind for req, _ in mails.calls] == sent
+        # Across both runs (it continued as new once enrolled): each mail asked for once.
         assert kinds(await closed_mail_activities(handle)) == sent
 
     with Session(sqlite_engine) as session:
@@ -263,11 +270,11 @@ async def test_cancelling_one_of_two_applications_keeps_the_journey(
 
 
 async def test_signal_before_run_is_kept(
-    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+    dev_env: WorkflowEnvironment, sqlite_engine: Engine
 ) -> None:
     """Signal-with-start delivers before run() starts: state lives in @workflow.init."""
     customer = add_customer(sqlite_engine)
-    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+    async with running_worker(dev_env.client, sqlite_engine, MailRecorder()) as journeys:
         from datetime import UTC, datetime
 
         handle = await journeys.start(

@@ -3,10 +3,13 @@ revision while a journey waits, and continue-as-new keeping the state and the re
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.testing import WorkflowEnvironment
 
 from domain import search_attributes as sa
@@ -29,10 +32,11 @@ from journey_terms import RUNNING_JOURNEYS, announce_terms
 from store import gateway_events as events_store
 from store.tables import Consent
 from tests.factories import Customer, add_customer, add_points_member, random_id
+from tests.history import closed_mail_activities, kinds, mail_activities, run_histories
 from tests.waiting import eventually
 from tests.workflows.harness import TERMS, MailRecorder, near, running_worker, wait_stage
 from tests.workflows.test_enrollment_flow import refused
-from workflows.enrollment import EnrollmentWorkflow
+from workflows.enrollment import PATCH_CONTINUE_AS_NEW, EnrollmentWorkflow
 
 NO_QUIET = QuietHours(start=time(0, 0), end=time(0, 0))
 REVISED = TermsDocument(
@@ -216,12 +220,190 @@ async def test_continue_as_new_keeps_the_state_and_the_pending_reminders(
         prefix = f"enrollment-{customer.account_id}:{first_run}:"
         assert all(req.key.startswith(prefix) for req, _ in mails.calls)
         assert len(mails.of_kind(MailKind.INVITATION)) == 1
+        # The chain's histories (tests/history.py reads every run) record the same mails.
+        assert len(await run_histories(handle)) >= 2
+        assert kinds(await mail_activities(handle)) == [
+            MailKind.INVITATION,
+            MailKind.REMINDER,
+            MailKind.REMINDER,
+        ]
 
         # The customer can still answer in the latest run.
         result = await handle.execute_update(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
         )
         assert result.stage == Stage.AWAITING_APPLICATION
+
+
+def events_of(run: list[HistoryEvent], kind: EventType.ValueType) -> list[HistoryEvent]:
+    return [e for e in run if e.event_type == kind]
+
+
+def patch_markers(run: list[HistoryEvent], patch_id: str) -> list[HistoryEvent]:
+    """The markers ``workflow.patched(patch_id)`` recorded (not local activities' markers)."""
+    found = []
+    for event in events_of(run, MARKER):
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name == "core_patch" and "patch-data" in marker.details:
+            [data] = marker.details["patch-data"].payloads
+            if json.loads(data.data)["id"] == patch_id:
+                found.append(event)
+    return found
+
+
+CONTINUED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+UPDATE_ACCEPTED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+SIGNALED = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+MARKER = EventType.EVENT_TYPE_MARKER_RECORDED
+
+
+async def test_an_enrolled_journey_continues_as_new_once_and_keeps_its_state(
+    dev_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    """At least after enrollment: the years an enrolled journey lives start from a short
+    history. The run continues only once its handlers and mails have finished: an update
+    that comes while it drains is answered by it, one after by the next run.
+
+    On the dev server: the time-skipping one loses a query sent while a run continues
+    (tests/workflows/test_enrollment_flow.py says how that was checked)."""
+    customer = add_customer(sqlite_engine, second_eligible=True)
+    mails = MailRecorder(hold=frozenset({MailKind.APPLICATION_COMPLETE}))
+    async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(customer.account_id)
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        first_run = handle.first_execution_run_id
+        await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        await handle.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+        )
+        await handle.signal(
+            EnrollmentWorkflow.points_registered,
+            PointsRegistered(gateway_id=customer.eligible_gateway, registered_at=datetime.now(UTC)),
+        )
+        enrolled = await wait_stage(handle, Stage.ENROLLED)
+        # Its application mail is still in flight, so the run drains: a second 申込確定
+        # now is answered by this run, and its mail holds the run too.
+        second = await handle.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.other_gateway)
+        )
+        assert second.gateway_id == customer.other_gateway
+        assert (await handle.describe()).run_id == first_run
+        mails.release()
+
+        async def continued() -> str | None:
+            run_id = (await handle.describe()).run_id
+            return run_id if run_id != first_run else None
+
+        second_run = await eventually(continued, what="the enrolled journey's next run")
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert (status.stage, status.stage_entered_at) == (
+            Stage.ENROLLED,
+            enrolled.stage_entered_at,
+        )
+        assert status.points_member_gateway_id == customer.eligible_gateway
+        assert status.circle_terms_version == TERMS.version
+        assert {g.gateway_id for g in status.gateways if g.application.value == "active"} == {
+            customer.eligible_gateway,
+            customer.other_gateway,
+        }
+        # The next run publishes where the journey is (operators and the funnel find it).
+        attrs = (await handle.describe()).typed_search_attributes
+        assert attrs.get(sa.STAGE) == Stage.ENROLLED.value
+        assert attrs.get(sa.STAGE_ENTERED_AT) == enrolled.stage_entered_at
+
+        # 解約 of the second gateway now lands on the next run.
+        await handle.execute_update(
+            EnrollmentWorkflow.cancel_application,
+            CancelRequest(gateway_id=customer.other_gateway),
+        )
+        first, later = await run_histories(handle)
+        assert first[-1].event_type == CONTINUED
+        assert len(events_of(first, UPDATE_ACCEPTED)) == 3  # consent and both applications
+        assert len(events_of(later, UPDATE_ACCEPTED)) == 1  # the 解約
+        assert (await handle.describe()).run_id == second_run
+        # Once: the run that starts enrolled does not continue again by itself.
+        await handle.execute_update(
+            EnrollmentWorkflow.cancel_application,
+            CancelRequest(gateway_id=customer.eligible_gateway),
+        )
+        assert (await handle.result()).stage == Stage.WITHDRAWN
+        runs = await run_histories(handle)
+        assert len(runs) == 2 and not events_of(runs[1], CONTINUED)
+        # Each mail was asked for once across the two runs, and sent once.
+        asked = kinds(await closed_mail_activities(handle))
+        assert asked == [
+            MailKind.INVITATION,
+            MailKind.APPLICATION_COMPLETE,
+            MailKind.APPLICATION_COMPLETE,
+            MailKind.APPLICATION_CANCELLED,
+            MailKind.APPLICATION_CANCELLED,
+        ]
+        assert [req.kind for req, _ in mails.calls] == asked
+        assert len({req.key for req, _ in mails.calls}) == len(asked)
+
+
+async def test_points_registered_while_a_run_drains_is_carried_into_the_next(
+    dev_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    """A run continuing as new for its long history (the cap) waits for its mails; the
+    points signup's signal arriving meanwhile moves it to enrolled, and the next run starts
+    enrolled (and does not continue again for that)."""
+    customer = add_customer(sqlite_engine)
+    mails = MailRecorder(hold=frozenset({MailKind.APPLICATION_COMPLETE}))
+    async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
+        handle = await journeys.start(customer.account_id, continue_as_new_after_events=10)
+        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        await handle.execute_update(
+            EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
+        )
+        # The update's own events took this run past the cap: it drains, held by the mail
+        # (its history proves it below).
+        described = await handle.describe()
+        draining = described.run_id
+        assert described.raw_description.pending_activities
+        await handle.signal(
+            EnrollmentWorkflow.points_registered,
+            PointsRegistered(gateway_id=customer.eligible_gateway, registered_at=datetime.now(UTC)),
+        )
+        await wait_stage(handle, Stage.ENROLLED)
+        assert (await handle.describe()).run_id == draining
+        mails.release()
+
+        async def next_run() -> list[list[HistoryEvent]] | None:
+            runs = await run_histories(handle)
+            started = runs[-1][0].workflow_execution_started_event_attributes
+            return runs if started.continued_execution_run_id == draining else None
+
+        runs = await eventually(next_run, what="the run after the draining one")
+        status = await handle.query(EnrollmentWorkflow.get_status)
+        assert (status.stage, status.points_member_gateway_id) == (
+            Stage.ENROLLED,
+            customer.eligible_gateway,
+        )
+        # The signal was handled by the draining run, which then continued: not delivered
+        # again, and the next run started enrolled, so it has no reason to continue.
+        drained, last = runs[-2], runs[-1]
+        assert drained[-1].event_type == CONTINUED
+        assert not events_of(last, SIGNALED)
+        # It had decided to continue before the signal came: the patch's marker precedes it.
+        [decided] = patch_markers(drained, PATCH_CONTINUE_AS_NEW)
+        [signalled] = events_of(drained, SIGNALED)
+        assert decided.event_id < signalled.event_id
+        await handle.execute_update(
+            EnrollmentWorkflow.cancel_application,
+            CancelRequest(gateway_id=customer.eligible_gateway),
+        )
+        assert (await handle.result()).stage == Stage.WITHDRAWN
+        assert kinds(await closed_mail_activities(handle)) == [
+            MailKind.INVITATION,
+            MailKind.APPLICATION_COMPLETE,
+            MailKind.APPLICATION_CANCELLED,
+        ]
 
 
 async def test_gateway_changes_recheck_eligibility_flag_and_mail(

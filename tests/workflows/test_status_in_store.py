@@ -91,3 +91,17 @@ async def test_a_store_that_refuses_the_row_never_stops_the_journey(
         assert journey_status.read(sqlite_engine, customer.account_id) is None
         status = await handle.query(EnrollmentWorkflow.get_status)
         assert status.stage == Stage.AWAITING_APPLICATION
+
+
+async def test_a_journey_that_ends_at_once_leaves_its_last_status(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    """Ineligible at the start: the run completes right after entering its last stage,
+    and the row shows that stage (the writer finishes before the run does)."""
+    customer = add_customer(sqlite_engine, holder_type="corporate")
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle = await journeys.start(customer.account_id)
+        result = await handle.result()
+    assert result.stage == Stage.INELIGIBLE
+    stored = row(sqlite_engine, customer.account_id)
+    assert (stored.stage, stored.ineligible_reason) == (Stage.INELIGIBLE, result.ineligible_reason)
