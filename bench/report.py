@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from bench.bare import DESCRIBED, BareFigures, JourneyRun
 from bench.procs import ProcStats
@@ -25,6 +26,7 @@ class Meta:
     commit: str
     started: str
     seconds: float = 0.0
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 def verdict(ok: bool) -> str:
@@ -197,11 +199,20 @@ def render(bare: BareFigures, product: ProductFigures, meta: Meta) -> str:
             + ", ".join(f"c={r.concurrency} {r.per_second:.1f}/s" for r in bare.ceiling)
             + f"; {stops_rising(bare.ceiling)}"
         )
-    add(
-        "  CPU in use during each phase (cores; the machine has "
-        + meta.machine.split(", ")[1]
-        + "):"
-    )
+        top = max(bare.ceiling, key=lambda r: r.concurrency)
+        cores = bare.cpu.get(f"bare journeys c={top.concurrency}, local", {})
+        if cores:
+            used = sum(cores.values())
+            add(
+                f"    at c={top.concurrency} the processes used {used:.2f} of {meta.cores} cores "
+                f"(the dev server {cores.get('temporal', 0.0):.2f})"
+                + (
+                    ": the machine's cores, not the server, set this ceiling"
+                    if used >= 0.85 * meta.cores
+                    else ""
+                )
+            )
+    add(f"  CPU in use during each phase (cores; the machine has {meta.cores}):")
     for phase, cores in [*bare.cpu.items(), *product.cpu.items()]:
         total = sum(cores.values())
         add(
