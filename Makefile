@@ -78,7 +78,7 @@ bench: install
 
 ## bench-idle: IDLE_N journeys waiting on their reminder timers: the worker's RSS, zero
 ## failures, and its comeback after kill -9; writes var/bench/idle-last-run.txt
-## (10,000: about 10 minutes here)
+## (10,000: about 14 minutes here)
 IDLE_N ?= 10000
 IDLE_C ?= 20
 bench-idle: install

@@ -113,10 +113,11 @@ async def count(client: Client, query: str) -> int:
 
 async def failure_counts(port: int) -> dict[str, float] | None:
     """The worker's SDK failure counters, summed over their labels (a counter never
-    incremented is not exported: 0); None when the endpoint exports no SDK metric."""
+    incremented is not exported: 0); None when the endpoint does not export the SDK's
+    metrics (its count of started workers is always there)."""
     async with httpx.AsyncClient(timeout=10) as http:
         text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-    if "temporal_" not in text:
+    if "\ntemporal_worker_start" not in "\n" + text:
         return None
     found = dict.fromkeys(FAILURE_METRICS, 0.0)
     for line in text.splitlines():
