@@ -16,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 # (~5 s of CPU for each worker, API and CLI process, and every workflow sandbox import).
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: run test install lint typecheck fix clean-state bench faults screens
+.PHONY: run test install lint typecheck fix clean-state bench bench-idle faults screens
 
 $(UV):
 	$(PYTHON_BOOT) -m venv $(TOOLS)
@@ -31,7 +31,7 @@ install: $(VENV)/.synced
 ## run: the whole stack on embedded defaults (Ctrl-C stops all of it)
 # Development mode: the published default secrets are accepted (with a loud warning);
 # without it the API, worker and CLI refuse to start with them.
-run bench: export ECOKATSU_ENV = development
+run bench bench-idle: export ECOKATSU_ENV = development
 run: install
 	@mkdir -p var/mail
 	$(PY) cli.py migrate
@@ -44,7 +44,7 @@ run: install
 # how fast a killed worker comes back on a loaded machine (see README, Tests). It passes on
 # a quiet machine; run it with `make faults`.
 test: install lint typecheck
-	$(VENV)/bin/pytest -m "not faults"
+	$(VENV)/bin/pytest -m "not faults and not bench"
 
 lint:
 	$(VENV)/bin/ruff check .
@@ -57,10 +57,36 @@ fix: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## bench: N customers through the circle journey at once; prints latency and memory
-N ?= 200
+## bench: issue 10's table, in one run on one dev server: a bare workflow of the journey's
+## shape, then the product as separate processes (worker, API) over HTTP; prints the goals
+## as ratios, per-step p50/p95/p99, login cost, peak RSS, 2 workers + 2 APIs, the dev
+## server's ceiling; writes var/bench/last-run.txt (about 5 minutes here)
+# N: journeys at C at once (login excluded); STEPS / SIGNUPS / LOGINS: walks one at a time;
+# BARE_CALLS / BARE_N: the bare steps at c=1 and journeys at C; CEILING: the bare
+# local-activity shape at these concurrencies too; BURST: logins sent at once under step
+# traffic. BENCH_ARGS passes anything else (python -m bench --help).
+N ?= 100
+C ?= 20
+STEPS ?= 100
+SIGNUPS ?= 20
+LOGINS ?= 20
+BARE_CALLS ?= 200
+BARE_N ?= 200
+CEILING ?= 50,100
+BURST ?= 40
+BENCH_ARGS ?=
 bench: install
-	$(PY) -m bench.journeys $(N)
+	$(PY) -m bench --journeys $(N) --concurrency $(C) --steps $(STEPS) --signups $(SIGNUPS) \
+	  --logins $(LOGINS) --bare-calls $(BARE_CALLS) --bare-journeys $(BARE_N) \
+	  --ceiling $(CEILING) --burst $(BURST) $(BENCH_ARGS)
+
+## bench-idle: IDLE_N journeys waiting on their reminder timers: the worker's RSS, zero
+## failures, and its comeback after kill -9; writes var/bench/idle-last-run.txt
+## (10,000: about 14 minutes here)
+IDLE_N ?= 10000
+IDLE_C ?= 20
+bench-idle: install
+	$(PY) -m bench.idle --journeys $(IDLE_N) --concurrency $(IDLE_C) $(BENCH_ARGS)
 
 ## clean-state: forget the local stack's journeys, store and mail (var/)
 clean-state:
