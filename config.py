@@ -204,6 +204,17 @@ class Settings(BaseSettings):
     # activity counters (mails, links, registrations…) on worker_metrics_port and the
     # Temporal SDK's metrics (and the workflows' stage metrics) on temporal_metrics_port;
     # 0 turns either off.
+    # The worker, chosen by measurement (README, Benchmarks): workflows kept in memory
+    # between their tasks (each ~0.27 MiB here; an evicted one replays its history on its
+    # next task), and how long a stopping worker lets its activities finish (a mail in
+    # flight is sent once, not cancelled and sent again by the next worker).
+    worker_max_cached_workflows: int = 400
+    # Activities and local activities run on the worker's threads (one each): their sum
+    # is the thread pool, kept within the store's connection pool (10 + 30 overflow).
+    worker_max_concurrent_activities: int = 16
+    worker_max_concurrent_local_activities: int = 16
+    worker_max_concurrent_workflow_tasks: int = 50
+    worker_graceful_shutdown: timedelta = timedelta(seconds=10)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464
     temporal_metrics_port: int = 9465

@@ -118,6 +118,11 @@ def build_worker(
             member.cancel_membership,
         ],
         activity_executor=executor,
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        graceful_shutdown_timeout=settings.worker_graceful_shutdown,
     )
 
 
@@ -160,7 +165,10 @@ async def main() -> None:
     serve_activity_metrics(settings)
     client = await connect(settings, wait=60, runtime=metrics_runtime(settings))
     await ensure_search_attributes(client, settings.temporal_namespace)
-    with ThreadPoolExecutor(max_workers=16) as executor:
+    threads = (
+        settings.worker_max_concurrent_activities + settings.worker_max_concurrent_local_activities
+    )
+    with ThreadPoolExecutor(max_workers=threads) as executor:
         worker = build_worker(client, settings, engine, executor)
         logging.getLogger("worker").info("polling task queue %s", settings.task_queue)
         async with asyncio.TaskGroup() as tasks:
