@@ -8,6 +8,7 @@ keep replaying, because running journeys were recorded by the old code.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from datetime import UTC, datetime, time, timedelta
@@ -77,8 +78,11 @@ NO_QUIET = QuietHours(start=time(0, 0), end=time(0, 0))
 
 async def save(name: str, handle: WorkflowHandle[Any, Any]) -> None:
     """Write a history once: existing files are what running workflows were recorded
-    with, and must keep replaying; a new scenario or version gets a new name."""
-    path = HERE / f"{name}.json"
+    with, and must keep replaying; a new scenario or version gets a new name.
+
+    ``RECORD_SUFFIX`` (e.g. ``_v10``) records every scenario again under new names, on
+    the code as it is now: after a patch that changes the commands of every run."""
+    path = HERE / f"{name}{os.environ.get('RECORD_SUFFIX', '')}.json"
     if path.exists():
         print(f"kept {path.name}")
         return

@@ -36,6 +36,17 @@ HISTORIES: dict[str, list[str]] = {
         "enrollment_rejoined_enrolled",  # patch run-scoped-keys, points member
         "enrollment_withdrawn",
         "enrollment_withdrawn_points_suspended",
+        "enrollment_continued_as_new_first_run_local_writes",  # patches store-writes-local, status-in-store
+        "enrollment_continued_as_new_last_run_local_writes",
+        "enrollment_dormant_then_declined_local_writes",
+        "enrollment_enrolled_continued_first_run_local_writes",
+        "enrollment_enrolled_continued_last_run_local_writes",
+        "enrollment_enrolled_then_continued_for_length_local_writes",
+        "enrollment_ineligible_local_writes",
+        "enrollment_operator_actions_local_writes",
+        "enrollment_rejoined_enrolled_local_writes",
+        "enrollment_withdrawn_local_writes",
+        "enrollment_withdrawn_points_suspended_local_writes",
     ],
     "PointSignupWorkflow": [
         "signup_expired_abandoned",
@@ -45,10 +56,19 @@ HISTORIES: dict[str, list[str]] = {
         "signup_holder_declined",
         "signup_links_recorded_then_mailed",
         "signup_link_unsendable_abandoned",
+        "signup_expired_abandoned_local_writes",  # patches store-writes-local, status-in-store
+        "signup_holder_confirmed_local_writes",
+        "signup_holder_declined_local_writes",
+        "signup_link_unsendable_abandoned_local_writes",
+        "signup_links_recorded_then_mailed_local_writes",
+        "signup_operator_actions_local_writes",
+        "signup_registered_local_writes",
     ],
     "MemberWorkflow": [
         "member_change_expired",
         "member_changed_then_cancelled",
+        "member_change_expired_local_writes",  # patches store-writes-local, status-in-store
+        "member_changed_then_cancelled_local_writes",
     ],
 }
 NAMES = [name for names in HISTORIES.values() for name in names]
