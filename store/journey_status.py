@@ -40,13 +40,19 @@ def publish(engine: Engine, inp: PublishStatusInput) -> bool:
         _T.c.published_at < excluded.published_at,
         sa.and_(_T.c.published_at == excluded.published_at, _T.c.seq < excluded.seq),
     )
-    stmt = insert.values(**values).on_conflict_do_update(
-        index_elements=[_T.c.account_id],
-        set_={k: excluded[k] for k in ("run_id", "seq", "published_at", "status")},
-        where=newer,
+    stmt = (
+        insert.values(**values)
+        .on_conflict_do_update(
+            index_elements=[_T.c.account_id],
+            set_={k: excluded[k] for k in ("run_id", "seq", "published_at", "status")},
+            where=newer,
+        )
+        # A row comes back only when one was written (inserted, or updated because newer):
+        # rowcount is not reliable for an upsert across drivers (psycopg reports none).
+        .returning(_T.c.seq)
     )
     with engine.begin() as conn:
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(stmt).first() is not None
 
 
 def read(engine: Engine, account_id: str) -> PublishedStatus | None:

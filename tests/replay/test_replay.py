@@ -36,7 +36,8 @@ HISTORIES: dict[str, list[str]] = {
         "enrollment_rejoined_enrolled",  # patch run-scoped-keys, points member
         "enrollment_withdrawn",
         "enrollment_withdrawn_points_suspended",
-        "enrollment_continued_as_new_first_run_local_writes",  # patches store-writes-local, status-in-store
+        # recorded on the patches store-writes-local and status-in-store (RECORD_SUFFIX):
+        "enrollment_continued_as_new_first_run_local_writes",
         "enrollment_continued_as_new_last_run_local_writes",
         "enrollment_dormant_then_declined_local_writes",
         "enrollment_enrolled_continued_first_run_local_writes",
@@ -56,7 +57,8 @@ HISTORIES: dict[str, list[str]] = {
         "signup_holder_declined",
         "signup_links_recorded_then_mailed",
         "signup_link_unsendable_abandoned",
-        "signup_expired_abandoned_local_writes",  # patches store-writes-local, status-in-store
+        # recorded on the patches store-writes-local and status-in-store (RECORD_SUFFIX):
+        "signup_expired_abandoned_local_writes",
         "signup_holder_confirmed_local_writes",
         "signup_holder_declined_local_writes",
         "signup_link_unsendable_abandoned_local_writes",
@@ -67,7 +69,8 @@ HISTORIES: dict[str, list[str]] = {
     "MemberWorkflow": [
         "member_change_expired",
         "member_changed_then_cancelled",
-        "member_change_expired_local_writes",  # patches store-writes-local, status-in-store
+        # recorded on the patches store-writes-local and status-in-store (RECORD_SUFFIX):
+        "member_change_expired_local_writes",
         "member_changed_then_cancelled_local_writes",
     ],
 }

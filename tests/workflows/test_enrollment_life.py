@@ -351,7 +351,10 @@ async def test_points_registered_while_a_run_drains_is_carried_into_the_next(
     points signup's signal arriving meanwhile moves it to enrolled, and the next run starts
     enrolled (and does not continue again for that)."""
     customer = add_customer(sqlite_engine)
-    mails = MailRecorder(hold=frozenset({MailKind.APPLICATION_COMPLETE}))
+    # Both mails held: whichever workflow task takes the run past the cap (the consent's
+    # or the application's, as the timing falls), the run drains until they are released,
+    # so the application is answered by it and the signal reaches it while it drains.
+    mails = MailRecorder(hold=frozenset({MailKind.INVITATION, MailKind.APPLICATION_COMPLETE}))
     async with running_worker(dev_env.client, sqlite_engine, mails) as journeys:
         handle = await journeys.start(customer.account_id, continue_as_new_after_events=10)
         await wait_stage(handle, Stage.AWAITING_CONSENT)
@@ -361,8 +364,14 @@ async def test_points_registered_while_a_run_drains_is_carried_into_the_next(
         await handle.execute_update(
             EnrollmentWorkflow.apply_gateway, ApplyRequest(gateway_id=customer.eligible_gateway)
         )
-        # The update's own events took this run past the cap: it drains, held by the mail
-        # (its history proves it below).
+        # The run's own events took it past the cap: it decides to continue (the patch's
+        # marker) and drains, held by the mails. The signal is sent only then.
+
+        async def decided() -> bool:
+            current = (await run_histories(handle))[-1]
+            return bool(patch_markers(current, PATCH_CONTINUE_AS_NEW))
+
+        await eventually(decided, what="the decision to continue as new")
         described = await handle.describe()
         draining = described.run_id
         assert described.raw_description.pending_activities
