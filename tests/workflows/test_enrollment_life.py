@@ -367,11 +367,11 @@ async def test_points_registered_while_a_run_drains_is_carried_into_the_next(
         # The run's own events took it past the cap: it decides to continue (the patch's
         # marker) and drains, held by the mails. The signal is sent only then.
 
-        async def decided() -> bool:
+        async def continuing() -> bool:
             current = (await run_histories(handle))[-1]
             return bool(patch_markers(current, PATCH_CONTINUE_AS_NEW))
 
-        await eventually(decided, what="the decision to continue as new")
+        await eventually(continuing, what="the decision to continue as new")
         described = await handle.describe()
         draining = described.run_id
         assert described.raw_description.pending_activities
