@@ -45,7 +45,9 @@ from store.tables import Account, Gateway
 from temporal_client import connect
 
 PASSWORD = secrets.token_urlsafe(12) + "-Aa1"  # the customers' (one per run)
-POINTS_PASSWORD = "Sm1le-Bench-Point!"  # noqa: S105 (a test customer's, entered at STEP4)
+# The members' password at STEP4: fresh per run, like the customers' (printable ASCII,
+# upper, lower, digit and a symbol, as the guide's rule asks).
+POINTS_PASSWORD = secrets.token_urlsafe(12) + "-Pt7"
 CUSTOMER_FORM: dict[str, Any] = {
     "name": "笑顔 太郎",
     "furigana": "えがお たろう",
