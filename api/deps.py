@@ -24,9 +24,9 @@ from api.security import OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup import SignupService, SignupStep
 from config import Settings
 from domain.errors import ErrorCode
-from store import audit, operators
+from store import audit, journey_status, operators
 from store.operators import Role
-from store.tables import Account, Enrollment
+from store.tables import Account
 from temporal_client import connect
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,8 @@ AccountDep = Annotated[Account, Depends(current_account)]
 
 def enrolled_account(account: AccountDep, engine: EngineDep) -> Account:
     """The logged-in account whose journey has been started (else 404)."""
-    with Session(engine) as session:
-        if session.get(Enrollment, account.id) is None:
-            raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
+    if not journey_status.journey_started(engine, account.id):
+        raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
     return account
 
 
