@@ -17,7 +17,9 @@ Messages
 - signal ``terms_revised(TermsDocument)``: a new version of the member terms
   (``cli.py terms-revised``). A journey waiting for consent moves to it and asks again by
   mail; one past consent gets a notice. Idempotent by version.
-- query ``get_status() -> EnrollmentStatus``.
+- query ``get_status() -> EnrollmentStatus``; the same status is written to the store's
+  ``journey_status`` row after every change (patch ``status-in-store``), which is what
+  ``GET /v1/journey`` reads; an update answers once its row is written.
 - update ``operator_action(OperatorRequest) -> OperatorOutcome`` (``domain/operators.py``):
   resend the invitation or reminder, extend (the reminder schedule starts again now),
   revive a dormant journey (a reminder now, then the schedule), re-check eligibility,
