@@ -63,19 +63,32 @@ class EnrollmentActivities:
     @activity.defn
     def record_consent(self, inp: RecordConsentInput) -> None:
         enrollment_store.record_consent(self._engine, inp)
+        self._publish_with(inp.status)
 
     @activity.defn
     def record_application(self, inp: RecordApplicationInput) -> RecordedApplication:
-        return refuse_on_rule(lambda: enrollment_store.record_application(self._engine, inp))
+        recorded = refuse_on_rule(lambda: enrollment_store.record_application(self._engine, inp))
+        self._publish_with(inp.status)
+        return recorded
 
     @activity.defn
     def cancel_application(self, inp: CancelApplicationInput) -> list[GatewayView]:
-        return refuse_on_rule(lambda: enrollment_store.cancel_application(self._engine, inp))
+        gateways = refuse_on_rule(lambda: enrollment_store.cancel_application(self._engine, inp))
+        self._publish_with(inp.status)
+        return gateways
 
     @activity.defn
     def publish_status(self, inp: PublishStatusInput) -> bool:
         """The journey's status into its store row (a local activity; newer writes win)."""
         return journey_status.publish(self._engine, inp)
+
+    def _publish_with(self, status: PublishStatusInput | None) -> None:
+        """Patch ``status-with-write``: a write that carries the journey's status as it
+        will be after it (the workflow's prediction) writes the row too, once the write
+        itself succeeded (a refusal writes nothing). The write is idempotent by its key
+        and the row only moves forward, so a retry of both is safe."""
+        if status is not None:
+            journey_status.publish(self._engine, status)
 
     @activity.defn
     def mark_points_member_suspended(self, inp: CircleCancelledInput) -> int | None:

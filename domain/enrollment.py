@@ -222,6 +222,31 @@ class DeclineResult(BaseModel):
     declined_at: datetime
 
 
+class EnrollmentStatus(BaseModel):
+    """Query ``get_status``: everything the front end and operators need to see."""
+
+    stage: Stage
+    stage_entered_at: datetime
+    ineligible_reason: IneligibleReason | None = None
+    gateways: list[GatewayView] = Field(default_factory=list)
+    reminders_sent: int = 0
+    next_reminder_at: datetime | None = None
+    dormant: bool = False
+    circle_terms_version: str = ""
+    points_member_gateway_id: str | None = None
+
+
+class PublishStatusInput(BaseModel):
+    """Activity ``publish_status``: the journey's status for the store's row (read by
+    ``GET /v1/journey``). ``(published_at, seq)`` orders the writes of every run."""
+
+    account_id: str
+    run_id: str  # the run that publishes (a start waits for its own run's first status)
+    seq: int
+    published_at: datetime
+    status: EnrollmentStatus
+
+
 class RecordConsentInput(BaseModel):
     key: str
     account_id: str
@@ -229,6 +254,10 @@ class RecordConsentInput(BaseModel):
     decision: Literal["agreed", "declined"]
     decided_at: datetime
     channel: str
+    # Patch ``status-with-write``: the journey's status as it will be once this is
+    # recorded, written to its store row by the same local activity (one write, not two,
+    # before the update answers). None: the workflow writes the row itself.
+    status: PublishStatusInput | None = None
 
 
 class ApplyRequest(BaseModel):
@@ -255,6 +284,7 @@ class RecordApplicationInput(BaseModel):
     account_id: str
     gateway_id: str
     applied_at: datetime
+    status: PublishStatusInput | None = None  # as in RecordConsentInput
 
 
 class RecordedApplication(BaseModel):
@@ -284,6 +314,7 @@ class CancelApplicationInput(BaseModel):
     account_id: str
     gateway_id: str
     cancelled_at: datetime
+    status: PublishStatusInput | None = None  # as in RecordConsentInput
 
 
 class PointsRegistered(BaseModel):
@@ -291,31 +322,6 @@ class PointsRegistered(BaseModel):
 
     gateway_id: str
     registered_at: datetime
-
-
-class EnrollmentStatus(BaseModel):
-    """Query ``get_status``: everything the front end and operators need to see."""
-
-    stage: Stage
-    stage_entered_at: datetime
-    ineligible_reason: IneligibleReason | None = None
-    gateways: list[GatewayView] = Field(default_factory=list)
-    reminders_sent: int = 0
-    next_reminder_at: datetime | None = None
-    dormant: bool = False
-    circle_terms_version: str = ""
-    points_member_gateway_id: str | None = None
-
-
-class PublishStatusInput(BaseModel):
-    """Activity ``publish_status``: the journey's status for the store's row (read by
-    ``GET /v1/journey``). ``(published_at, seq)`` orders the writes of every run."""
-
-    account_id: str
-    run_id: str  # the run that publishes (a start waits for its own run's first status)
-    seq: int
-    published_at: datetime
-    status: EnrollmentStatus
 
 
 class EnrollmentResult(BaseModel):

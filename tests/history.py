@@ -12,6 +12,7 @@ running now (or the one that closed it), by the link each run's last event recor
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -162,3 +163,19 @@ async def completed_mail(
         return of_kind if len(finished) >= count else []
 
     return await eventually(done, what=f"{count} completed {kind.value} mail(s) in history")
+
+
+async def local_activity_types(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activity type of every local activity the chain's runs recorded, in order (the
+    marker's ``data`` is the SDK core's own JSON, not a payload the codec encrypts)."""
+    found: list[str] = []
+    for events in await run_histories(handle):
+        for event in events:
+            marker = event.marker_recorded_event_attributes
+            if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+                continue
+            if marker.marker_name != "core_local_activity":
+                continue
+            data = json.loads(marker.details["data"].payloads[0].data)
+            found.append(str(data["activity_type"]))
+    return found

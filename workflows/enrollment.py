@@ -114,6 +114,21 @@ PATCH_RUN_SCOPED_KEYS = "run-scoped-keys"
 PATCH_CONTINUE_AS_NEW = "continue-as-new"
 # The journey publishes its status to the store (GET /v1/journey reads it there).
 PATCH_STATUS_IN_STORE = "status-in-store"
+# The status row is written by the update's own store write (one local activity, not
+# two, before the update answers).
+PATCH_STATUS_WITH_WRITE = "status-with-write"
+# What the status shows is read from these (a prediction changes them, then restores them).
+STATUS_FIELDS = (
+    "_stage",
+    "_stage_entered_at",
+    "_schedule_from",
+    "_reminders_sent",
+    "_dormant",
+    "_enrolled_here",
+    "_gateways",
+    "_points_gateway",
+    "_terms",
+)
 # A failed status write is tried again after this long (the store was down).
 STATUS_RETRY_AFTER = timedelta(minutes=1)
 # ...and once right after it enters enrolled in a run.
@@ -239,6 +254,27 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_stage(*APPLYING_STAGES)
             now = workflow.now()
+
+            def applied() -> None:  # what the journey shows once the store recorded it
+                self._gateways = [
+                    g.model_copy(
+                        update={
+                            "application": ApplicationState.ACTIVE,
+                            "applied_at": now,
+                            "cancelled_at": None,
+                        }
+                    )
+                    if g.gateway_id == req.gateway_id
+                    else g
+                    for g in self._gateways
+                ]
+                if self._stage == Stage.AWAITING_APPLICATION:
+                    self._set_stage(
+                        Stage.ENROLLED if self._points_gateway else Stage.AWAITING_POINTS_SIGNUP,
+                        now,
+                    )
+
+            status = self._status_after(applied)
             recorded = await run_update_store_activity(
                 EnrollmentActivities.record_application,
                 RecordApplicationInput(
@@ -246,6 +282,7 @@ class EnrollmentWorkflow:
                     account_id=self._inp.account_id,
                     gateway_id=req.gateway_id,
                     applied_at=now,
+                    status=status,
                 ),
             )
             self._gateways = recorded.gateways
@@ -269,10 +306,12 @@ class EnrollmentWorkflow:
             )
             if self._stage == Stage.AWAITING_APPLICATION:
                 self._enter(
-                    Stage.ENROLLED if self._points_gateway else Stage.AWAITING_POINTS_SIGNUP
+                    Stage.ENROLLED if self._points_gateway else Stage.AWAITING_POINTS_SIGNUP,
+                    now if status else None,  # as in _decide
                 )
             else:
                 self._status_changed()  # the gateways changed
+            self._status_written(status)
             await self._status_published()
             return receipt
 
@@ -292,6 +331,20 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_active_application(req.gateway_id)
             now = workflow.now()
+
+            def cancelled() -> None:  # what the journey shows once the store recorded it
+                self._gateways = [
+                    g.model_copy(
+                        update={"application": ApplicationState.CANCELLED, "cancelled_at": now}
+                    )
+                    if g.gateway_id == req.gateway_id
+                    else g
+                    for g in self._gateways
+                ]
+                if not any(g.application == ApplicationState.ACTIVE for g in self._gateways):
+                    self._set_stage(Stage.WITHDRAWN, now)
+
+            status = self._status_after(cancelled)
             self._gateways = await run_update_store_activity(
                 EnrollmentActivities.cancel_application,
                 CancelApplicationInput(
@@ -299,6 +352,7 @@ class EnrollmentWorkflow:
                     account_id=self._inp.account_id,
                     gateway_id=req.gateway_id,
                     cancelled_at=now,
+                    status=status,
                 ),
             )
             gateway = self._gateway(req.gateway_id)
@@ -326,9 +380,10 @@ class EnrollmentWorkflow:
                     self._mail_failed,
                 )
             if not any(g.application == ApplicationState.ACTIVE for g in self._gateways):
-                self._enter(Stage.WITHDRAWN)
+                self._enter(Stage.WITHDRAWN, now if status else None)  # as in _decide
             else:
                 self._status_changed()  # the gateways changed
+            self._status_written(status)
             await self._status_published()
             return CancelReceipt(gateway_id=req.gateway_id, cancelled_at=now, stage=self._stage)
 
@@ -472,6 +527,7 @@ class EnrollmentWorkflow:
         async with self._lock:
             self._require_stage(Stage.AWAITING_CONSENT)
             now = workflow.now()
+            status = self._status_after(lambda: self._set_stage(then, now))
             await run_update_store_activity(
                 EnrollmentActivities.record_consent,
                 RecordConsentInput(
@@ -481,24 +537,33 @@ class EnrollmentWorkflow:
                     decision=decision,
                     decided_at=now,
                     channel=channel,
+                    status=status,
                 ),
             )
-            self._enter(then)
+            # Since status-with-write the stage is entered at the decision's time (the
+            # predicted row's); before, at the time the write came back.
+            self._enter(then, now if status else None)
+            self._status_written(status)
             await self._status_published()
             return now
 
-    def _enter(self, stage: Stage) -> None:
+    def _enter(self, stage: Stage, at: datetime | None = None) -> None:
         # replay-safe: the meter records nothing while a history replays
         metrics.stage_entered(
             stage.value, self._stage.value, workflow.now() - self._stage_entered_at
         )
+        self._set_stage(stage, at)
+        self._publish()
+
+    def _set_stage(self, stage: Stage, at: datetime | None = None) -> None:
+        """What entering a stage (now, or ``at``: the time an update's decision was
+        made) does to the state; ``_enter`` also tells the world."""
         self._stage = stage
-        self._stage_entered_at = workflow.now()
+        self._stage_entered_at = at or workflow.now()
         self._schedule_from = self._stage_entered_at
         self._reminders_sent = 0
         self._dormant = False
         self._enrolled_here = stage == Stage.ENROLLED
-        self._publish()
 
     def _publish(self) -> None:
         self._status_changed()
@@ -716,7 +781,7 @@ class EnrollmentWorkflow:
                 self._status_failing = True  # updates answer without waiting for the row
                 await workflow.sleep(STATUS_RETRY_AFTER)
                 continue
-            self._status_saved = seq
+            self._status_saved = max(self._status_saved, seq)
             self._status_failing = False
 
     async def _close_status(self) -> None:
@@ -725,6 +790,46 @@ class EnrollmentWorkflow:
         await self._status_published()
         if self._status_task is not None:
             self._status_task.cancel()
+
+    def _status_after(self, change: Callable[[], None]) -> PublishStatusInput | None:
+        """Patch ``status-with-write``: the status row as it will be once the update's
+        store write succeeded and ``change`` (what the update then does to the state) is
+        made, for that write to carry. Predicted by making the change, reading the status
+        and putting the state back (nothing else runs meanwhile). None before the patch,
+        and while the row is behind (a write pending, or the store refusing it): the
+        writer task writes it then, as before, and the update's write stays a write of
+        its own (so a store refusing the row still never stops the journey)."""
+        if not self._status_in_store or self._status_saved != self._status_seq:
+            return None
+        if not workflow.patched(PATCH_STATUS_WITH_WRITE):
+            return None
+        kept = {name: getattr(self, name) for name in STATUS_FIELDS}
+        try:
+            change()
+            status = self.get_status()
+        finally:
+            for name, value in kept.items():
+                setattr(self, name, value)
+        return PublishStatusInput(
+            account_id=self._inp.account_id,
+            run_id=workflow.info().run_id,
+            seq=self._status_seq + 1,
+            published_at=workflow.now(),
+            status=status,
+        )
+
+    def _status_written(self, written: PublishStatusInput | None) -> None:
+        """After an update's write that carried its status row (``_status_after``) and
+        its change of state: when the row shows what the workflow shows now (the
+        prediction held, and nothing else changed the status meanwhile, so this is the
+        one change since), the row is up to date. Otherwise (the store answered other
+        than predicted, a signal came in between) the writer writes a row newer than it."""
+        if written is None:
+            return
+        if self._status_seq == written.seq and self.get_status() == written.status:
+            self._status_saved = max(self._status_saved, written.seq)
+        else:
+            self._status_changed()
 
     def _status_changed(self) -> None:
         """Something the status shows changed (and no search attribute did)."""

@@ -48,6 +48,15 @@ HISTORIES: dict[str, list[str]] = {
         "enrollment_rejoined_enrolled_local_writes",
         "enrollment_withdrawn_local_writes",
         "enrollment_withdrawn_points_suspended_local_writes",
+        # recorded on patch status-with-write (an update's write carries its status row):
+        "enrollment_continued_as_new_last_run_status_with_write",
+        "enrollment_dormant_then_declined_status_with_write",
+        "enrollment_enrolled_continued_first_run_status_with_write",
+        "enrollment_enrolled_continued_last_run_status_with_write",
+        "enrollment_enrolled_then_continued_for_length_status_with_write",
+        "enrollment_rejoined_enrolled_status_with_write",
+        "enrollment_withdrawn_status_with_write",
+        "enrollment_withdrawn_points_suspended_status_with_write",
     ],
     "PointSignupWorkflow": [
         "signup_expired_abandoned",
