@@ -1,8 +1,11 @@
-"""Run a worker for every workflow and activity on the one task queue.
+"""Run a worker for every workflow and activity on the task queue, and one for the mails
+on the mails' task queue when ``ECOKATSU_MAIL_TASK_QUEUE`` is set.
 
 ``python worker.py`` waits for Temporal, registers the search attributes, and polls until
-interrupted. The store is migrated beforehand (``python cli.py migrate``), once, not by
-each of several workers at the same time.
+interrupted; ``--only workflows`` and ``--only mail`` serve one queue each, a process each
+(``make run`` and docker-compose run them so: rendering and SMTP then never take the CPU
+the workflows' tasks need). The store is migrated beforehand (``python cli.py migrate``),
+once, not by each of several workers at the same time.
 
 Beside the worker, the same process runs the reconciler of journey starts
 (``journey_starts.py``): announced accounts whose journey could not be started while the
@@ -13,10 +16,14 @@ the starts are claimed with a lease, so several workers never start one twice.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -74,21 +81,55 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
     )
 
 
+@dataclass(frozen=True)
+class Activities:
+    """The activity objects of one worker process (both of its workers share them)."""
+
+    registry: EnrollmentActivities
+    mail: MailActivities
+    signup: SignupActivities
+    holder: HolderActivities
+    member: MemberActivities
+
+    @classmethod
+    def of(cls, settings: Settings, engine: Engine) -> Activities:
+        mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
+        return cls(
+            registry=EnrollmentActivities(engine),
+            mail=mail,
+            signup=SignupActivities(
+                engine,
+                mail,
+                settings.points_registration_url,
+                settings.signup_link_key.get_secret_value().encode(),
+            ),
+            holder=HolderActivities(
+                engine, mail, settings.holder_confirmation_url, settings.holder_token_key()
+            ),
+            member=MemberActivities(engine, mail, settings.points_email_change_url),
+        )
+
+    def mailing(self) -> list[Callable[..., Any]]:
+        """The activities that send a mail (the workflows' ``mail_in_background``)."""
+        return [
+            self.mail.send_mail,
+            self.signup.send_link,
+            self.holder.mail_holder_confirmation,
+            self.holder.mail_registration_notice,
+        ]
+
+
 def build_worker(
-    client: Client, settings: Settings, engine: Engine, executor: ThreadPoolExecutor
+    client: Client,
+    settings: Settings,
+    engine: Engine,
+    executor: ThreadPoolExecutor,
+    activities: Activities | None = None,
 ) -> Worker:
-    registry = EnrollmentActivities(engine)
-    mail = MailActivities(engine, smtp_settings(settings), mail_renderer(settings))
-    signup = SignupActivities(
-        engine,
-        mail,
-        settings.points_registration_url,
-        settings.signup_link_key.get_secret_value().encode(),
-    )
-    holder = HolderActivities(
-        engine, mail, settings.holder_confirmation_url, settings.holder_token_key()
-    )
-    member = MemberActivities(engine, mail, settings.points_email_change_url)
+    """The worker of ``task_queue``: every workflow and every activity (the mailing ones
+    too, for runs whose mails are on this queue)."""
+    acts = activities or Activities.of(settings, engine)
+    registry, signup, holder, member = acts.registry, acts.signup, acts.holder, acts.member
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -100,9 +141,8 @@ def build_worker(
             registry.cancel_application,
             registry.mark_points_member_suspended,
             registry.publish_status,
-            mail.send_mail,
+            *acts.mailing(),
             signup.record_link,
-            signup.send_link,
             signup.issue_link,  # for runs recorded before record_link/send_link
             signup.match_gateway,
             signup.register_member,
@@ -110,8 +150,6 @@ def build_worker(
             holder.check_gateway,
             holder.ask_holder,
             holder.record_holder_decision,
-            holder.mail_holder_confirmation,
-            holder.mail_registration_notice,
             member.issue_email_change,
             member.apply_email_change,
             member.expire_email_change,
@@ -122,6 +160,25 @@ def build_worker(
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        graceful_shutdown_timeout=settings.worker_graceful_shutdown,
+    )
+
+
+def build_mail_worker(
+    client: Client,
+    settings: Settings,
+    engine: Engine,
+    executor: ThreadPoolExecutor,
+    activities: Activities | None = None,
+) -> Worker:
+    """The worker of ``mail_task_queue``: the mailing activities only."""
+    acts = activities or Activities.of(settings, engine)
+    return Worker(
+        client,
+        task_queue=settings.mail_task_queue,
+        activities=acts.mailing(),
+        activity_executor=executor,
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
     )
 
@@ -157,10 +214,28 @@ def serve_activity_metrics(settings: Settings) -> WSGIServer | None:
     return server
 
 
-async def main() -> None:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="worker.py",
+        description="Poll the task queues until interrupted: the workflows' (with every "
+        "activity and the reconciler of journey starts) and, when ECOKATSU_MAIL_TASK_QUEUE "
+        "is set, the mails'.",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("workflows", "mail"),
+        help="serve one of them (a process each: SMTP never takes the workflows' CPU)",
+    )
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str]) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     settings.check_secrets("the worker")
+    if args.only == "mail" and not settings.mail_task_queue:
+        sys.exit("worker.py --only mail: set ECOKATSU_MAIL_TASK_QUEUE (the mails' task queue)")
     engine = make_engine(settings.database_url)
     serve_activity_metrics(settings)
     client = await connect(settings, wait=60, runtime=metrics_runtime(settings))
@@ -169,16 +244,27 @@ async def main() -> None:
         settings.worker_max_concurrent_activities + settings.worker_max_concurrent_local_activities
     )
     with ThreadPoolExecutor(max_workers=threads) as executor:
-        worker = build_worker(client, settings, engine, executor)
-        logging.getLogger("worker").info("polling task queue %s", settings.task_queue)
+        activities = Activities.of(settings, engine)
+        workers: list[Worker] = []
+        if args.only != "mail":
+            workers.append(build_worker(client, settings, engine, executor, activities))
+        if args.only != "workflows" and settings.mail_task_queue:
+            workers.append(build_mail_worker(client, settings, engine, executor, activities))
+        for worker in workers:
+            log.info("polling task queue %s", worker.task_queue)
         async with asyncio.TaskGroup() as tasks:
-            reconciler = tasks.create_task(JourneyStartReconciler(client, engine, settings).run())
-            await worker.run()
-            reconciler.cancel()
+            reconciler = None
+            if args.only != "mail":
+                reconciler = tasks.create_task(
+                    JourneyStartReconciler(client, engine, settings).run()
+                )
+            await asyncio.gather(*(worker.run() for worker in workers))
+            if reconciler is not None:
+                reconciler.cancel()
 
 
 if __name__ == "__main__":
     try:
-        asyncio.run(main())
+        asyncio.run(main(sys.argv[1:]))
     except UnsafeSecrets as exc:
         sys.exit(str(exc))

@@ -49,6 +49,11 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=p.burst_logins, help="logins in the burst")
     parser.add_argument("--burst-traffic", type=int, default=p.burst_traffic)
     parser.add_argument("--no-scale", action="store_true", help="skip 2 workers + 2 APIs")
+    parser.add_argument(
+        "--mail-worker",
+        action="store_true",
+        help="mails on a task queue of their own, in a worker process of their own",
+    )
     parser.add_argument("--temporal-db", type=Path, default=None, help="dev server on this file")
     parser.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "last-run.txt")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs)")
@@ -76,7 +81,14 @@ def main() -> None:
     ok = False
     try:
         result = asyncio.run(
-            run_bench(workdir, Ports(args.port_base), bare_sizes, product_sizes, args.temporal_db)
+            run_bench(
+                workdir,
+                Ports(args.port_base),
+                bare_sizes,
+                product_sizes,
+                args.temporal_db,
+                args.mail_worker,
+            )
         )
         ok = True
     finally:

@@ -1,7 +1,8 @@
 """The product as ``make run`` runs it, measured over real HTTP.
 
 Separate processes on the bench's dev server: the SMTP sink (``cli.py mailsink``, mails
-kept as .eml files), the worker (``python worker.py``) and the API (uvicorn, as
+kept as .eml files), the worker (``python worker.py``; with ``--mail-worker``, ``--only
+workflows`` and ``--only mail`` for the mails' task queue) and the API (uvicorn, as
 docker-compose serves it), configured by ``ECOKATSU_*`` variables, on a SQLite store in
 the run's directory (``cli.py migrate`` first). Accounts are seeded directly in the store
 (one argon2id hash shared by all, as a fixture would).
@@ -232,6 +233,7 @@ class Product:
     customers: Customers
     mailbox: Mailbox
     workers: list[Proc] = field(default_factory=list)
+    mail_workers: list[Proc] = field(default_factory=list)
     apis: list[tuple[Proc, int]] = field(default_factory=list)
 
     @property
@@ -242,15 +244,29 @@ class Product:
         token = token or self.tokens.issue(customer.account_id)
         return {"Authorization": f"Bearer {token}"}
 
-    async def add_worker(self) -> Proc:
-        n = len(self.workers) + 1
-        metrics = {
+    def _metrics_ports(self) -> dict[str, str]:
+        return {
             "ECOKATSU_WORKER_METRICS_PORT": str(self.stack.ports.take()),
             "ECOKATSU_TEMPORAL_METRICS_PORT": str(self.stack.ports.take()),
         }
-        worker = self.stack.proc(f"worker{n}", python_argv("worker.py"), metrics)
+
+    async def add_worker(self) -> Proc:
+        """A worker (``worker.py``, as ``make run`` starts it)."""
+        n = len(self.workers) + 1
+        argv = python_argv("worker.py")
+        if self.settings.mail_task_queue:
+            argv += ["--only", "workflows"]
+        worker = self.stack.proc(f"worker{n}", argv, self._metrics_ports())
         worker.start()
         self.workers.append(worker)
+        return worker
+
+    async def add_mail_worker(self) -> Proc:
+        """The mails' worker (``worker.py --only mail``), a process of its own."""
+        argv = python_argv("worker.py", "--only", "mail")
+        worker = self.stack.proc("mailworker", argv, self._metrics_ports())
+        worker.start()
+        self.mail_workers.append(worker)
         return worker
 
     async def add_api(self) -> tuple[Proc, int]:
@@ -267,6 +283,9 @@ class Product:
         for p in procs:
             if any(p is w for w in self.workers):
                 waits.append(wait_polling(client, self.settings.task_queue, p))
+            elif any(p is w for w in self.mail_workers):
+                queue = self.settings.mail_task_queue
+                waits.append(wait_polling(client, queue, p, activities=True))
             else:
                 port = next(port for api, port in self.apis if api is p)
                 waits.append(p.wait_port(port))
@@ -401,7 +420,7 @@ class Product:
 
 
 def product_env(
-    stack: Stack, store_url: str, smtp_port: int, task_queue: str
+    stack: Stack, store_url: str, smtp_port: int, task_queue: str, mail_queue: str = ""
 ) -> tuple[dict[str, str], Settings]:
     """The processes' environment (config.py reads ``ECOKATSU_*``), with fresh secrets,
     and the same settings as the bench process sees them."""
@@ -411,6 +430,7 @@ def product_env(
         "DATABASE_URL": store_url,
         "ECOKATSU_TEMPORAL_ADDRESS": stack.temporal_address,
         "ECOKATSU_TASK_QUEUE": task_queue,
+        "ECOKATSU_MAIL_TASK_QUEUE": mail_queue,
         "ECOKATSU_SMTP_HOST": "127.0.0.1",
         "ECOKATSU_SMTP_PORT": str(smtp_port),
         "ECOKATSU_SECRET_KEY": secrets.token_urlsafe(32),
@@ -431,6 +451,7 @@ def product_env(
         database_url=store_url,
         temporal_address=stack.temporal_address,
         task_queue=task_queue,
+        mail_task_queue=values["ECOKATSU_MAIL_TASK_QUEUE"],
         smtp_port=smtp_port,
         secret_key=values["ECOKATSU_SECRET_KEY"],
         codec_keys={"bench-1": codec_key},
@@ -439,11 +460,16 @@ def product_env(
     return env, settings
 
 
-async def start_product(stack: Stack, task_queue: str, workers: int = 1, apis: int = 1) -> Product:
-    """Mail sink, migrated store, worker(s) and API(s) on the stack's dev server."""
+async def start_product(
+    stack: Stack, task_queue: str, workers: int = 1, apis: int = 1, mail_worker: bool = False
+) -> Product:
+    """Mail sink, migrated store, worker(s) and API(s) on the stack's dev server;
+    ``mail_worker``: the mails on a task queue of their own, served by a worker process of
+    their own (``worker.py --only mail``)."""
     smtp = stack.ports.take()
     store_url = f"sqlite:///{stack.workdir / 'store.sqlite3'}"
-    env, settings = product_env(stack, store_url, smtp, task_queue)
+    mail_queue = f"{task_queue}-mail" if mail_worker else ""
+    env, settings = product_env(stack, store_url, smtp, task_queue, mail_queue)
     stack.env = env
     maildir = stack.workdir / "mail"
     sink = stack.proc(
@@ -457,6 +483,8 @@ async def start_product(stack: Stack, task_queue: str, workers: int = 1, apis: i
     engine = make_engine(store_url)
     product = Product(stack, settings, env, engine, Customers(engine), Mailbox(maildir))
     procs = [await product.add_worker() for _ in range(workers)]
+    if mail_worker:
+        procs.append(await product.add_mail_worker())
     procs += [(await product.add_api())[0] for _ in range(apis)]
     await sink.wait_port(smtp)
     await product.ready(procs)

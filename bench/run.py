@@ -55,11 +55,13 @@ async def run_bench(
     bare_sizes: BareSizes,
     product_sizes: ProductSizes,
     temporal_db: Path | None = None,
+    mail_worker: bool = False,
 ) -> BenchResult:
     meta = Meta(
         machine=machine(),
         temporal=temporal_version(),
-        server=f"on a SQLite file ({temporal_db}, WAL)" if temporal_db else "in memory",
+        server=(f"on a SQLite file ({temporal_db}, WAL)" if temporal_db else "in memory")
+        + ("; the product's mails in a worker process of their own" if mail_worker else ""),
         commit=commit(),
         started=time.strftime("%Y-%m-%d %H:%M"),
     )
@@ -70,7 +72,9 @@ async def run_bench(
         await stack.start_temporal(temporal_db)
         bare = await measure_bare(stack, bare_sizes, say)
         say("product: mail sink, store, worker, API")
-        product = await start_product(stack, f"bench-eco-katsu-{secrets.token_hex(4)}")
+        product = await start_product(
+            stack, f"bench-eco-katsu-{secrets.token_hex(4)}", mail_worker=mail_worker
+        )
         figures = await measure_product(product, product_sizes, say)
         product.engine.dispose()
     finally:

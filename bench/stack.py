@@ -60,15 +60,23 @@ class Stack:
             p.stop()
 
 
-async def wait_polling(client: Client, task_queue: str, proc: Proc, timeout: float = 90.0) -> float:
-    """Seconds until ``proc`` polls ``task_queue`` for workflow tasks, as the server sees
-    it (a poller whose identity is the process's: ``<pid>@<host>``, the SDK's default)."""
+async def wait_polling(
+    client: Client, task_queue: str, proc: Proc, timeout: float = 90.0, activities: bool = False
+) -> float:
+    """Seconds until ``proc`` polls ``task_queue`` for workflow tasks (``activities``: for
+    activity tasks), as the server sees it (a poller whose identity is the process's:
+    ``<pid>@<host>``, the SDK's default)."""
     started = time.monotonic()
     prefix = f"{proc.pid}@"
+    kind = (
+        TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+        if activities
+        else TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+    )
     request = DescribeTaskQueueRequest(
         namespace=client.namespace,
         task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        task_queue_type=kind,
     )
     while time.monotonic() - started < timeout:
         proc.check_alive()

@@ -167,6 +167,9 @@ class EnrollmentInput(BaseModel):
     continue_as_new_after_events: int | None = Field(default=None, ge=10)
     # Set only by the journey itself when it continues as new.
     carried: CarriedState | None = None
+    # The task queue of its mail activities (Settings.mail_task_queue); None: the
+    # workflow's own.
+    mail_task_queue: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -40,6 +40,7 @@ class MemberPolicy(BaseModel):
 class MemberInput(BaseModel):
     member_id: int
     policy: MemberPolicy = MemberPolicy()
+    mail_task_queue: str | None = None  # as in domain.enrollment.EnrollmentInput
 
 
 class EmailChangeRequest(BaseModel):

@@ -98,6 +98,7 @@ class SignupInput(BaseModel):
     policy: SignupPolicy
     # The idle reminder is never sent in these hours (JST); it waits for their end.
     quiet_hours: QuietHours = Field(default_factory=QuietHours)
+    mail_task_queue: str | None = None  # as in EnrollmentInput
 
     @model_validator(mode="before")
     @classmethod

@@ -378,6 +378,7 @@ class EnrollmentWorkflow:
                         at=now,
                     ),
                     self._mail_failed,
+                    self._inp.mail_task_queue,
                 )
             if not any(g.application == ApplicationState.ACTIVE for g in self._gateways):
                 self._enter(Stage.WITHDRAWN, now if status else None)  # as in _decide
@@ -650,7 +651,7 @@ class EnrollmentWorkflow:
             account_id=self._inp.account_id,
             context=context,
         )
-        send_in_background(self._mail_tasks, request, self._mail_failed)
+        send_in_background(self._mail_tasks, request, self._mail_failed, self._inp.mail_task_queue)
         self._last_mail = f"{kind.value} at {workflow.now().isoformat()}"
         self._describe()
 

@@ -27,10 +27,15 @@ MAIL_GIVE_UP_AFTER = timedelta(days=1)
 
 
 def send_in_background(
-    tasks: list[asyncio.Task[None]], request: MailRequest, on_trouble: Callable[[], None]
+    tasks: list[asyncio.Task[None]],
+    request: MailRequest,
+    on_trouble: Callable[[], None],
+    task_queue: str | None,
 ) -> None:
     """Start the mail activity as a task; the workflow awaits ``tasks`` before it ends."""
-    mail_in_background(tasks, MailActivities.send_mail, request, request.kind.value, on_trouble)
+    mail_in_background(
+        tasks, MailActivities.send_mail, request, request.kind.value, on_trouble, task_queue
+    )
 
 
 def mail_in_background(
@@ -39,10 +44,12 @@ def mail_in_background(
     arg: ArgT,
     what: str,
     on_trouble: Callable[[], None],
+    task_queue: str | None,
 ) -> None:
     """Run a mail-sending activity as a task, retried for at most ``MAIL_GIVE_UP_AFTER``;
     a permanent failure (non-retryable) ends it at once. Either way ``on_trouble`` flags
-    the workflow for an operator and the workflow goes on."""
+    the workflow for an operator and the workflow goes on. ``task_queue``: the mail
+    queue of the workflow's input (``Settings.mail_task_queue``); None, its own."""
 
     async def deliver() -> None:
         try:
@@ -52,6 +59,7 @@ def mail_in_background(
                 start_to_close_timeout=timedelta(minutes=2),
                 schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
                 retry_policy=MAIL_RETRY,
+                task_queue=task_queue,
                 # What the UI lists for this activity: the mail's kind, never its recipient.
                 summary=f"mail: {what}",
             )

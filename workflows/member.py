@@ -212,15 +212,19 @@ class MemberWorkflow:
             raise ApplicationError(message_for(code), type=code.value, non_retryable=True)
 
     def _mail(self, request: MailRequest) -> None:
-        send_in_background(self._mail_tasks, request, lambda: None)
+        send_in_background(self._mail_tasks, request, lambda: None, self._inp.mail_task_queue)
 
 
 def tell_points_member_in_background(
-    tasks: list[asyncio.Task[None]], inp: CircleCancelledInput, on_trouble: Callable[[], None]
+    tasks: list[asyncio.Task[None]],
+    inp: CircleCancelledInput,
+    on_trouble: Callable[[], None],
+    mail_task_queue: str | None,
 ) -> None:
     """For the journey's 解約: mark the gateway's スマイルeポイント member (if any) suspended,
-    then mail them, as a background task (the 解約 answers without waiting), with the
-    mail's retry policy; the journey awaits ``tasks`` before it ends."""
+    then mail them (on ``mail_task_queue``), as a background task (the 解約 answers
+    without waiting), with the mail's retry policy; the journey awaits ``tasks`` before
+    it ends."""
 
     async def run() -> None:
         try:
@@ -251,6 +255,7 @@ def tell_points_member_in_background(
                 start_to_close_timeout=timedelta(minutes=2),
                 schedule_to_close_timeout=MAIL_GIVE_UP_AFTER,
                 retry_policy=MAIL_RETRY,
+                task_queue=mail_task_queue,
             )
         except ActivityError as err:
             workflow.logger.warning("points member not told: %s", type(err.cause).__name__)

@@ -266,6 +266,7 @@ class SignupWorkflow:
                 SendLinkInput(signup_id=self._inp.signup_id, seq=issued.seq),
                 MailKind.SIGNUP_LINK.value,
                 lambda: self._flag_operator(f"{MailKind.SIGNUP_LINK.value} mail not sent"),
+                self._inp.mail_task_queue,
             )
         self._status = SignupStatus.AWAITING_OPEN
         self._touch()
@@ -704,7 +705,10 @@ class SignupWorkflow:
             context=context or {},
         )
         send_in_background(
-            self._mail_tasks, request, lambda: self._flag_operator(f"{kind.value} mail not sent")
+            self._mail_tasks,
+            request,
+            lambda: self._flag_operator(f"{kind.value} mail not sent"),
+            self._inp.mail_task_queue,
         )
         self._last_mail = f"{kind.value} at {workflow.now().isoformat()}"
         self._describe()
@@ -732,6 +736,7 @@ class SignupWorkflow:
             inp,
             "holder mail",
             lambda: self._flag_operator("a mail to the account holder failed"),
+            self._inp.mail_task_queue,
         )
 
     async def _check_gateway(self, req: GatewayEntry) -> GatewayMatch:

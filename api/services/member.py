@@ -50,7 +50,9 @@ class MemberService:
         start = WithStartWorkflowOperation(
             MemberWorkflow.run,
             MemberInput(
-                member_id=member_id, policy=MemberPolicy(link_ttl=self.settings.signup.link_ttl)
+                member_id=member_id,
+                policy=MemberPolicy(link_ttl=self.settings.signup.link_ttl),
+                mail_task_queue=self.settings.mail_task_queue or None,
             ),
             id=workflow_id,
             task_queue=self.settings.task_queue,
