@@ -6,28 +6,26 @@ store answers other than predicted. Time-skipping server, real store."""
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from domain.enrollment import (
-    ApplyRequest,
-    CancelRequest,
-    ConsentRequest,
-    EnrollmentStatus,
-    Stage,
-)
-from store import journey_status
+from domain.enrollment import ApplyRequest, CancelRequest, ConsentRequest, EnrollmentResult, Stage
 from tests.factories import add_customer, add_points_member
 from tests.history import local_activity_types
-from tests.workflows.harness import TERMS, MailRecorder, running_worker, wait_stage
+from tests.workflows.harness import TERMS, Journeys, MailRecorder, running_worker, wait_stage
+from tests.workflows.test_status_in_store import row
 from workflows.enrollment import EnrollmentWorkflow
 
 PUBLISH = "publish_status"
 
 
-def row(engine: Engine, account_id: str) -> EnrollmentStatus:
-    published = journey_status.read(engine, account_id)
-    assert published is not None, "no status row"
-    return published.status
+async def awaiting_consent(
+    journeys: Journeys, account_id: str
+) -> tuple[WorkflowHandle[EnrollmentWorkflow, EnrollmentResult], int]:
+    """A journey started and waiting for consent, and how many rows its start published."""
+    handle = await journeys.start(account_id)
+    await wait_stage(handle, Stage.AWAITING_CONSENT)
+    return handle, (await local_activity_types(handle)).count(PUBLISH)
 
 
 async def test_consent_apply_and_cancel_write_their_row_with_their_write(
@@ -35,9 +33,7 @@ async def test_consent_apply_and_cancel_write_their_row_with_their_write(
 ) -> None:
     customer = add_customer(sqlite_engine)
     async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
-        handle = await journeys.start(customer.account_id)
-        await wait_stage(handle, Stage.AWAITING_CONSENT)
-        at_start = (await local_activity_types(handle)).count(PUBLISH)
+        handle, at_start = await awaiting_consent(journeys, customer.account_id)
 
         agreed = await handle.execute_update(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
@@ -81,8 +77,7 @@ async def test_a_store_answer_other_than_predicted_still_leaves_the_right_row(
     writer's newer row is there."""
     customer = add_customer(sqlite_engine)
     async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
-        handle = await journeys.start(customer.account_id)
-        await wait_stage(handle, Stage.AWAITING_CONSENT)
+        handle, _ = await awaiting_consent(journeys, customer.account_id)
         await handle.execute_update(
             EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
         )
@@ -104,9 +99,7 @@ async def test_decline_writes_its_row_with_its_write(
 ) -> None:
     customer = add_customer(sqlite_engine)
     async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
-        handle = await journeys.start(customer.account_id)
-        await wait_stage(handle, Stage.AWAITING_CONSENT)
-        at_start = (await local_activity_types(handle)).count(PUBLISH)
+        handle, at_start = await awaiting_consent(journeys, customer.account_id)
         declined = await handle.execute_update(EnrollmentWorkflow.decline)
         stored = row(sqlite_engine, customer.account_id)
         assert (stored.stage, stored.stage_entered_at) == (Stage.DECLINED, declined.declined_at)
