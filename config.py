@@ -84,9 +84,10 @@ class Settings(BaseSettings):
     # Mails (rendering, the mail ledger, SMTP) as activities on a task queue of their own
     # (e.g. "eco-katsu-mail"), served by `python worker.py --only mail` in a process of
     # its own: SMTP then never competes with the workflows for a worker's CPU (README,
-    # Benchmarks). Empty: the mails go on task_queue, as before. A plain `python
-    # worker.py` serves both queues; every worker also serves mails on task_queue, for
-    # journeys started before this was set.
+    # Benchmarks: no gain on 2 cores). Empty: the mails go on task_queue, as before. A
+    # plain `python worker.py` serves both queues; every worker also serves mails on
+    # task_queue, for journeys started before this was set. One-way: journeys carry the
+    # queue for as long as they live, so once set, keep it served (API and workers alike).
     mail_task_queue: str = ""
     # Payload encryption: key ID → base64 of 32 random bytes; the current key seals.
     # The default is for a laptop only: set your own in every other place.

@@ -3,9 +3,10 @@ on the mails' task queue when ``ECOKATSU_MAIL_TASK_QUEUE`` is set.
 
 ``python worker.py`` waits for Temporal, registers the search attributes, and polls until
 interrupted; ``--only workflows`` and ``--only mail`` serve one queue each, a process each
-(``make run`` and docker-compose run them so: rendering and SMTP then never take the CPU
-the workflows' tasks need). The store is migrated beforehand (``python cli.py migrate``),
-once, not by each of several workers at the same time.
+(rendering and SMTP then never take the CPU the workflows' tasks need; ``make run`` and
+docker-compose run one plain worker: on 2 cores the split measured no gain, README,
+Benchmarks). The store is migrated beforehand (``python cli.py migrate``), once, not by
+each of several workers at the same time.
 
 Beside the worker, the same process runs the reconciler of journey starts
 (``journey_starts.py``): announced accounts whose journey could not be started while the
@@ -139,6 +140,7 @@ def build_worker(
             registry.record_consent,
             registry.record_application,
             registry.cancel_application,
+            registry.cancel_application_carrying_status,
             registry.mark_points_member_suspended,
             registry.publish_status,
             *acts.mailing(),
@@ -252,13 +254,21 @@ async def main(argv: list[str]) -> None:
             workers.append(build_mail_worker(client, settings, engine, executor, activities))
         for worker in workers:
             log.info("polling task queue %s", worker.task_queue)
+        if args.only == "workflows" and settings.mail_task_queue:
+            log.info(
+                "mails on %s need a worker.py --only mail (journeys keep their mail queue)",
+                settings.mail_task_queue,
+            )
+        # Tasks of one group: a worker that fails cancels the other, which shuts down
+        # gracefully before the thread pool closes.
         async with asyncio.TaskGroup() as tasks:
             reconciler = None
             if args.only != "mail":
                 reconciler = tasks.create_task(
                     JourneyStartReconciler(client, engine, settings).run()
                 )
-            await asyncio.gather(*(worker.run() for worker in workers))
+            runs = [tasks.create_task(worker.run()) for worker in workers]
+            await asyncio.wait(runs)
             if reconciler is not None:
                 reconciler.cancel()
 

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from domain.enrollment import (
     CancelApplicationInput,
+    CancelledApplication,
     EligibilityResult,
     GatewayView,
     PublishStatusInput,
@@ -61,34 +62,52 @@ class EnrollmentActivities:
         return enrollment_store.check_eligibility(self._engine, account_id)
 
     @activity.defn
-    def record_consent(self, inp: RecordConsentInput) -> None:
+    def record_consent(self, inp: RecordConsentInput) -> bool | None:
+        """The consent ledger's row; whether the carried status row was written (None:
+        none carried; runs recorded before status-with-write return None too)."""
         enrollment_store.record_consent(self._engine, inp)
-        self._publish_with(inp.status)
+        return self._publish_with(inp.status) if inp.status is not None else None
 
     @activity.defn
     def record_application(self, inp: RecordApplicationInput) -> RecordedApplication:
         recorded = refuse_on_rule(lambda: enrollment_store.record_application(self._engine, inp))
-        self._publish_with(inp.status)
+        recorded.status_written = self._publish_with(inp.status)
         return recorded
 
     @activity.defn
     def cancel_application(self, inp: CancelApplicationInput) -> list[GatewayView]:
-        gateways = refuse_on_rule(lambda: enrollment_store.cancel_application(self._engine, inp))
-        self._publish_with(inp.status)
-        return gateways
+        return refuse_on_rule(lambda: enrollment_store.cancel_application(self._engine, inp))
+
+    @activity.defn
+    def cancel_application_carrying_status(
+        self, inp: CancelApplicationInput
+    ) -> CancelledApplication:
+        """``cancel_application`` with the status row its input carries."""
+        gateways = self.cancel_application(inp)
+        return CancelledApplication(
+            gateways=gateways, status_written=self._publish_with(inp.status)
+        )
 
     @activity.defn
     def publish_status(self, inp: PublishStatusInput) -> bool:
         """The journey's status into its store row (a local activity; newer writes win)."""
         return journey_status.publish(self._engine, inp)
 
-    def _publish_with(self, status: PublishStatusInput | None) -> None:
+    def _publish_with(self, status: PublishStatusInput | None) -> bool:
         """Patch ``status-with-write``: a write that carries the journey's status as it
         will be after it (the workflow's prediction) writes the row too, once the write
-        itself succeeded (a refusal writes nothing). The write is idempotent by its key
-        and the row only moves forward, so a retry of both is safe."""
-        if status is not None:
+        itself succeeded (a refusal writes nothing). Whether the row was written: a row
+        that cannot be written never fails the write, which is recorded already (the
+        workflow's writer tries the row again). The write is idempotent by its key and
+        the row only moves forward, so a retry of both is safe."""
+        if status is None:
+            return False
+        try:
             journey_status.publish(self._engine, status)
+        except Exception as err:  # the row is second to the write: never fail it
+            activity.logger.warning("status row not written: %s", type(err).__name__)
+            return False
+        return True
 
     @activity.defn
     def mark_points_member_suspended(self, inp: CircleCancelledInput) -> int | None:

@@ -298,6 +298,8 @@ class RecordedApplication(BaseModel):
     # An active スマイルeポイント member on one of the account's gateways (a household
     # re-joining after 解約): the journey goes straight to enrolled.
     points_member_gateway_id: str | None = None
+    # Whether the status row the input carried was written (patch status-with-write).
+    status_written: bool = False
 
 
 class CancelRequest(BaseModel):
@@ -310,6 +312,13 @@ class CancelReceipt(BaseModel):
     gateway_id: str
     cancelled_at: datetime
     stage: Stage
+
+
+class CancelledApplication(BaseModel):
+    """Activity ``cancel_application_carrying_status`` (patch status-with-write)."""
+
+    gateways: list[GatewayView]
+    status_written: bool  # the carried status row was written
 
 
 class CancelApplicationInput(BaseModel):

@@ -49,10 +49,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.enrollment import EnrollmentActivities
@@ -103,6 +103,9 @@ with workflow.unsafe.imports_passed_through():
         run_update_store_activity,
     )
 
+
+InputT = TypeVar("InputT")
+ResultT = TypeVar("ResultT")
 
 ELIGIBILITY_RETRY_AFTER = timedelta(hours=1)
 APPLYING_STAGES = (Stage.AWAITING_APPLICATION, Stage.AWAITING_POINTS_SIGNUP, Stage.ENROLLED)
@@ -275,7 +278,8 @@ class EnrollmentWorkflow:
                     )
 
             status = self._status_after(applied)
-            recorded = await run_update_store_activity(
+            recorded = await self._write_carrying(
+                status,
                 EnrollmentActivities.record_application,
                 RecordApplicationInput(
                     key=self._request_key("apply"),
@@ -311,7 +315,7 @@ class EnrollmentWorkflow:
                 )
             else:
                 self._status_changed()  # the gateways changed
-            self._status_written(status)
+            self._status_written(status, recorded.status_written)
             await self._status_published()
             return receipt
 
@@ -345,16 +349,23 @@ class EnrollmentWorkflow:
                     self._set_stage(Stage.WITHDRAWN, now)
 
             status = self._status_after(cancelled)
-            self._gateways = await run_update_store_activity(
-                EnrollmentActivities.cancel_application,
-                CancelApplicationInput(
-                    key=self._request_key("cancel"),
-                    account_id=self._inp.account_id,
-                    gateway_id=req.gateway_id,
-                    cancelled_at=now,
-                    status=status,
-                ),
+            cancel = CancelApplicationInput(
+                key=self._request_key("cancel"),
+                account_id=self._inp.account_id,
+                gateway_id=req.gateway_id,
+                cancelled_at=now,
+                status=status,
             )
+            row_written = False
+            if status is None:
+                self._gateways = await run_update_store_activity(
+                    EnrollmentActivities.cancel_application, cancel
+                )
+            else:
+                done = await self._write_carrying(
+                    status, EnrollmentActivities.cancel_application_carrying_status, cancel
+                )
+                self._gateways, row_written = done.gateways, done.status_written
             gateway = self._gateway(req.gateway_id)
             self._mail(
                 MailKind.APPLICATION_CANCELLED,
@@ -384,7 +395,7 @@ class EnrollmentWorkflow:
                 self._enter(Stage.WITHDRAWN, now if status else None)  # as in _decide
             else:
                 self._status_changed()  # the gateways changed
-            self._status_written(status)
+            self._status_written(status, row_written)
             await self._status_published()
             return CancelReceipt(gateway_id=req.gateway_id, cancelled_at=now, stage=self._stage)
 
@@ -529,7 +540,8 @@ class EnrollmentWorkflow:
             self._require_stage(Stage.AWAITING_CONSENT)
             now = workflow.now()
             status = self._status_after(lambda: self._set_stage(then, now))
-            await run_update_store_activity(
+            written = await self._write_carrying(
+                status,
                 EnrollmentActivities.record_consent,
                 RecordConsentInput(
                     key=self._request_key(what),
@@ -544,7 +556,7 @@ class EnrollmentWorkflow:
             # Since status-with-write the stage is entered at the decision's time (the
             # predicted row's); before, at the time the write came back.
             self._enter(then, now if status else None)
-            self._status_written(status)
+            self._status_written(status, bool(written))
             await self._status_published()
             return now
 
@@ -560,7 +572,11 @@ class EnrollmentWorkflow:
         """What entering a stage (now, or ``at``: the time an update's decision was
         made) does to the state; ``_enter`` also tells the world."""
         self._stage = stage
-        self._stage_entered_at = at or workflow.now()
+        # A decision's time, unless the journey entered its stage later (a signal while
+        # the decision's write ran): stages are never entered back in time.
+        self._stage_entered_at = (
+            at if at is not None and at >= self._stage_entered_at else workflow.now()
+        )
         self._schedule_from = self._stage_entered_at
         self._reminders_sent = 0
         self._dormant = False
@@ -798,8 +814,9 @@ class EnrollmentWorkflow:
         made, for that write to carry. Predicted by making the change, reading the status
         and putting the state back (nothing else runs meanwhile). None before the patch,
         and while the row is behind (a write pending, or the store refusing it): the
-        writer task writes it then, as before, and the update's write stays a write of
-        its own (so a store refusing the row still never stops the journey)."""
+        writer task writes it then, as before. The activity writes the row only after
+        the write, and a row it cannot write never fails the write (it says so, and
+        ``_status_written`` leaves the row to the writer)."""
         if not self._status_in_store or self._status_saved != self._status_seq:
             return None
         if not workflow.patched(PATCH_STATUS_WITH_WRITE):
@@ -819,7 +836,26 @@ class EnrollmentWorkflow:
             status=status,
         )
 
-    def _status_written(self, written: PublishStatusInput | None) -> None:
+    async def _write_carrying(
+        self,
+        status: PublishStatusInput | None,
+        activity: Callable[[Any, InputT], ResultT],
+        inp: InputT,
+    ) -> ResultT:
+        """The update's store write (``run_update_store_activity``), carrying ``status``.
+        A write that failed may still have written the row (an attempt that wrote, then
+        timed out): the workflow's status is then made newer than it, and the writer
+        task writes the row as the workflow shows it."""
+        try:
+            result: ResultT = await run_update_store_activity(activity, inp)
+        except ApplicationError:
+            if status is not None:
+                self._status_seq = max(self._status_seq, status.seq)
+                self._status_changed()
+            raise
+        return result
+
+    def _status_written(self, written: PublishStatusInput | None, row_written: bool) -> None:
         """After an update's write that carried its status row (``_status_after``) and
         its change of state: when the row shows what the workflow shows now (the
         prediction held, and nothing else changed the status meanwhile, so this is the
@@ -827,7 +863,7 @@ class EnrollmentWorkflow:
         than predicted, a signal came in between) the writer writes a row newer than it."""
         if written is None:
             return
-        if self._status_seq == written.seq and self.get_status() == written.status:
+        if row_written and self._status_seq == written.seq and self.get_status() == written.status:
             self._status_saved = max(self._status_saved, written.seq)
         else:
             self._status_changed()

@@ -159,6 +159,7 @@ async def running_worker(
                 registry.record_consent,
                 registry.record_application,
                 registry.cancel_application,
+                registry.cancel_application_carrying_status,
                 registry.mark_points_member_suspended,
                 publish_status or registry.publish_status,
                 recorder.send_mail,

@@ -5,13 +5,24 @@ store answers other than predicted. Time-skipping server, real store."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy.engine import Engine
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from domain.enrollment import ApplyRequest, CancelRequest, ConsentRequest, EnrollmentResult, Stage
+from activities.enrollment import EnrollmentActivities
+from domain.enrollment import (
+    ApplyRequest,
+    CancelRequest,
+    ConsentRequest,
+    EnrollmentResult,
+    PublishStatusInput,
+    Stage,
+)
+from store import journey_status
 from tests.factories import add_customer, add_points_member
 from tests.history import local_activity_types
+from tests.waiting import eventually
 from tests.workflows.harness import TERMS, Journeys, MailRecorder, running_worker, wait_stage
 from tests.workflows.test_status_in_store import row
 from workflows.enrollment import EnrollmentWorkflow
@@ -64,7 +75,7 @@ async def test_consent_apply_and_cancel_write_their_row_with_their_write(
         # The three updates wrote their rows with their own writes: no publish_status
         # after the start's.
         assert types.count(PUBLISH) == at_start, types
-        for write in ("record_consent", "record_application", "cancel_application"):
+        for write in ("record_consent", "record_application", "cancel_application_carrying_status"):
             assert write in types
 
 
@@ -105,3 +116,58 @@ async def test_decline_writes_its_row_with_its_write(
         assert (stored.stage, stored.stage_entered_at) == (Stage.DECLINED, declined.declined_at)
         await handle.result()
         assert (await local_activity_types(handle)).count(PUBLISH) == at_start
+
+
+@pytest.mark.parametrize("written_before_failing", [False, True])
+async def test_a_row_that_cannot_be_written_never_fails_the_update(
+    ts_env: WorkflowEnvironment,
+    sqlite_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    written_before_failing: bool,
+) -> None:
+    """The consent is recorded; its row is not (the store refuses it, or wrote it and the
+    answer was lost): the update still answers, and the row, once written, is the
+    workflow's."""
+    customer = add_customer(sqlite_engine)
+    real = journey_status.publish
+
+    def failing(engine: Engine, inp: PublishStatusInput) -> bool:
+        if written_before_failing:
+            real(engine, inp)
+        raise RuntimeError("journey_status unavailable")
+
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle, _ = await awaiting_consent(journeys, customer.account_id)
+        monkeypatch.setattr(journey_status, "publish", failing)
+        agreed = await handle.execute_update(
+            EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+        )
+        assert agreed.stage == Stage.AWAITING_APPLICATION
+        shown = await handle.query(EnrollmentWorkflow.get_status)
+        if written_before_failing:
+            assert row(sqlite_engine, customer.account_id) == shown
+
+
+async def test_a_write_that_failed_after_its_row_leaves_the_workflows_row(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attempt wrote the consent and the predicted row, then failed (a timeout, say),
+    and so did every retry: the update fails, the journey still waits for consent, and
+    the row must not keep showing the consent that the journey did not take."""
+    customer = add_customer(sqlite_engine)
+    real = EnrollmentActivities._publish_with
+
+    def write_then_fail(self: EnrollmentActivities, status: PublishStatusInput | None) -> bool:
+        real(self, status)
+        raise RuntimeError("the attempt timed out after writing")
+
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle, _ = await awaiting_consent(journeys, customer.account_id)
+        monkeypatch.setattr(EnrollmentActivities, "_publish_with", write_then_fail)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                EnrollmentWorkflow.give_consent, ConsentRequest(terms_version=TERMS.version)
+            )
+        shown = await handle.query(EnrollmentWorkflow.get_status)
+        assert shown.stage == Stage.AWAITING_CONSENT
+        await eventually(lambda: row(sqlite_engine, customer.account_id) == shown)
