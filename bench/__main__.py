@@ -37,6 +37,12 @@ def main() -> None:
     parser.add_argument("--ceiling", default=",".join(map(str, b.ceiling)), help="e.g. 50,100")
     parser.add_argument("--logins", type=int, default=p.login_c1, help="logins at c=1")
     parser.add_argument("--steps", type=int, default=p.steps_c1, help="circle journeys at c=1")
+    parser.add_argument(
+        "--paced", type=int, default=p.paced_c1, help="circle journeys at c=1 with --pace"
+    )
+    parser.add_argument(
+        "--pace", type=float, default=p.pace, help="seconds between a paced journey's steps"
+    )
     parser.add_argument("--signups", type=int, default=p.signups_c1, help="points signups at c=1")
     parser.add_argument("--journeys", "-n", type=int, default=p.journeys, help="journeys at c")
     parser.add_argument("--login-concurrency", type=int, default=p.login_concurrency)
@@ -68,6 +74,8 @@ def main() -> None:
     product_sizes = ProductSizes(
         login_c1=args.logins,
         steps_c1=args.steps,
+        paced_c1=args.paced,
+        pace=args.pace,
         signups_c1=args.signups,
         journeys=args.journeys,
         concurrency=args.concurrency,

@@ -309,13 +309,20 @@ class Product:
         return str(response.json()["access_token"])
 
     async def circle(
-        self, api: Api, steps: Steps, customer: Customer, token: str | None = None
+        self,
+        api: Api,
+        steps: Steps,
+        customer: Customer,
+        token: str | None = None,
+        pause: float = 0.0,
     ) -> None:
-        """start → consent → apply → status, as the guide's screens call them."""
+        """start → consent → apply → status, as the guide's screens call them;
+        ``pause`` seconds between the steps (a customer reading the screen)."""
         auth = self.auth(customer, token)
         started = await api.call(steps, "start", "POST", "/v1/journey", headers=auth)
         if started.json()["stage"] != "awaiting_consent":
             raise BenchError(f"start: stage {started.json()['stage']}")
+        await asyncio.sleep(pause)
         await api.call(
             steps,
             "consent",
@@ -324,6 +331,7 @@ class Product:
             headers=auth,
             json={"agree": True, "terms_version": self.settings.circle_terms_version},
         )
+        await asyncio.sleep(pause)
         await api.call(
             steps,
             "apply",
@@ -333,6 +341,7 @@ class Product:
             headers=auth,
             json={"gateway_id": customer.gateway_id},
         )
+        await asyncio.sleep(pause)
         status = await api.call(steps, "status", "GET", "/v1/journey", headers=auth)
         if status.json()["stage"] != "awaiting_points_signup":
             raise BenchError(f"status: stage {status.json()['stage']}")
@@ -522,6 +531,7 @@ class BurstFigures:
 @dataclass
 class ProductFigures:
     c1: Steps = field(default_factory=Steps)
+    paced: Steps = field(default_factory=Steps)  # c=1 with a pause between the steps
     pages: Steps = field(default_factory=Steps)
     logins: LoginFigures | None = None
     journeys: JourneyRun | None = None
@@ -537,6 +547,8 @@ class ProductSizes:
     warmup: int = 5
     login_c1: int = 20  # logins one at a time
     steps_c1: int = 100  # circle journeys one at a time (a sample of each step)
+    paced_c1: int = 30  # the same at a customer's pace: `pace` seconds between the steps
+    pace: float = 0.2
     signups_c1: int = 20  # points signups one at a time (every other one under another address)
     pages_c1: int = 20
     journeys: int = 100  # whole journeys at `concurrency`, login excluded
@@ -567,6 +579,10 @@ async def measure_product(product: Product, sizes: ProductSizes, say: Any) -> Pr
         applied = product.customers.take(sizes.steps_c1)
         for customer in applied:
             await product.circle(api, figures.c1, customer)
+
+        say(f"product: {sizes.paced_c1} circle journeys, {sizes.pace:.1f} s between steps")
+        for customer in product.customers.take(sizes.paced_c1):
+            await product.circle(api, figures.paced, customer, pause=sizes.pace)
 
         say(f"product: {sizes.signups_c1} points signups, one at a time")
         for i, customer in enumerate(applied[: sizes.signups_c1]):

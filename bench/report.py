@@ -122,6 +122,21 @@ def render(bare: BareFigures, product: ProductFigures, meta: Meta) -> str:
         f"  {'status p50':<22} {ms(status):>9}  (bare query {ms(bare_query)})"
         f"  goal ≤ 10 ms  {verdict(status <= STATUS_GOAL)}"
     )
+    paced = product.paced
+    if paced.samples:
+        add(
+            "  (not a goal) the same steps at a customer's pace, the previous step's mails "
+            "sent meanwhile:"
+        )
+        add(
+            "    "
+            + ", ".join(
+                f"{name} {ms(paced.p(name, 0.5))} (÷ bare local "
+                f"{ratio(paced.p(name, 0.5), local):.2f})"
+                for name in ("start", "consent", "apply", "status")
+                if name in paced.samples
+            )
+        )
     if journeys is not None and "local" in bare_j:
         r = ratio(journeys.per_second, bare_j["local"])
         r_activity = ratio(journeys.per_second, bare_j.get("activity", math.nan))

@@ -29,6 +29,8 @@ async def test_make_bench_runs_every_phase(tmp_path: Path) -> None:
         warmup=1,
         login_c1=1,
         steps_c1=2,
+        paced_c1=1,
+        pace=0.05,
         signups_c1=2,  # one under the account's own address, one the holder confirms
         pages_c1=1,
         journeys=2,
@@ -55,6 +57,7 @@ async def test_make_bench_runs_every_phase(tmp_path: Path) -> None:
     assert {"worker1", "api1", "temporal"} <= set(result.product.memory)
     assert result.product.scaled is not None and result.product.scaled.journeys == 2
     assert {"worker2", "api2"} <= set(result.product.scaled_memory)
+    assert result.product.paced.seconds("consent")
     for row in ("| one step, c=1, p50 |", "journeys/s at c=2 (4 steps)", "Goals", "Memory"):
         assert row in result.report
 
