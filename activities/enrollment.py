@@ -63,8 +63,9 @@ class EnrollmentActivities:
 
     @activity.defn
     def record_consent(self, inp: RecordConsentInput) -> bool | None:
-        """The consent ledger's row; whether the carried status row was written (None:
-        none carried; runs recorded before status-with-write return None too)."""
+        """The consent ledger's row; whether the carried status row was written or was
+        there already (None: none carried; runs recorded before status-with-write
+        return None too)."""
         enrollment_store.record_consent(self._engine, inp)
         return self._publish_with(inp.status) if inp.status is not None else None
 
@@ -96,9 +97,10 @@ class EnrollmentActivities:
     def _publish_with(self, status: PublishStatusInput | None) -> bool:
         """Patch ``status-with-write``: a write that carries the journey's status as it
         will be after it (the workflow's prediction) writes the row too, once the write
-        itself succeeded (a refusal writes nothing). Whether the row was written: a row
-        that cannot be written never fails the write, which is recorded already (the
-        workflow's writer tries the row again). The write is idempotent by its key and
+        itself succeeded (a refusal writes nothing). Whether the row was written, or was
+        there already (a retry finds its own row, which is not newer): a row that cannot
+        be written never fails the write, which is recorded already (the workflow's
+        writer tries the row again). The write is idempotent by its key and
         the row only moves forward, so a retry of both is safe."""
         if status is None:
             return False

@@ -12,6 +12,7 @@ an HMAC of it under the server's secret key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -21,8 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from fastapi import Request
 from sqlalchemy.engine import Engine
 
+from api.errors import ApiError
+from config import Settings
+from domain.errors import ErrorCode
 from store import throttle
 
 PURGE_EVERY = 500  # calls between two purges of finished counters (per process)
@@ -81,6 +86,48 @@ class StoreLimiter:
             if counted.count > limit.count:
                 waits.append(counted.window_start + window - now)
         return max(1, max(waits)) if waits else None
+
+
+@dataclass(frozen=True)
+class LoginGuard:
+    """The lockout of one password login (a customer's, an operator's): failures are
+    counted per name typed (the same for an unknown name) and per client address, and
+    either reaching its limit locks it for a while; a locked one is refused (429 with
+    ``Retry-After``) before any password is hashed, even the right one."""
+
+    limiter: StoreLimiter
+    name_key: str
+    client_key: str
+    per_name: Limit
+    per_client: Limit
+
+    @classmethod
+    def of(cls, request: Request, settings: Settings, kind: str, name: str) -> LoginGuard:
+        window, lockout = settings.login_failure_window, settings.login_lockout
+        client = request.client.host if request.client else "unknown"
+        return cls(
+            limiter=request.app.state.limiter,
+            name_key=f"{kind}-account:{name}",
+            client_key=f"{kind}-client:{client}",
+            per_name=Limit(settings.login_failures_per_account, window, lockout),
+            per_client=Limit(settings.login_failures_per_client, window, lockout),
+        )
+
+    async def refuse_if_locked(self) -> None:
+        wait = await asyncio.to_thread(self.limiter.locked_for, self.name_key, self.client_key)
+        if wait is not None:
+            raise ApiError(ErrorCode.LOGIN_THROTTLED, retry_after=wait)
+
+    async def failed(self) -> None:
+        def count() -> None:
+            self.limiter.fail(self.per_name, self.name_key)
+            self.limiter.fail(self.per_client, self.client_key)
+
+        await asyncio.to_thread(count)
+
+    async def succeeded(self) -> None:
+        """The name's own earlier typos are forgiven (the client's are not)."""
+        await asyncio.to_thread(self.limiter.forget, self.name_key)
 
 
 def _seconds(delta: timedelta) -> int:

@@ -22,6 +22,7 @@ from api.deps import (
     SystemDep,
 )
 from api.errors import ApiError, error_responses
+from api.ratelimit import LoginGuard
 from api.schemas import (
     AgreedDocumentView,
     EmailChangeBody,
@@ -81,20 +82,29 @@ MemberServiceDep = Annotated[MemberService, Depends(member_service)]
 @router.post(
     "/session",
     response_model=MemberLoginResponse,
-    responses=error_responses(ErrorCode.LOGIN_FAILED),
+    responses=error_responses(ErrorCode.LOGIN_FAILED, ErrorCode.LOGIN_THROTTLED),
 )
 async def log_in(
-    body: MemberLoginRequest, engine: EngineDep, tokens: MemberTokensDep
+    body: MemberLoginRequest,
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    tokens: MemberTokensDep,
 ) -> MemberLoginResponse:
     """Log in to マイページ with the registered e-mail and the password set at STEP4.
 
     A wrong address, a wrong password and a cancelled membership get the same answer, in
-    the same time.
+    the same time. Throttled as the circle log-in is: repeated failures lock the address
+    typed, and the client address, for a while (429 with ``Retry-After``).
     """
+    guard = LoginGuard.of(request, settings, "member-login", body.email.strip().lower())
+    await guard.refuse_if_locked()
     found = await asyncio.to_thread(member_store.member_for_login, engine, body.email)
     verified = await verify_password_async(found[1] if found else None, body.password)
     if found is None or not verified:
+        await guard.failed()
         raise ApiError(ErrorCode.LOGIN_FAILED)
+    await guard.succeeded()
     return MemberLoginResponse(access_token=tokens.issue(found[0]))
 
 

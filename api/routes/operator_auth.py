@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import EngineDep, ViewerDep, refuse_operator
+from api.deps import EngineDep, SettingsDep, ViewerDep, refuse_operator
 from api.errors import error_responses
+from api.ratelimit import LoginGuard
 from api.security import OperatorSessions, verify_password_async
 from domain.errors import ErrorCode
 from store import operators
@@ -48,20 +49,28 @@ def _sessions(request: Request) -> OperatorSessions:
 @router.post(
     "/session",
     response_model=OperatorSession,
-    responses=error_responses(ErrorCode.OPERATOR_UNAUTHENTICATED, ErrorCode.OPERATOR_DISABLED),
+    responses=error_responses(
+        ErrorCode.OPERATOR_UNAUTHENTICATED, ErrorCode.OPERATOR_DISABLED, ErrorCode.LOGIN_THROTTLED
+    ),
 )
 async def operator_login(
     body: OperatorLogin,
     request: Request,
     engine: EngineDep,
+    settings: SettingsDep,
     sessions: Annotated[OperatorSessions, Depends(_sessions)],
 ) -> OperatorSession:
     """Log an operator in with their password; the session goes in ``Authorization:
-    Bearer``. A wrong name or password is one answer, and audited."""
+    Bearer``. A wrong name or password is one answer, and audited. Throttled as the
+    customers' login is: repeated failures lock the name typed, and the client address,
+    for a while (429 with ``Retry-After``), even for the right password."""
+    guard = LoginGuard.of(request, settings, "operator-login", body.name)
+    await guard.refuse_if_locked()
     found = await run_in_threadpool(operators.by_name, engine, body.name)
     # verify_password against a dummy hash when there is none: the same time either way
     ok = await verify_password_async(found.password_hash if found else None, body.password)
     if found is None or not ok:
+        await guard.failed()
         raise await run_in_threadpool(
             refuse_operator,
             request,
@@ -79,7 +88,8 @@ async def operator_login(
             ErrorCode.OPERATOR_DISABLED,
             "operator disabled",
         )
-    max_age = int(request.app.state.settings.operator_session_max_age.total_seconds())
+    await guard.succeeded()
+    max_age = int(settings.operator_session_max_age.total_seconds())
     return OperatorSession(access_token=sessions.issue(found.name), expires_in=max_age)
 
 

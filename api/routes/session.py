@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from api.deps import EngineDep, SettingsDep, TokensDep
 from api.errors import ApiError, error_responses
-from api.ratelimit import Limit, StoreLimiter
+from api.ratelimit import LoginGuard
 from api.schemas import LoginRequest, LoginResponse
 from api.security import verify_password_async
 from domain.errors import ErrorCode
@@ -36,14 +36,10 @@ async def log_in(
     address, for a while (429 with ``Retry-After``): while locked even the right password
     is refused, and an unknown user ID locks exactly like a known one.
     """
-    limiter: StoreLimiter = request.app.state.limiter
     user_id = body.user_id.strip().lower()
     # Keyed by what was typed, not by the account: the same for an unknown user ID.
-    account_key = f"login-account:{user_id}"
-    client_key = f"login-client:{request.client.host if request.client else 'unknown'}"
-    wait = await asyncio.to_thread(limiter.locked_for, account_key, client_key)
-    if wait is not None:  # refused before hashing: a flood costs no argon2 time
-        raise ApiError(ErrorCode.LOGIN_THROTTLED, retry_after=wait)
+    guard = LoginGuard.of(request, settings, "login", user_id)
+    await guard.refuse_if_locked()  # before hashing: a flood costs no argon2 time
     # Read before the (slow, on purpose) hash check, which holds no connection or thread
     # of the API's pool: it waits for the hashing pool (api/security.py).
     account = await asyncio.to_thread(_account_for, engine, user_id)
@@ -52,16 +48,9 @@ async def log_in(
         account.password_hash if account else None, body.password
     )
     if account is None or not verified:
-        window, lockout = settings.login_failure_window, settings.login_lockout
-
-        def fail() -> None:
-            limiter.fail(Limit(settings.login_failures_per_account, window, lockout), account_key)
-            limiter.fail(Limit(settings.login_failures_per_client, window, lockout), client_key)
-
-        await asyncio.to_thread(fail)
+        await guard.failed()
         raise ApiError(ErrorCode.LOGIN_FAILED)
-    # The customer's own earlier typos are forgiven.
-    await asyncio.to_thread(limiter.forget, account_key)
+    await guard.succeeded()
     return LoginResponse(access_token=tokens.issue(account.id), account_id=account.id)
 
 

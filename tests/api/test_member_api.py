@@ -9,6 +9,8 @@ from config import Settings
 from devtools.mailsink import ReceivedMail
 from tests.api.conftest import SYSTEM_KEY, Stack
 from tests.api.test_signup_api import CUSTOMER, PASSWORD, applied_customer, link_token
+from tests.factories import PASSWORD as FACTORY_PASSWORD
+from tests.factories import add_customer, add_points_member
 from tests.waiting import eventually
 
 POINTS_FROM = "株式会社NTTスマイルエナジー <noreply_cr@nttse.com>"
@@ -257,3 +259,25 @@ async def test_circle_cancellation_suspends_the_points_membership(stack: Stack) 
     )
     assert customer.eligible_gateway in [row["gateway_id"] for row in listed.json()]
     assert "@" not in listed.text
+
+
+async def test_member_login_locks_after_failures_even_for_the_right_password(
+    stack: Stack,
+) -> None:
+    customer = add_customer(stack.engine)
+    add_points_member(stack.engine, customer)
+    await member_login(stack, customer.email, FACTORY_PASSWORD)  # the right one works
+    for _ in range(stack.settings.login_failures_per_account):
+        wrong = await stack.call(
+            "POST",
+            "/v1/points/member/session",
+            json={"email": customer.email, "password": "x-Wrong-1"},
+        )
+        assert code(wrong) == (401, "login_failed")
+    locked = await stack.call(
+        "POST",
+        "/v1/points/member/session",
+        json={"email": customer.email, "password": FACTORY_PASSWORD},
+    )
+    assert code(locked) == (429, "login_throttled")
+    assert int(locked.headers["Retry-After"]) > 0

@@ -143,6 +143,33 @@ async def test_password_login(
     assert all("Operator-Pass" not in e.reason for e in audit.list(engine))
 
 
+async def test_operator_login_locks_after_failures_even_for_the_right_password(
+    dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
+) -> None:
+    engine = make_engine(sqlite_url)
+    operators.add(engine, "otto", Role.OPERATOR, hash_password("Operator-Pass-2026"))
+    limits = {"login_failures_per_account": 3, "login_failures_per_client": 100}
+    async with operator_api(dev_env, sqlite_url, mail_sink, **limits) as (_, http):
+
+        async def log_in(name: str, password: str) -> httpx.Response:
+            return await http.post(
+                "/v1/operator/session", json={"name": name, "password": password}
+            )
+
+        for _ in range(3):
+            assert (await log_in("otto", "wrong-password")).status_code == 401
+        locked = await log_in("otto", "Operator-Pass-2026")
+        assert (locked.status_code, locked.json()["detail"][0]["code"]) == (
+            429,
+            "login_throttled",
+        )
+        assert int(locked.headers["Retry-After"]) > 0
+        # An unknown name locks exactly like a known one.
+        for _ in range(3):
+            assert (await log_in("nobody", "wrong-password")).status_code == 401
+        assert (await log_in("nobody", "wrong-password")).status_code == 429
+
+
 async def test_codec_accepts_operator_credentials_and_audits_use(
     dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink
 ) -> None:
