@@ -1,10 +1,11 @@
 """Rate limits and lockouts kept in the store, so every API instance shares them.
 
-Two uses: login failures (per account and per client address; reaching the limit locks
-the key for a while, and a locked key is refused before any password is hashed) and
-mail-sending requests (per address and per client address; over the limit is refused
-until the window ends). The durable per-signup limits (a resend cooldown and a daily cap)
-are the workflow's; these stop floods early.
+Two uses: login failures (the customers', the members' and the operators' logins, per
+name typed and per client address; reaching the limit locks the key for a while, and a
+locked key is refused before any password is hashed) and mail-sending requests (per
+address and per client address; over the limit is refused until the window ends). The
+durable per-signup limits (a resend cooldown and a daily cap) are the workflow's; these
+stop floods early.
 
 What is counted (an e-mail address, an IP address) is personal data: the store keeps only
 an HMAC of it under the server's secret key.
@@ -90,10 +91,11 @@ class StoreLimiter:
 
 @dataclass(frozen=True)
 class LoginGuard:
-    """The lockout of one password login (a customer's, an operator's): failures are
-    counted per name typed (the same for an unknown name) and per client address, and
-    either reaching its limit locks it for a while; a locked one is refused (429 with
-    ``Retry-After``) before any password is hashed, even the right one."""
+    """The lockout of one password login (a customer's, a member's, an operator's; each
+    kind with counters of its own): failures are counted per name typed (the same for an
+    unknown name) and per client address, and either reaching its limit locks it for a
+    while; a locked one is refused (429 with ``Retry-After``) before any password is
+    hashed, even the right one."""
 
     limiter: StoreLimiter
     name_key: str
