@@ -277,6 +277,11 @@ class Settings(BaseSettings):
     def codec_key_bytes(self) -> dict[str, bytes]:
         return {k: base64.b64decode(v.get_secret_value()) for k, v in self.codec_keys.items()}
 
+    @property
+    def mail_queue(self) -> str | None:
+        """The mail task queue a workflow's input carries (None: the workflow's own)."""
+        return self.mail_task_queue or None
+
     def circle_terms(self) -> TermsDocument:
         return _document(
             "omron_circle_member_terms",

@@ -47,7 +47,7 @@ def journey_input(settings: Settings, account_id: str) -> EnrollmentInput:
         points_signup_url=settings.points_signup_url,
         reminders=settings.reminder,
         quiet_hours=settings.quiet,
-        mail_task_queue=settings.mail_task_queue or None,
+        mail_task_queue=settings.mail_queue,
     )
 
 

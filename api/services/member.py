@@ -52,7 +52,7 @@ class MemberService:
             MemberInput(
                 member_id=member_id,
                 policy=MemberPolicy(link_ttl=self.settings.signup.link_ttl),
-                mail_task_queue=self.settings.mail_task_queue or None,
+                mail_task_queue=self.settings.mail_queue,
             ),
             id=workflow_id,
             task_queue=self.settings.task_queue,

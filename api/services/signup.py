@@ -96,7 +96,7 @@ class SignupService:
                 privacy_policy=settings.points_privacy(),
                 policy=settings.signup,
                 quiet_hours=settings.quiet,
-                mail_task_queue=settings.mail_task_queue or None,
+                mail_task_queue=settings.mail_queue,
             ),
             id=signup_workflow_id(signup_id),
             task_queue=settings.task_queue,
