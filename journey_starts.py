@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -51,6 +51,26 @@ def journey_input(settings: Settings, account_id: str) -> EnrollmentInput:
     )
 
 
+SUMMARY = "Eco-katsu circle journey"
+
+
+def customer_start(
+    settings: Settings, account_id: str
+) -> WithStartWorkflowOperation[EnrollmentWorkflow, EnrollmentResult]:
+    """The customer's start (``POST /v1/journey``), sent with the update that answers it
+    (``settle_start``, one call): an open run is attached to, a closed journey starts
+    anew."""
+    return WithStartWorkflowOperation(
+        EnrollmentWorkflow.run,
+        journey_input(settings, account_id),
+        id=enrollment_workflow_id(account_id),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        static_summary=SUMMARY,
+    )
+
+
 async def start_journey(
     client: Client, settings: Settings, account_id: str, *, anew: bool
 ) -> WorkflowHandle[EnrollmentWorkflow, EnrollmentResult]:
@@ -73,7 +93,7 @@ async def start_journey(
                 if anew
                 else WorkflowIDReusePolicy.REJECT_DUPLICATE
             ),
-            static_summary="Eco-katsu circle journey",
+            static_summary=SUMMARY,
         )
     except WorkflowAlreadyStartedError as err:
         if anew:

@@ -239,6 +239,16 @@ class EnrollmentStatus(BaseModel):
     points_member_gateway_id: str | None = None
 
 
+class StartSettled(BaseModel):
+    """Update ``settle_start`` (the start of ``POST /v1/journey``, by update-with-start):
+    the status once the eligibility check is done and the store's row shows it. ``fresh``:
+    the run was still checking when asked, so its stage (even ineligible) is the answer;
+    otherwise a final stage means the run is only closing (sending its last mails)."""
+
+    status: EnrollmentStatus
+    fresh: bool
+
+
 class PublishStatusInput(BaseModel):
     """Activity ``publish_status``: the journey's status for the store's row (read by
     ``GET /v1/journey``). ``(published_at, seq)`` orders the writes of every run."""

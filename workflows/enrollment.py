@@ -17,6 +17,8 @@ Messages
 - signal ``terms_revised(TermsDocument)``: a new version of the member terms
   (``cli.py terms-revised``). A journey waiting for consent moves to it and asks again by
   mail; one past consent gets a notice. Idempotent by version.
+- update ``settle_start() -> StartSettled``: the customer's start (update-with-start);
+  answers once the eligibility check is done and its status row written.
 - query ``get_status() -> EnrollmentStatus``; the same status is written to the store's
   ``journey_status`` row after every change (patch ``status-in-store``), which is what
   ``GET /v1/journey`` reads; an update answers once its row is written.
@@ -81,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         RecordApplicationInput,
         RecordConsentInput,
         Stage,
+        StartSettled,
         next_reminder_at,
     )
     from domain.errors import ErrorCode
@@ -199,6 +202,8 @@ class EnrollmentWorkflow:
             if not result.eligible:
                 self._ineligible_reason = result.reason
                 self._enter(Stage.INELIGIBLE)
+                # The start's settle_start answers with this stage before the run ends.
+                await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._close_status()
                 return self._finish_result()
             self._enter(Stage.AWAITING_CONSENT)
@@ -1002,3 +1007,14 @@ class EnrollmentWorkflow:
             {"version": terms.version, "url": terms.url, "audience": audience},
         )
         self._publish()
+
+    @workflow.update
+    async def settle_start(self) -> StartSettled:
+        """The answer to the customer's start (``POST /v1/journey`` sends it with the
+        start, as one update-with-start): the status once the eligibility check is done
+        and the store's row shows it, so the next ``GET`` reads what this answered. No
+        command of its own: it only waits."""
+        fresh = self._stage == Stage.CHECKING
+        await workflow.wait_condition(lambda: self._stage != Stage.CHECKING)
+        await self._status_published()
+        return StartSettled(status=self.get_status(), fresh=fresh)

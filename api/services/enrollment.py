@@ -67,11 +67,13 @@ async def status_of(
 async def settled_status_of(
     client: Client, engine: Engine, settings: Settings, account_id: str, run_id: str | None
 ) -> EnrollmentStatus:
-    """The status of run ``run_id`` once the eligibility check is done (milliseconds).
+    """The status of run ``run_id`` once the eligibility check is done (milliseconds):
+    how a start learns it from a worker from before ``settle_start`` (during a rolling
+    deploy; ``api/services/starts.py`` asks that update first).
 
     Read from the store's row as soon as that run has published it; a run that publishes
-    none (a worker without ``status-in-store``, during a rolling deploy) is polled with
-    queries after ``STORE_SETTLE_WAIT``, which leave nothing in history.
+    none (a worker without ``status-in-store``) is polled with queries after
+    ``STORE_SETTLE_WAIT``, which leave nothing in history.
     """
     handle = handle_for(client, account_id)
 

@@ -10,26 +10,35 @@ and when it cannot be made now the reconciler in the workers makes it later
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from fastapi import status
 from sqlalchemy.engine import Engine
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError
 from api.schemas import AnnounceAccountRequest
 from api.security import hash_password_async, verify_password
 from api.services import enrollment as enrollment_service
+from api.services.workflows import answer
 from config import Settings
 from domain.enrollment import EnrollmentStatus
 from domain.errors import ErrorCode
 from domain.ids import enrollment_workflow_id
-from journey_starts import start_journey, start_recorded, utcnow
+from journey_starts import customer_start, start_recorded, utcnow
 from store import starts as starts_store
 from store.enrollment import RuleViolation
+from workflows.enrollment import EnrollmentWorkflow
 
 T = TypeVar("T")
 
@@ -121,30 +130,58 @@ async def start_or_resume(
 ) -> tuple[str, EnrollmentStatus]:
     """The customer's journey under way, or a new one; never one that is over.
 
-    A journey that has ended in the workflow's state (withdrawn, declined) keeps its run
-    open while it sends its last mails, and a start with ``USE_EXISTING`` would return
-    that run. So: note the open run before starting; if the start returns that same run
-    and its journey is over, wait for it to close and start again. A run that this start
-    made is returned whatever its stage (a new journey may end at once as ineligible).
+    One call: the start (``USE_EXISTING``: an open run is attached to; a closed journey
+    starts anew) with the update ``settle_start``, which answers once the run's
+    eligibility check is done and the store's row shows it (update-with-start). A run
+    this start made (``fresh``) is returned whatever its stage (a new journey may end at
+    once as ineligible). A run that was open already and whose journey is over only sends
+    its last mails: wait for it to close and start again.
+
+    A worker from before ``settle_start`` (a rolling deploy) refuses that update; the
+    start is made all the same, and its first status is read as before
+    (``settled_status_of``). No answer in time: 503, ``temporal_unavailable`` if the
+    server itself does not answer, else ``worker_unavailable``.
     """
     workflow_id = enrollment_workflow_id(account_id)
+    handle = enrollment_service.handle_for(client, account_id)
     for _ in range(CLOSING_ROUNDS):
-        prior = await temporal_call(settings, _open_run_id(client, workflow_id))
-        handle = await temporal_call(
-            settings, start_journey(client, settings, account_id, anew=True)
+        start = customer_start(settings, account_id)
+        call = client.execute_update_with_start_workflow(
+            EnrollmentWorkflow.settle_start,
+            start_workflow_operation=start,
+            # Each start is its own request: a retry asks the run again (nothing to redo).
+            id=f"start-{uuid.uuid4().hex}",
         )
+        try:
+            settled = await answer(settings, handle, call)
+            state, fresh = settled.status, settled.fresh
+        except ApiError as err:
+            if err.code == ErrorCode.WORKER_UNAVAILABLE:
+                # Which of the two is gone: the server (describe fails too) or the worker.
+                await temporal_call(settings, _open_run_id(client, workflow_id))
+            raise
+        except WorkflowUpdateFailedError as err:
+            if not _unknown_update(err):
+                raise
+            run_id = (await start.workflow_handle()).result_run_id
+            state = await enrollment_service.settled_status_of(
+                client, engine, settings, account_id, run_id
+            )
+            fresh = True  # the old way cannot tell; the stage it answers is the run's
+        except RPCError as err:
+            if err.status in SERVER_TROUBLE:
+                raise ApiError(ErrorCode.TEMPORAL_UNAVAILABLE) from None
+            raise
+        run = await start.workflow_handle()
         # Also closes the account's pending start in the outbox, if it has one.
         await asyncio.to_thread(
             starts_store.mark_started, engine, account_id, workflow_id, now=utcnow()
         )
-        state = await enrollment_service.settled_status_of(
-            client, engine, settings, account_id, handle.result_run_id
-        )
-        if handle.result_run_id != prior or not state.stage.is_final:
+        if fresh or not state.stage.is_final:
             return workflow_id, state
         try:
             async with asyncio.timeout(settings.workflow_answer_timeout.total_seconds()):
-                await handle.result()
+                await run.result()
         except WorkflowFailureError:
             pass  # closed all the same
         except TimeoutError:
@@ -154,3 +191,9 @@ async def start_or_resume(
                 raise ApiError(ErrorCode.TEMPORAL_UNAVAILABLE) from None
             raise
     raise ApiError(ErrorCode.JOURNEY_CLOSING)
+
+
+def _unknown_update(err: WorkflowUpdateFailedError) -> bool:
+    """The run's worker has no such update handler (the SDK refuses it as a RuntimeError)."""
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == "RuntimeError"

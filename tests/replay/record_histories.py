@@ -17,7 +17,12 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.testing import WorkflowEnvironment
 
 from devtools.mailsink import MailSink
@@ -26,11 +31,13 @@ from domain.enrollment import (
     ApplyRequest,
     CancelRequest,
     ConsentRequest,
+    EnrollmentInput,
     PointsRegistered,
     ReminderPolicy,
     Stage,
 )
 from domain.holder import HolderDecision
+from domain.ids import enrollment_workflow_id
 from domain.jst import QuietHours
 from domain.mail import MailKind
 from domain.member import ConfirmEmailChange, EmailChangeRequest
@@ -54,7 +61,14 @@ from tests.conftest import CONVERTER
 from tests.factories import add_customer, add_points_member
 from tests.history import completed_mail, run_histories
 from tests.waiting import eventually
-from tests.workflows.harness import TERMS, Journeys, MailRecorder, running_worker, wait_stage
+from tests.workflows.harness import (
+    SIGNUP_URL,
+    TERMS,
+    Journeys,
+    MailRecorder,
+    running_worker,
+    wait_stage,
+)
 from tests.workflows.signup_harness import (
     INFO,
     SETTINGS,
@@ -474,5 +488,64 @@ async def record() -> None:
     await env.shutdown()
 
 
+async def record_on_dev_server() -> None:
+    """The histories that need a real dev server: the time-skipping one cannot
+    update-with-start, which is how ``POST /v1/journey`` sends ``settle_start``."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=CONVERTER,
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=sa.ALL,
+        dev_server_log_level="error",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/store.sqlite3"
+        migrate(url)
+        engine = make_engine(url)
+        async with running_worker(env.client, engine, MailRecorder()) as journeys:
+
+            async def settle_start(account_id: str) -> WorkflowHandle[Any, Any]:
+                start = WithStartWorkflowOperation(
+                    EnrollmentWorkflow.run,
+                    EnrollmentInput(
+                        account_id=account_id,
+                        circle_terms=TERMS,
+                        points_signup_url=SIGNUP_URL,
+                        reminders=POLICY,
+                        quiet_hours=NO_QUIET,
+                    ),
+                    id=enrollment_workflow_id(account_id),
+                    task_queue=journeys.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                )
+                await env.client.execute_update_with_start_workflow(
+                    EnrollmentWorkflow.settle_start, start_workflow_operation=start
+                )
+                return await start.workflow_handle()
+
+            # 11. (settle_start) the customer's start answered by its update, a resume
+            # asks the run again, then the customer declines
+            c = add_customer(engine)
+            h = await settle_start(c.account_id)
+            await settle_start(c.account_id)
+            await h.execute_update(EnrollmentWorkflow.decline)
+            await h.result()
+            await save("enrollment_settled_start_declined", h)
+
+            # 12. (settle_start) a corporate account: the run ends ineligible, and its
+            # settle_start is answered before it does
+            c = add_customer(engine, holder_type="corporate")
+            h = await settle_start(c.account_id)
+            await h.result()
+            await save("enrollment_settled_start_ineligible", h)
+        engine.dispose()
+    await env.shutdown()
+
+
+async def record_all() -> None:
+    await record()
+    await record_on_dev_server()
+
+
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record_all())

@@ -57,6 +57,9 @@ HISTORIES: dict[str, list[str]] = {
         "enrollment_rejoined_enrolled_status_with_write",
         "enrollment_withdrawn_status_with_write",
         "enrollment_withdrawn_points_suspended_status_with_write",
+        # on a dev server: the customer's start answered by update settle_start
+        "enrollment_settled_start_declined",
+        "enrollment_settled_start_ineligible",
     ],
     "PointSignupWorkflow": [
         "signup_expired_abandoned",
