@@ -60,6 +60,16 @@ HISTORIES: dict[str, list[str]] = {
         # on a dev server: the customer's start answered by update settle_start
         "enrollment_settled_start_declined",
         "enrollment_settled_start_ineligible",
+        # recorded on patch first-status-after-check (no checking row at the start):
+        "enrollment_continued_as_new_first_run_first_status_after_check",
+        "enrollment_dormant_then_declined_first_status_after_check",
+        "enrollment_enrolled_continued_first_run_first_status_after_check",
+        "enrollment_ineligible_first_status_after_check",
+        "enrollment_operator_actions_first_status_after_check",
+        "enrollment_rejoined_enrolled_first_status_after_check",
+        "enrollment_settled_start_declined_first_status_after_check",
+        "enrollment_settled_start_ineligible_first_status_after_check",
+        "enrollment_withdrawn_first_status_after_check",
     ],
     "PointSignupWorkflow": [
         "signup_expired_abandoned",

@@ -5,12 +5,16 @@ store answers other than predicted. Time-skipping server, real store."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy.engine import Engine
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.enrollment import EnrollmentActivities
+from domain import search_attributes as sa
 from domain.enrollment import (
     ApplyRequest,
     CancelRequest,
@@ -171,3 +175,28 @@ async def test_a_write_that_failed_after_its_row_leaves_the_workflows_row(
         shown = await handle.query(EnrollmentWorkflow.get_status)
         assert shown.stage == Stage.AWAITING_CONSENT
         await eventually(lambda: row(sqlite_engine, customer.account_id) == shown)
+
+
+async def test_a_new_journey_publishes_its_first_status_once_checked(
+    ts_env: WorkflowEnvironment, sqlite_engine: Engine
+) -> None:
+    """Patch ``first-status-after-check``: the start writes one row (the stage after the
+    eligibility check) and sets EcoStage once, not ``checking`` first."""
+    customer = add_customer(sqlite_engine)
+    async with running_worker(ts_env.client, sqlite_engine, MailRecorder()) as journeys:
+        handle, at_start = await awaiting_consent(journeys, customer.account_id)
+        assert at_start == 1
+        stored = row(sqlite_engine, customer.account_id)
+        assert stored is not None and stored.stage == Stage.AWAITING_CONSENT
+        stages = [
+            json.loads(
+                e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields[
+                    sa.STAGE.name
+                ].data
+            )
+            for e in (await handle.fetch_history()).events
+            if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+            and sa.STAGE.name
+            in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        ]
+        assert stages == [Stage.AWAITING_CONSENT.value]
