@@ -11,13 +11,21 @@ for every way.
 - ``compat32``: ``MIMEMultipart('alternative')`` of two ``MIMEText(..., 'utf-8')``, a
   ``Header`` subject, ``formataddr`` names, flattened as aiosmtplib flattens a ``Message``
 - ``activities.mail``: what ``build_message`` does now
+
+``--deliver`` times ``MailActivities.deliver`` instead, whole (outbox and recipient in a
+fresh SQLite file, its ``asyncio.to_thread`` hops, rendering, building), with the SMTP
+conversation left out: ``aiosmtplib.send`` is replaced by a stub that only flattens what
+it is given, as aiosmtplib would. CPU of the whole process (the worker threads too).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.header import Header
@@ -25,12 +33,24 @@ from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, parseaddr
+from pathlib import Path
+from typing import Any
 
+import aiosmtplib
 from aiosmtplib.email import flatten_message
+from sqlmodel import Session
 
-from activities.mail import RenderedMail, build_message, message_id_for
+from activities.mail import (
+    MailActivities,
+    RenderedMail,
+    SmtpSettings,
+    build_message,
+    message_id_for,
+)
 from config import Settings
-from domain.mail import MailKind
+from domain.mail import MailKind, MailRequest
+from store.engine import make_engine, migrate
+from store.tables import Account
 from worker import mail_renderer
 
 NAME = "髙橋 ①ｱｲｳ"
@@ -70,7 +90,7 @@ def compat32(mail: RenderedMail, sender: str, message_id: str) -> bytes:
 
 
 def current(mail: RenderedMail, sender: str, message_id: str) -> bytes:
-    return flatten_message(build_message(mail, sender, NAME, ADDRESS, message_id))
+    return build_message(mail, sender, NAME, ADDRESS, message_id).data
 
 
 WAYS: dict[str, Callable[[RenderedMail, str, str], bytes]] = {
@@ -91,11 +111,67 @@ def cpu_us_per_mail(
     return (time.process_time_ns() - start) / n / 1000
 
 
+async def deliver_cpu_us(n: int, rounds: int) -> list[float]:
+    """CPU per mail of ``deliver`` with the SMTP conversation stubbed out, per round."""
+
+    async def flatten_only(message: Any, /, **_: Any) -> None:
+        if not isinstance(message, bytes):
+            flatten_message(message)
+
+    real_send = aiosmtplib.send
+    aiosmtplib.send = flatten_only  # type: ignore[assignment]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{Path(tmp) / 'store.sqlite3'}"
+            migrate(url)
+            engine = make_engine(url)
+            account = Account(
+                email=ADDRESS,
+                password_hash="-",  # noqa: S106  (no login: a bench row)
+                display_name=NAME,
+                holder_type="individual",
+            )
+            with Session(engine) as session:
+                session.add(account)
+                session.commit()
+                session.refresh(account)
+            smtp = SmtpSettings("127.0.0.1", 1025, Settings().mail_from, "eco-katsu.example")
+            mail = MailActivities(engine, smtp, mail_renderer(Settings()))
+            context = {k: v for k, v in CONTEXT.items() if k != "name"}
+            results = []
+            for _ in range(rounds):
+                requests = [
+                    MailRequest(
+                        key=str(uuid.uuid4()),
+                        kind=MailKind.APPLICATION_COMPLETE,
+                        account_id=account.id,
+                        context=context,
+                    )
+                    for _ in range(n)
+                ]
+                start = time.process_time_ns()
+                for req in requests:
+                    await mail.deliver(req)
+                results.append((time.process_time_ns() - start) / n / 1000)
+            engine.dispose()
+            return results
+    finally:
+        aiosmtplib.send = real_send
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.mail_build", description=__doc__)
     parser.add_argument("--n", type=int, default=300, help="mails per round and way")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--deliver", action="store_true", help="time deliver() whole")
     args = parser.parse_args()
+    if args.deliver:
+        values = asyncio.run(deliver_cpu_us(args.n, args.rounds))
+        print(
+            f"deliver, SMTP stubbed: {min(values):.1f} µs CPU/mail "
+            f"(median {statistics.median(values):.1f}), {args.n} mails x {args.rounds} rounds"
+        )
+        return
     mail = mail_renderer(Settings()).render(MailKind.APPLICATION_COMPLETE, CONTEXT)
     size = {name: len(way(mail, Settings().mail_from, "<m@x>")) for name, way in WAYS.items()}
     print(
