@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from email.headerregistry import Address
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import jinja2
@@ -14,12 +19,19 @@ from sqlmodel import Session
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.mail import MailActivities, MailRenderer, SmtpSettings, message_id_for
+from activities.mail import (
+    MailActivities,
+    MailRenderer,
+    RenderedMail,
+    SmtpSettings,
+    build_message,
+    message_id_for,
+)
 from config import Settings
 from devtools.mailsink import MailSink
 from domain.enrollment import AwaitedStep
 from domain.mail import BRAND_OF, MailKind, MailRequest
-from store.tables import OutboxMail
+from store.tables import Account, OutboxMail
 from tests.factories import add_customer
 from worker import mail_renderer, smtp_settings
 
@@ -122,6 +134,135 @@ async def test_sends_utf8_with_deterministic_message_id(
     assert isinstance(mail.message, EmailMessage)
     plain = mail.message.get_body(("plain",))
     assert plain is not None and plain.get_content_charset() == "utf-8"
+
+
+LONG_SUBJECT = (
+    "【みんなで作るエコ活サークル】" + "髙橋①ｱｲｳ𠮷😀 お申込み内容変更のお知らせ " * 12 + "end"
+)
+
+
+def read_back(data: bytes) -> EmailMessage:
+    """As a receiving system reads it (and the sink does)."""
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "【みんなで作るエコ活サークル お申込み完了のお知らせ】遠隔モニタリングサービス",
+        LONG_SUBJECT,
+        "An ASCII subject long enough to need folding, " * 6 + "=?utf-8?q?not_a_word?=",
+        "Short ASCII subject",
+    ],
+    ids=["japanese", "very-long", "long-ascii", "ascii"],
+)
+def test_the_wire_mail_reads_back_as_built(subject: str) -> None:
+    """What goes on the wire, read with ``email.policy.default``: the same subject, sender,
+    recipient (name and address), Message-ID, date, text and HTML."""
+    rendered = RENDERER.render(MailKind.APPLICATION_COMPLETE, {"name": "髙橋 ①ｱｲｳ", **COMPLETE})
+    mail = dataclasses.replace(rendered, subject=subject)
+    sender = Settings().mail_from
+    message_id = message_id_for("k-wire", "eco-katsu.example")
+    before = datetime.now(UTC).replace(microsecond=0)
+    outgoing = build_message(mail, sender, "髙橋 ①ｱｲｳ", "taro@example.com", message_id)
+    assert (outgoing.sender, outgoing.recipients) == (
+        "noreply@eco-katsu.example",
+        ("taro@example.com",),
+    )
+    message = read_back(outgoing.data)
+    assert str(message["Subject"]) == subject
+    assert str(message["From"]) == sender
+    assert message["From"].addresses == (
+        Address("遠隔モニタリングサービス", addr_spec="noreply@eco-katsu.example"),
+    )
+    assert message["To"].addresses == (Address("髙橋 ①ｱｲｳ 様", addr_spec="taro@example.com"),)
+    assert message["Message-ID"] == message_id
+    assert before <= parsedate_to_datetime(message["Date"]) <= datetime.now(UTC)
+    assert message.get_content_type() == "multipart/alternative"
+    plain, html = message.iter_parts()
+    assert plain.get_content_type() == "text/plain" and html.get_content_type() == "text/html"
+    assert plain.get_content_charset() == html.get_content_charset() == "utf-8"
+    assert plain.get_content() == mail.text and "髙橋 ①ｱｲｳ 様" in mail.text
+    assert html.get_content() == mail.html and "髙橋 ①ｱｲｳ 様" in mail.html
+    assert not message.defects and not plain.defects and not html.defects
+
+
+@pytest.mark.parametrize("subject", [LONG_SUBJECT, "x" * 2000, "あ" * 700])
+def test_every_line_stays_within_smtp_limits(subject: str) -> None:
+    """7-bit, CRLF only, no line over 78 characters (SMTP's limit is 998 octets): long
+    subjects are split into encoded-words of at most 75 characters, between characters."""
+    mail = RenderedMail(subject=subject, text="あ" * 3000 + "\n", html="<p>" + "い" * 3000)
+    outgoing = build_message(mail, "遠隔 <n@example.com>", "髙" * 100, "t@example.com", "<m@x>")
+    data = outgoing.data
+    assert data.isascii() and b"\r" not in data.replace(b"\r\n", b"")
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    lines = data.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 78
+    words = [w for line in lines for w in line.split() if w.startswith(b"=?")]
+    assert words and max(len(w) for w in words) <= 75
+    message = read_back(data)
+    assert str(message["Subject"]) == subject
+    # A long name takes several encoded-words. RFC 2047 (6.2) drops the space between
+    # them, as the compat32 decoder does; policy.default's phrase parser keeps one (it did
+    # so for the long names EmailMessage folded too).
+    assert message["To"].addresses[0].addr_spec == "t@example.com"
+    raw_to = message_from_bytes(data, policy=policy.compat32)["To"]
+    assert str(make_header(decode_header(raw_to))) == "髙" * 100 + " 様 <t@example.com>"
+    assert [p.get_content() for p in message.iter_parts()] == [mail.text, mail.html + "\n"]
+
+
+@pytest.mark.parametrize("field", ["subject", "sender", "to_name", "to_addr", "message_id"])
+@pytest.mark.parametrize("line_break", ["\r\n", "\n", "\r"])
+def test_a_header_with_a_line_break_is_refused(field: str, line_break: str) -> None:
+    values = {
+        "subject": "件名",
+        "sender": "遠隔 <n@example.com>",
+        "to_name": "髙橋",
+        "to_addr": "t@example.com",
+        "message_id": "<m@x>",
+    }
+    values[field] = values[field].replace("@", f"{line_break}Bcc: x@", 1) + f"{line_break}X: y"
+    mail = RenderedMail(subject=values.pop("subject"), text="t", html="h")
+    with pytest.raises(ValueError, match="CR or LF"):
+        build_message(mail, **values)
+
+
+@pytest.mark.parametrize(
+    "name", ["髙橋\r\nBcc: victim@example.com", "Taro\nBcc: victim@example.com"]
+)
+async def test_a_header_injection_is_unsendable(
+    sqlite_engine: Engine, mail_sink: MailSink, name: str
+) -> None:
+    """Never sent, never retried: the non-retryable ``mail_unsendable``."""
+    customer = add_customer(sqlite_engine, name=name)
+    req = MailRequest(key="k-crlf", kind=MailKind.INVITATION, account_id=customer.account_id)
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(activities(sqlite_engine, mail_sink).send_mail, req)
+    assert (err.value.type, err.value.non_retryable) == ("mail_unsendable", True)
+    assert mail_sink.received == []
+    with Session(sqlite_engine) as session:
+        row = session.get(OutboxMail, "k-crlf")
+        assert row is not None and (row.status, row.last_error) == ("failed", "ValueError")
+
+
+async def test_an_address_the_relay_cannot_take_is_unsendable(
+    sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    """The relay is not asked for SMTPUTF8: a non-ASCII address can never be sent."""
+    customer = add_customer(sqlite_engine)
+    with Session(sqlite_engine) as session:
+        account = session.get(Account, customer.account_id)
+        assert account is not None
+        account.email = "idn@bücher.example"
+        session.add(account)
+        session.commit()
+    req = MailRequest(key="k-idn", kind=MailKind.INVITATION, account_id=customer.account_id)
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(activities(sqlite_engine, mail_sink).send_mail, req)
+    assert (err.value.type, err.value.non_retryable) == ("mail_unsendable", True)
+    assert mail_sink.received == []
 
 
 async def test_a_retried_mail_is_sent_once(sqlite_engine: Engine, mail_sink: MailSink) -> None:
