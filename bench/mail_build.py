@@ -10,7 +10,8 @@ for every way.
   ``add_alternative``, then aiosmtplib's ``flatten_message`` with ``policy.SMTP``)
 - ``compat32``: ``MIMEMultipart('alternative')`` of two ``MIMEText(..., 'utf-8')``, a
   ``Header`` subject, ``formataddr`` names, flattened as aiosmtplib flattens a ``Message``
-- ``activities.mail``: what ``build_message`` does now
+- ``activities.mail``: what ``build_message`` does now (the compat32 classes, a
+  ``Header`` for each non-ASCII name, folded at 76, CRLF)
 
 ``--deliver`` times ``MailActivities.deliver`` instead, whole (outbox and recipient in a
 fresh SQLite file, its ``asyncio.to_thread`` hops, rendering, building), with the SMTP

@@ -210,7 +210,7 @@ def test_every_line_stays_within_smtp_limits(subject: str) -> None:
     assert message["To"].addresses[0].addr_spec == "t@example.com"
     raw_to = message_from_bytes(data, policy=policy.compat32)["To"]
     assert str(make_header(decode_header(raw_to))) == "髙" * 100 + " 様 <t@example.com>"
-    assert [p.get_content() for p in message.iter_parts()] == [mail.text, mail.html + "\n"]
+    assert [p.get_content() for p in message.iter_parts()] == [mail.text, mail.html]
 
 
 @pytest.mark.parametrize("field", ["subject", "sender", "to_name", "to_addr", "message_id"])
