@@ -17,19 +17,15 @@ from typing import Literal
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
-from temporalio.client import Client
 
 from api.deps import AccountDep, ClientDep, EngineDep, SettingsDep, SignupServiceDep, SignupStepDep
 from api.errors import ApiError, error_responses
 from api.routes.signup import SESSION_ERRORS
-from api.services.workflows import answer
-from config import Settings
+from api.services import holder as holder_service
 from domain.errors import ErrorCode, message_for
-from domain.holder import HolderDecision, HolderState
-from domain.ids import signup_workflow_id
+from domain.holder import HolderState
 from store import holder as holder_store
 from store.holder import ConfirmationFacts
-from workflows.signup import SignupWorkflow
 
 router = APIRouter(prefix="/v1", tags=["holder confirmation"])
 
@@ -84,30 +80,6 @@ def _public(facts: ConfirmationFacts) -> ConfirmationRequest:
     )
 
 
-async def _decide(
-    client: Client,
-    settings: Settings,
-    facts: ConfirmationFacts,
-    confirm: bool,
-    channel: Literal["mail_link", "circle_session"],
-) -> HolderState:
-    code = facts.refusal(datetime.now(UTC))
-    if code is not None:
-        raise ApiError(code)
-    handle = client.get_workflow_handle_for(SignupWorkflow.run, signup_workflow_id(facts.signup_id))
-    decision = HolderDecision(
-        confirmation_id=facts.confirmation_id, confirm=confirm, channel=channel
-    )
-    try:
-        return await answer(
-            settings, handle, handle.execute_update(SignupWorkflow.decide_holder, decision)
-        )
-    except ApiError as err:
-        if err.code in (ErrorCode.JOURNEY_CLOSED, ErrorCode.JOURNEY_NOT_FOUND):
-            raise ApiError(ErrorCode.CONFIRMATION_EXPIRED) from None  # the signup has ended
-        raise
-
-
 async def _by_token(engine: EngineDep, body: ConfirmationToken) -> ConfirmationFacts:
     facts = await asyncio.to_thread(holder_store.confirmation_for_token, engine, body.token)
     if facts is None:
@@ -141,7 +113,7 @@ async def confirm_by_link(
 ) -> HolderState:
     """承認する: the signup may register. Single use."""
     facts = await _by_token(engine, body)
-    return await _decide(client, settings, facts, True, "mail_link")
+    return await holder_service.decide(client, settings, facts, True, "mail_link")
 
 
 @router.post(
@@ -154,7 +126,7 @@ async def decline_by_link(
 ) -> HolderState:
     """承認しない: the signup ends; its address is told neutrally. Single use."""
     facts = await _by_token(engine, body)
-    return await _decide(client, settings, facts, False, "mail_link")
+    return await holder_service.decide(client, settings, facts, False, "mail_link")
 
 
 @router.get(
@@ -191,7 +163,7 @@ async def confirm_in_session(
 ) -> HolderState:
     """承認する, logged in to the circle account that owns the gateway."""
     facts = await _own(engine, account.id, confirmation_id)
-    return await _decide(client, settings, facts, True, "circle_session")
+    return await holder_service.decide(client, settings, facts, True, "circle_session")
 
 
 @router.post(
@@ -208,7 +180,7 @@ async def decline_in_session(
 ) -> HolderState:
     """承認しない, logged in to the circle account that owns the gateway."""
     facts = await _own(engine, account.id, confirmation_id)
-    return await _decide(client, settings, facts, False, "circle_session")
+    return await holder_service.decide(client, settings, facts, False, "circle_session")
 
 
 @router.post(

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from api.deps import TemporalConnection
 from api.errors import ApiError
-from api.routes.confirmation import _decide
+from api.services import holder as holder_service
 from api.web.pages import CsrfFailed, FieldError, Page, csrf_failed
 from domain.errors import ErrorCode, message_for
 from domain.jst import format_jst
@@ -104,7 +104,8 @@ async def decide(request: Request) -> Response:
         if facts is None:
             raise ApiError(ErrorCode.CONFIRMATION_UNKNOWN)
         temporal: TemporalConnection = request.app.state.temporal
-        await _decide(await temporal.get(), request.app.state.settings, facts, confirm, "mail_link")
+        settings = request.app.state.settings
+        await holder_service.decide(await temporal.get(), settings, facts, confirm, "mail_link")
     except ApiError as err:
         return page.render(
             "site/holder_done.html", status=err.status, title=TITLE, user=None,
