@@ -24,9 +24,9 @@ from api.security import OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup import SignupService, SignupStep
 from config import Settings
 from domain.errors import ErrorCode
-from store import audit, journey_status, operators
+from store import audit, operators
 from store.operators import Role
-from store.tables import Account
+from store.tables import Account, Enrollment
 from temporal_client import connect
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,28 @@ TokensDep = Annotated[SessionTokens, Depends(get_tokens)]
 _bearer = HTTPBearer(auto_error=False, description="The token from POST /v1/session")
 
 
+def _account(
+    engine: Engine,
+    tokens: SessionTokens,
+    credentials: HTTPAuthorizationCredentials | None,
+    *,
+    started: bool,
+) -> Account:
+    """The token's account, detached (``started``: and its journey has been started, else
+    404), read in one short session: one thread-pool hop and one connection a request."""
+    account_id = tokens.account_id(credentials.credentials) if credentials else None
+    if not account_id:
+        raise ApiError(ErrorCode.NOT_AUTHENTICATED)
+    with Session(engine) as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise ApiError(ErrorCode.NOT_AUTHENTICATED)
+        if started and session.get(Enrollment, account_id) is None:
+            raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
+        session.expunge(account)
+    return account
+
+
 def current_account(
     engine: EngineDep,
     tokens: TokensDep,
@@ -102,16 +124,7 @@ def current_account(
 ) -> Account:
     """The logged-in account, detached. A sync dependency: FastAPI runs it in its thread
     pool, and its short session holds no connection while the route awaits Temporal."""
-    account_id = tokens.account_id(credentials.credentials) if credentials else None
-    account = None
-    if account_id:
-        with Session(engine) as session:
-            account = session.get(Account, account_id)
-            if account is not None:
-                session.expunge(account)
-    if account is None:
-        raise ApiError(ErrorCode.NOT_AUTHENTICATED)
-    return account
+    return _account(engine, tokens, credentials, started=False)
 
 
 def system_caller(
@@ -126,11 +139,13 @@ def system_caller(
 AccountDep = Annotated[Account, Depends(current_account)]
 
 
-def enrolled_account(account: AccountDep, engine: EngineDep) -> Account:
+def enrolled_account(
+    engine: EngineDep,
+    tokens: TokensDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Account:
     """The logged-in account whose journey has been started (else 404)."""
-    if not journey_status.journey_started(engine, account.id):
-        raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
-    return account
+    return _account(engine, tokens, credentials, started=True)
 
 
 EnrolledDep = Annotated[Account, Depends(enrolled_account)]
