@@ -4,10 +4,11 @@ Rendering is a pure function of (kind, context) over one jinja2 environment with
 and ``StrictUndefined``, so a missing value fails loudly instead of mailing a blank.
 
 Sending is idempotent by the mail's key: the outbox row is claimed before the SMTP
-conversation and marked ``sent`` after it, and a ``sent`` row is never sent again. The
-Message-ID is derived from the key, so in the one window that cannot be closed (the
-connection drops after DATA was accepted, before we record it) the retry carries the same
-Message-ID and receiving systems can fold the two.
+conversation and marked ``sent`` as soon as the relay has taken the mail (before QUIT),
+and a ``sent`` row is never sent again. The Message-ID is derived from the key, so in the
+one window that cannot be closed (the worker dies or the store fails after the relay took
+the mail, before that commit; seen once in the fault suite, a worker killed -9 then) the
+retry carries the same Message-ID and receiving systems can fold the two.
 """
 
 from __future__ import annotations
@@ -253,10 +254,7 @@ class MailActivities:
         try:
             sender = self._smtp.sender_for(req.kind)
             outgoing = build_message(mail, sender, name, address, message_id)
-            await aiosmtplib.send(
-                outgoing.data,
-                sender=outgoing.sender,
-                recipients=outgoing.recipients,
+            relay = aiosmtplib.SMTP(
                 hostname=self._smtp.host,
                 port=self._smtp.port,
                 username=self._smtp.username,
@@ -264,6 +262,11 @@ class MailActivities:
                 start_tls=self._smtp.start_tls,
                 timeout=self._smtp.timeout,
             )
+            async with relay:  # leaving it says QUIT; a failing QUIT is ignored
+                await relay.sendmail(outgoing.sender, list(outgoing.recipients), outgoing.data)
+                # The relay took it: recorded before QUIT, so a crash between the two (which
+                # would mail it again) has only the commit's moment, not the relay's goodbye.
+                await asyncio.to_thread(self._finish, req.key, "sent")
         except ValueError as exc:
             # A header with CR/LF (ValueError) or an address the relay cannot take in
             # ASCII (UnicodeEncodeError, a ValueError): no retry will ever send it.
@@ -296,7 +299,6 @@ class MailActivities:
             raise ApplicationError(
                 f"SMTP unavailable ({type(exc).__name__})", type="mail_unavailable"
             ) from None
-        await asyncio.to_thread(self._finish, req.key, "sent")
         metrics.MAILS.labels(req.kind.value, "sent").inc()
         return MailReceipt(key=req.key, message_id=message_id)
 

@@ -11,6 +11,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import pytest
@@ -276,6 +277,27 @@ async def test_a_retried_mail_is_sent_once(sqlite_engine: Engine, mail_sink: Mai
     with Session(sqlite_engine) as session:
         row = session.get(OutboxMail, "k-once")
         assert row is not None and (row.status, row.attempts) == ("sent", 1)
+
+
+async def test_a_mail_is_recorded_sent_before_the_relay_says_goodbye(
+    sqlite_engine: Engine, mail_sink: MailSink
+) -> None:
+    """A worker that dies after the relay took the mail sends it again (same Message-ID):
+    that window is narrowed to the outbox's commit, which happens before QUIT."""
+    customer = add_customer(sqlite_engine)
+    at_quit: list[str | None] = []
+
+    async def handle_quit(server: Any, session: Any, envelope: Any) -> str:
+        with Session(sqlite_engine) as store:
+            row = store.get(OutboxMail, "k-quit")
+            at_quit.append(row.status if row else None)
+        return "221 Bye"
+
+    mail_sink.handler.handle_QUIT = handle_quit  # type: ignore[attr-defined]
+    mail = activities(sqlite_engine, mail_sink)
+    req = MailRequest(key="k-quit", kind=MailKind.INVITATION, account_id=customer.account_id)
+    await ActivityEnvironment().run(mail.send_mail, req)
+    assert at_quit == ["sent"]
 
 
 async def test_permanent_refusal_is_not_retried(sqlite_engine: Engine, mail_sink: MailSink) -> None:
