@@ -153,13 +153,8 @@ async def start_or_resume(
             id=f"start-{uuid.uuid4().hex}",
         )
         try:
-            settled = await answer(settings, handle, call)
+            settled = await _answer_or_server_gone(settings, client, handle, call, workflow_id)
             state, fresh = settled.status, settled.fresh
-        except ApiError as err:
-            if err.code == ErrorCode.WORKER_UNAVAILABLE:
-                # Which of the two is gone: the server (describe fails too) or the worker.
-                await temporal_call(settings, _open_run_id(client, workflow_id))
-            raise
         except WorkflowUpdateFailedError as err:
             if not _unknown_update(err):
                 raise
@@ -191,6 +186,29 @@ async def start_or_resume(
                 raise ApiError(ErrorCode.TEMPORAL_UNAVAILABLE) from None
             raise
     raise ApiError(ErrorCode.JOURNEY_CLOSING)
+
+
+async def _answer_or_server_gone(
+    settings: Settings,
+    client: Client,
+    handle: enrollment_service.Handle,
+    call: Awaitable[T],
+    workflow_id: str,
+) -> T:
+    """``answer(call)``; but when it has not come within ``temporal_call_timeout``, ask the
+    server whether it is there at all (a ``describe``): a server that does not answer is
+    503 ``temporal_unavailable`` then, not a ``worker_unavailable`` after the whole
+    ``workflow_answer_timeout``. The call itself is the one request of a healthy start."""
+    answering = asyncio.ensure_future(answer(settings, handle, call))
+    try:
+        done, _ = await asyncio.wait(
+            {answering}, timeout=settings.temporal_call_timeout.total_seconds()
+        )
+        if not done:
+            await temporal_call(settings, _open_run_id(client, workflow_id))
+        return await answering
+    finally:
+        answering.cancel()
 
 
 def _unknown_update(err: WorkflowUpdateFailedError) -> bool:

@@ -138,8 +138,13 @@ async def test_an_announcement_outlives_a_temporal_outage(outage: Outage) -> Non
         ("POST", "/v1/journey", auth),
         ("GET", "/v1/system/journeys", KEY),
     ):
+        asked_at = asyncio.get_running_loop().time()
         down = await http.request(method, path, headers=headers)
         assert down.status_code == 503, down.text
+        # Told within the server's call timeout (twice: the call, then a describe), not
+        # after the whole answer timeout a missing worker gets.
+        waited = asyncio.get_running_loop().time() - asked_at
+        assert waited < 2 * outage.settings.temporal_call_timeout.total_seconds() + 2
         assert down.json()["detail"] == [
             {
                 "loc": [],
