@@ -112,7 +112,7 @@ def build_message(
     ``email.policy.default``, whose header objects and refolding cost five times the CPU
     (``python -m bench.mail_build``).
 
-    Non-ASCII headers are RFC 2047 encoded-words folded within 78 characters; the bodies
+    Non-ASCII headers are RFC 2047 encoded-words folded within 76 characters; the bodies
     are base64, so the mail is 7-bit and needs no 8BITMIME. ``ValueError`` for what can
     never be sent: CR or LF in a header value, or an address that is not ASCII (the relay
     is not asked for SMTPUTF8).
