@@ -193,52 +193,78 @@ class BareFigures:
     worker_memory: ProcStats | None = None
 
 
-async def measure_bare(stack: Stack, sizes: BareSizes, say: Callable[[str], None]) -> BareFigures:
-    """Start the bare worker on the stack's dev server, measure, stop it."""
-    key = secrets.token_bytes(32)
-    run = secrets.token_hex(4)
-    task_queue = f"bench-bare-{run}"
-    worker = stack.proc(
-        "bare-worker",
-        python_argv(
-            "-m",
-            "bench.bare",
-            "--address",
-            stack.temporal_address,
-            "--task-queue",
-            task_queue,
-            "--db",
-            str(stack.workdir / "bare.sqlite3"),
-        ),
-        {CODEC_KEY_ENV: base64.b64encode(key).decode()},
-    )
-    worker.start()
-    client = await Client.connect(stack.temporal_address, data_converter=converter(key))
-    await wait_polling(client, task_queue, worker)
-    figures = BareFigures()
-    prefix = f"bare-{run}"
-    try:
-        say("bare: warm-up")
+class BareBench:
+    """The bare worker on the stack's dev server, measured in phases: the one-step
+    shapes in blocks (``one_step_block``, alternating with the product's steps at c=1,
+    so both meet the machine in the same state), then whole journeys at c and the
+    ceiling (``concurrent``)."""
+
+    def __init__(self, stack: Stack, sizes: BareSizes, say: Callable[[str], None]) -> None:
+        self.stack, self.sizes, self.say = stack, sizes, say
+        self.key = secrets.token_bytes(32)
+        run = secrets.token_hex(4)
+        self.task_queue = f"bench-bare-{run}"
+        self.prefix = f"bare-{run}"
+        self.figures = BareFigures()
+        self.worker = stack.proc(
+            "bare-worker",
+            python_argv(
+                "-m",
+                "bench.bare",
+                "--address",
+                stack.temporal_address,
+                "--task-queue",
+                self.task_queue,
+                "--db",
+                str(stack.workdir / "bare.sqlite3"),
+            ),
+            {CODEC_KEY_ENV: base64.b64encode(self.key).decode()},
+        )
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("the bare worker is not started")
+        return self._client
+
+    async def start(self) -> None:
+        self.worker.start()
+        self._client = await Client.connect(
+            self.stack.temporal_address, data_converter=converter(self.key)
+        )
+        await wait_polling(self.client, self.task_queue, self.worker)
+        self.say("bare: warm-up")
         for shape in SHAPES:
-            await journeys(client, task_queue, shape, sizes.warmup, sizes.warmup, f"{prefix}-warm")
+            warm = self.sizes.warmup
+            await journeys(self.client, self.task_queue, shape, warm, warm, f"{self.prefix}-warm")
+
+    async def one_step_block(self, block: int, calls: int) -> None:
+        """``calls`` steps one at a time of each shape, added to the figures."""
         for shape in SHAPES:
-            say(f"bare: {sizes.calls} steps one at a time, update {DESCRIBED[shape]}")
-            figures.one_step[shape] = await one_step(client, task_queue, shape, sizes.calls, prefix)
+            self.say(f"bare: {calls} steps one at a time, update {DESCRIBED[shape]}")
+            steps = await one_step(
+                self.client, self.task_queue, shape, calls, f"{self.prefix}-b{block}"
+            )
+            self.figures.one_step.setdefault(shape, Steps()).extend(steps)
+
+    async def concurrent(self) -> None:
+        sizes = self.sizes
         runs = [(shape, sizes.concurrency, sizes.journeys) for shape in ("activity", "local")]
         runs += [("local", c, max(sizes.journeys, 4 * c)) for c in sizes.ceiling]
         for shape, c, n in runs:
-            say(f"bare: {n} journeys, {c} at once, update {DESCRIBED[shape]}")
-            meter = CpuMeter(stack)
-            result = await journeys(client, task_queue, shape, n, c, prefix)
-            figures.cpu[f"bare journeys c={c}, {shape}"] = meter.cores()
+            self.say(f"bare: {n} journeys, {c} at once, update {DESCRIBED[shape]}")
+            meter = CpuMeter(self.stack)
+            result = await journeys(self.client, self.task_queue, shape, n, c, self.prefix)
+            self.figures.cpu[f"bare journeys c={c}, {shape}"] = meter.cores()
             if c == sizes.concurrency:
-                figures.journeys[shape] = result
+                self.figures.journeys[shape] = result
             if shape == "local":
-                figures.ceiling.append(result)
-        figures.worker_memory = worker.stats()
-    finally:
-        worker.stop()
-    return figures
+                self.figures.ceiling.append(result)
+        self.figures.worker_memory = self.worker.stats()
+
+    def stop(self) -> None:
+        self.worker.stop()
 
 
 def main() -> None:

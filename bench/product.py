@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from api.security import SessionTokens, hash_password
-from bench.bare import JourneyRun
+from bench.bare import BareBench, JourneyRun
 from bench.procs import Proc, ProcStats, api_argv, python_argv
 from bench.stack import CpuMeter, Stack, wait_polling
 from bench.stats import Steps, run_pool
@@ -147,6 +147,16 @@ class Mailbox:
 
     def count(self) -> int:
         return sum(1 for _ in os.scandir(self.directory)) if self.directory.exists() else 0
+
+    async def settled(self, quiet: float = 0.3, timeout: float = 30.0) -> None:
+        """Once no mail came for ``quiet`` seconds (the steps' mails are out)."""
+        deadline = time.monotonic() + timeout
+        seen, since = self.count(), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            await asyncio.sleep(0.05)
+            now = self.count()
+            if now != seen:
+                seen, since = now, time.monotonic()
 
     def _scan(self, subjects: tuple[str, ...]) -> None:
         if not self.directory.exists():
@@ -559,9 +569,20 @@ class ProductSizes:
     burst_traffic: int = 5  # concurrent step traffic under the burst
     burst_baseline: float = 6.0  # seconds of traffic alone before the burst
     scale: bool = True
+    blocks: int = 4  # the steps one at a time in this many blocks, alternating with the bare
 
 
-async def measure_product(product: Product, sizes: ProductSizes, say: Any) -> ProductFigures:
+def share(total: int, block: int, blocks: int) -> int:
+    """Block ``block``'s part of ``total`` (the parts of all ``blocks`` add up to it)."""
+    return total * (block + 1) // blocks - total * block // blocks
+
+
+async def measure_product(
+    product: Product, sizes: ProductSizes, say: Any, bare: BareBench | None = None
+) -> ProductFigures:
+    """The product's phases; with ``bare``, its steps one at a time alternate with the
+    bare workflow's in ``sizes.blocks`` blocks, and the bare journeys at c run once they
+    are done, before the product's."""
     figures = ProductFigures()
     api = product.api()
     try:
@@ -575,19 +596,36 @@ async def measure_product(product: Product, sizes: ProductSizes, say: Any) -> Pr
         for customer in product.customers.take(sizes.login_c1):
             await product.login(api, figures.c1, customer)
 
-        say(f"product: {sizes.steps_c1} circle journeys, one at a time")
-        applied = product.customers.take(sizes.steps_c1)
-        for customer in applied:
-            await product.circle(api, figures.c1, customer)
-
-        say(f"product: {sizes.paced_c1} circle journeys, {sizes.pace:.1f} s between steps")
-        for customer in product.customers.take(sizes.paced_c1):
-            await product.circle(api, figures.paced, customer, pause=sizes.pace)
-
-        say(f"product: {sizes.signups_c1} points signups, one at a time")
-        for i, customer in enumerate(applied[: sizes.signups_c1]):
-            email = customer.email if i % 2 == 0 else f"family{i}.{customer.email}"
-            await product.points_signup(api, figures.c1, customer, email)
+        # The steps one at a time, in blocks alternating with the bare workflow's (each
+        # bare block once the product's mails are out): the ratios' two sides meet the
+        # machine in the same state, however its speed drifts during the run.
+        applied: list[Customer] = []  # the circle journeys' customers, in order
+        signups = min(sizes.signups_c1, sizes.steps_c1)  # each on an applied customer
+        signed = 0
+        for block in range(sizes.blocks):
+            if bare is not None:
+                await product.mailbox.settled()
+                await bare.one_step_block(block, share(bare.sizes.calls, block, sizes.blocks))
+            n = share(sizes.steps_c1, block, sizes.blocks)
+            say(f"product: {n} circle journeys, one at a time")
+            fresh = product.customers.take(n)
+            for customer in fresh:
+                await product.circle(api, figures.c1, customer)
+            n = share(sizes.paced_c1, block, sizes.blocks)
+            say(f"product: {n} circle journeys, {sizes.pace:.1f} s between steps")
+            for customer in product.customers.take(n):
+                await product.circle(api, figures.paced, customer, pause=sizes.pace)
+            n = share(signups, block, sizes.blocks)
+            say(f"product: {n} points signups, one at a time")
+            applied += fresh
+            for i in range(signed, signed + n):
+                customer = applied[i]
+                email = customer.email if i % 2 == 0 else f"family{i}.{customer.email}"
+                await product.points_signup(api, figures.c1, customer, email)
+            signed += n
+        if bare is not None:
+            await product.mailbox.settled()
+            await bare.concurrent()
 
         for path in ("/site/login", "/points/signup"):
             for _ in range(sizes.pages_c1):

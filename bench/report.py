@@ -26,6 +26,7 @@ class Meta:
     commit: str
     started: str
     seconds: float = 0.0
+    blocks: int = 1  # the steps one at a time: bare and product alternating in this many
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
@@ -79,6 +80,10 @@ def render(bare: BareFigures, product: ProductFigures, meta: Meta) -> str:
     add(
         f"{meta.temporal}; dev server {meta.server}; commit {meta.commit}; "
         f"run took {meta.seconds:.0f} s"
+    )
+    add(
+        f"steps one at a time: the bare workflow's and the product's in {meta.blocks} "
+        "alternating blocks (each bare block once the product's mails were out)"
     )
     add("")
     journeys = product.journeys

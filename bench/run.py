@@ -1,4 +1,5 @@
-"""One ``make bench`` run: the dev server, the bare workflow, then the product."""
+"""One ``make bench`` run on one dev server: the bare workflow's worker and the product's
+processes, their steps one at a time in alternating blocks, then each at c."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.bare import BareFigures, BareSizes, measure_bare
+from bench.bare import BareBench, BareFigures, BareSizes
 from bench.procs import Ports, machine, temporal_version
 from bench.product import ProductFigures, ProductSizes, measure_product, start_product
 from bench.report import Meta, render
@@ -70,14 +71,16 @@ async def run_bench(
     try:
         say(f"dev server ({meta.temporal}), {meta.server}; logs in {stack.logs}")
         await stack.start_temporal(temporal_db)
-        bare = await measure_bare(stack, bare_sizes, say)
+        bare = BareBench(stack, bare_sizes, say)
+        await bare.start()
         say("product: mail sink, store, worker, API")
         product = await start_product(
             stack, f"bench-eco-katsu-{secrets.token_hex(4)}", mail_worker=mail_worker
         )
-        figures = await measure_product(product, product_sizes, say)
+        figures = await measure_product(product, product_sizes, say, bare)
         product.engine.dispose()
     finally:
         stack.stop_all()
     meta.seconds = time.perf_counter() - started
-    return BenchResult(bare, figures, render(bare, figures, meta))
+    meta.blocks = product_sizes.blocks
+    return BenchResult(bare.figures, figures, render(bare.figures, figures, meta))

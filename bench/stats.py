@@ -38,6 +38,11 @@ class Steps:
     def add(self, step: str, sent: float, seconds: float) -> None:
         self.samples.setdefault(step, []).append(Sample(sent, seconds))
 
+    def extend(self, other: Steps) -> None:
+        """Add ``other``'s calls (another block of the same steps)."""
+        for step, samples in other.samples.items():
+            self.samples.setdefault(step, []).extend(samples)
+
     def seconds(self, step: str, within: tuple[float, float] | None = None) -> list[float]:
         found = self.samples.get(step, [])
         if within is not None:

@@ -58,7 +58,8 @@ async def test_make_bench_runs_every_phase(tmp_path: Path) -> None:
     assert result.product.scaled is not None and result.product.scaled.journeys == 2
     assert {"worker2", "api2"} <= set(result.product.scaled_memory)
     assert result.product.paced.seconds("consent")
-    for row in ("| one step, c=1, p50 |", "journeys/s at c=2 (4 steps)", "Goals", "Memory"):
+    rows = ("| one step, c=1, p50 |", "journeys/s at c=2 (4 steps)", "Goals", "Memory")
+    for row in (*rows, "in 4 alternating blocks"):
         assert row in result.report
 
 
