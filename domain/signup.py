@@ -39,6 +39,14 @@ class LinkStatus(StrEnum):
     SIGNUP_CLOSED = ErrorCode.SIGNUP_CLOSED.value
 
 
+class LinkView(BaseModel):
+    """Query ``link_view``: the link page's one answer, ``link_state`` and, for a valid
+    link, when it expires."""
+
+    state: LinkStatus
+    expires_at: datetime | None = None
+
+
 class SignupStatus(StrEnum):
     AWAITING_OPEN = "awaiting_open"  # a link is out, not yet used
     LINK_EXPIRED = "link_expired"  # it expired unused; waiting for a new request

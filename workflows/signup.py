@@ -18,8 +18,9 @@ Messages
   ``link_expired``, ``link_replaced``, ``link_used``, ``signup_completed``.
 - updates ``present_document``, ``agree``, ``enter_gateway``, ``enter_customer``,
   ``register``: the later steps, each tied to the current link's session (``seq``).
-- queries ``get_signup() -> SignupView`` (the confirmation view, password masked) and
-  ``link_state(token_sha256) -> LinkStatus``; ``SignupView.needs_operator`` says a mail
+- queries ``get_signup() -> SignupView`` (the confirmation view, password masked),
+  ``link_state(token_sha256) -> LinkStatus`` and ``link_view(token_sha256) -> LinkView``
+  (both, for the link page in one query); ``SignupView.needs_operator`` says a mail
   failed for good or a store write kept failing, as do the workflow's current details.
 - knowing the two IDs is not enough (``domain/holder.py``, patch ``holder-confirmation``):
   ``enter_gateway`` counts wrong pairs (the signup locks after ``gateway_tries``; the
@@ -101,6 +102,7 @@ with workflow.unsafe.imports_passed_through():
         IssueLinkInput,
         LinkIssued,
         LinkStatus,
+        LinkView,
         MatchGatewayInput,
         PresentDocument,
         RecordLinkInput,
@@ -966,3 +968,11 @@ class SignupWorkflow:
         if self._holder_status == HolderConfirmation.PENDING:
             return "the circle account holder's confirmation"
         return "STEP5 登録する"
+
+    @workflow.query
+    def link_view(self, token_sha256: str) -> LinkView:
+        """The link page's one query: ``link_state`` and, for a valid link, when it
+        expires (an operator's extension included: the store keeps the first expiry)."""
+        state = self.link_state(token_sha256)
+        link = self._link if state == LinkStatus.VALID else None
+        return LinkView(state=state, expires_at=link.expires_at if link else None)

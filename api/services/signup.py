@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.engine import Engine
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 
 from api.errors import ApiError
@@ -51,6 +56,7 @@ from domain.signup import (
     CustomerEntry,
     GatewayEntry,
     LinkStatus,
+    LinkView,
     PresentDocument,
     RegisterRequest,
     SessionRequest,
@@ -120,18 +126,11 @@ class SignupService:
         if signup is None:
             return LinkState(state=LinkStatus.LINK_UNKNOWN, message=message_for("link_unknown"))
         handle = self.handle(signup.id)
-        state = LinkStatus(
-            await answer(
-                self.settings,
-                handle,
-                handle.query(SignupWorkflow.link_state, signup_store.token_hash(token)),
-            )
-        )
-        if state != LinkStatus.VALID:
-            return LinkState(state=state, message=message_for(state))
-        # Only a valid link needs its expiry: one more query then.
-        view = await answer(self.settings, handle, handle.query(SignupWorkflow.get_signup))
-        return LinkState(state=state, message="", expires_at=view.link_expires_at)
+        token_sha256 = signup_store.token_hash(token)
+        view = await answer(self.settings, handle, _link_view(handle, token_sha256))
+        if view.state != LinkStatus.VALID:
+            return LinkState(state=view.state, message=message_for(view.state))
+        return LinkState(state=view.state, message="", expires_at=view.expires_at)
 
     async def begin(self, body: BeginBody, key: str | None) -> SignupStep:
         """STEP1: spend the link's token; the answer is the session's step."""
@@ -272,3 +271,16 @@ class SignupService:
                 raise
             ended = await asyncio.to_thread(signup_store.how_it_ended, self.engine, signup_id)
             raise ApiError(ended) from None
+
+
+async def _link_view(handle: Handle, token_sha256: str) -> LinkView:
+    """The link page's one query. A worker from before ``link_view`` (a rolling
+    deployment) fails it; the two queries it knows answer the same then."""
+    try:
+        return await handle.query(SignupWorkflow.link_view, token_sha256)
+    except WorkflowQueryFailedError:
+        state = await handle.query(SignupWorkflow.link_state, token_sha256)
+        if state != LinkStatus.VALID:
+            return LinkView(state=state)
+        view = await handle.query(SignupWorkflow.get_signup)
+        return LinkView(state=state, expires_at=view.link_expires_at)

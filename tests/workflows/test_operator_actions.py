@@ -28,7 +28,7 @@ from domain.operators import (
     signup_stage,
     stuck_rules,
 )
-from domain.signup import LinkStatus, SignupStatus
+from domain.signup import LinkStatus, LinkView, SignupStatus
 from tests.factories import add_customer
 from tests.waiting import eventually
 from tests.workflows.harness import MailRecorder, running_worker, wait_stage
@@ -220,6 +220,12 @@ async def test_signup_publishes_the_search_attributes_and_the_expired_link_rule(
             assert extended.after_stage == signup_stage(SignupStatus.AWAITING_OPEN)
             assert await s.query(SignupWorkflow.link_state, hashed(first)) == LinkStatus.VALID
             assert not await meets(ts_clock, s, expired_rule)
+            # The link page's one query tells the extended expiry (the store keeps the
+            # first one, 24 hours after the link was mailed).
+            page = await s.query(SignupWorkflow.link_view, hashed(first))
+            assert page.state == LinkStatus.VALID and page.expires_at is not None
+            assert page.expires_at == (await s.query(SignupWorkflow.get_signup)).link_expires_at
+            assert page.expires_at > started + timedelta(days=3)
 
             # resend: a new link by the customer's own path; the old one is replaced.
             resent = await act(s, OperatorAction.RESEND)
@@ -228,6 +234,9 @@ async def test_signup_publishes_the_search_attributes_and_the_expired_link_rule(
             assert await s.query(SignupWorkflow.link_state, hashed(second)) == LinkStatus.VALID
             assert (
                 await s.query(SignupWorkflow.link_state, hashed(first)) == LinkStatus.LINK_REPLACED
+            )
+            assert await s.query(SignupWorkflow.link_view, hashed(first)) == LinkView(
+                state=LinkStatus.LINK_REPLACED
             )
             assert (await attrs())[2] == 2
 
