@@ -213,10 +213,11 @@ class Settings(BaseSettings):
     # Temporal SDK's metrics (and the workflows' stage metrics) on temporal_metrics_port;
     # 0 turns either off.
     # The worker, chosen by measurement (README, Benchmarks): workflows kept in memory
-    # between their tasks (each ~0.27 MiB here; an evicted one replays its history on its
-    # next task), and how long a stopping worker lets its activities finish (a mail in
-    # flight is sent once, not cancelled and sent again by the next worker).
-    worker_max_cached_workflows: int = 400
+    # between their tasks (0.3-0.4 MiB each here, its sandbox included; an evicted one
+    # replays its history on its next task), and how long a stopping worker lets its
+    # activities finish (a mail in flight is sent once, not cancelled and sent again by
+    # the next worker).
+    worker_max_cached_workflows: int = 350
     # Activities and local activities run on the worker's threads (one each): their sum
     # is the thread pool, kept within the store's connection pool (10 + 30 overflow).
     worker_max_concurrent_activities: int = 16
