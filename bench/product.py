@@ -148,15 +148,19 @@ class Mailbox:
     def count(self) -> int:
         return sum(1 for _ in os.scandir(self.directory)) if self.directory.exists() else 0
 
-    async def settled(self, quiet: float = 0.3, timeout: float = 30.0) -> None:
-        """Once no mail came for ``quiet`` seconds (the steps' mails are out)."""
+    async def settled(self, quiet: float = 0.3, timeout: float = 30.0) -> bool:
+        """Whether no mail came for ``quiet`` seconds (the steps' mails are out) within
+        ``timeout``."""
         deadline = time.monotonic() + timeout
         seen, since = self.count(), time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        while time.monotonic() - since < quiet:
+            if time.monotonic() >= deadline:
+                return False
             await asyncio.sleep(0.05)
             now = self.count()
             if now != seen:
                 seen, since = now, time.monotonic()
+        return True
 
     def _scan(self, subjects: tuple[str, ...]) -> None:
         if not self.directory.exists():
@@ -572,6 +576,12 @@ class ProductSizes:
     blocks: int = 4  # the steps one at a time in this many blocks, alternating with the bare
 
 
+async def settle(product: Product, say: Any) -> None:
+    """Before a bare block: the product's mails out (said when they are not, in time)."""
+    if not await product.mailbox.settled():
+        say("product: mails still coming after 30 s; the bare block runs anyway")
+
+
 def share(total: int, block: int, blocks: int) -> int:
     """Block ``block``'s part of ``total`` (the parts of all ``blocks`` add up to it)."""
     return total * (block + 1) // blocks - total * block // blocks
@@ -583,6 +593,8 @@ async def measure_product(
     """The product's phases; with ``bare``, its steps one at a time alternate with the
     bare workflow's in ``sizes.blocks`` blocks, and the bare journeys at c run once they
     are done, before the product's."""
+    if sizes.blocks < 1:
+        raise BenchError(f"blocks must be 1 or more, not {sizes.blocks}")
     figures = ProductFigures()
     api = product.api()
     try:
@@ -604,28 +616,31 @@ async def measure_product(
         signed = 0
         for block in range(sizes.blocks):
             if bare is not None:
-                await product.mailbox.settled()
+                await settle(product, say)
                 await bare.one_step_block(block, share(bare.sizes.calls, block, sizes.blocks))
-            n = share(sizes.steps_c1, block, sizes.blocks)
-            say(f"product: {n} circle journeys, one at a time")
-            fresh = product.customers.take(n)
+            fresh = product.customers.take(share(sizes.steps_c1, block, sizes.blocks))
+            if fresh:
+                say(f"product: {len(fresh)} circle journeys, one at a time")
             for customer in fresh:
                 await product.circle(api, figures.c1, customer)
-            n = share(sizes.paced_c1, block, sizes.blocks)
-            say(f"product: {n} circle journeys, {sizes.pace:.1f} s between steps")
-            for customer in product.customers.take(n):
+            paced = product.customers.take(share(sizes.paced_c1, block, sizes.blocks))
+            if paced:
+                say(f"product: {len(paced)} circle journeys, {sizes.pace:.1f} s between steps")
+            for customer in paced:
                 await product.circle(api, figures.paced, customer, pause=sizes.pace)
-            n = share(signups, block, sizes.blocks)
-            say(f"product: {n} points signups, one at a time")
             applied += fresh
+            n = share(signups, block, sizes.blocks)
+            if n:
+                say(f"product: {n} points signups, one at a time")
             for i in range(signed, signed + n):
                 customer = applied[i]
                 email = customer.email if i % 2 == 0 else f"family{i}.{customer.email}"
                 await product.points_signup(api, figures.c1, customer, email)
             signed += n
         if bare is not None:
-            await product.mailbox.settled()
+            await settle(product, say)
             await bare.concurrent()
+            bare.stop()  # idle from here on, but not beside the product's own phases
 
         for path in ("/site/login", "/points/signup"):
             for _ in range(sizes.pages_c1):

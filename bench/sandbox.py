@@ -8,8 +8,11 @@ restrictions, the way ``worker.py`` builds its worker), in process CPU time over
 sandboxes, best of ``--rounds``, with the modules each sandbox loads afresh.
 
 Run it after ``make install`` (byte-compiled modules): a module edited since is compiled
-from source for every sandbox (``PYTHONDONTWRITEBYTECODE`` is set here), several times
-the cost.
+from source for every sandbox when ``PYTHONDONTWRITEBYTECODE`` is set (it is on our
+development machines), several times the cost.
+
+``fresh_modules`` hooks the SDK's private ``_runner._Instance`` (temporalio 1.35) to see
+the sandbox's modules: an SDK upgrade may need it adjusted.
 """
 
 from __future__ import annotations

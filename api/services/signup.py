@@ -20,6 +20,7 @@ An update to a signup whose workflow has closed is answered from the store:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -68,6 +69,7 @@ from workflows.signup import SignupWorkflow
 
 T = TypeVar("T")
 Handle = WorkflowHandle[SignupWorkflow, SignupView]
+log = logging.getLogger("ecokatsu.signup")
 
 
 @dataclass(frozen=True)
@@ -275,10 +277,14 @@ class SignupService:
 
 async def _link_view(handle: Handle, token_sha256: str) -> LinkView:
     """The link page's one query. A worker from before ``link_view`` (a rolling
-    deployment) fails it; the two queries it knows answer the same then."""
+    deployment; drop this once every worker has it) fails it; the two queries it knows
+    answer the same then. Any failure of it is asked the older way (the failure's text is
+    no rule to decide by): a worker that cannot answer at all fails those too, within
+    the same answer timeout, and the page says worker_unavailable."""
     try:
         return await handle.query(SignupWorkflow.link_view, token_sha256)
-    except WorkflowQueryFailedError:
+    except WorkflowQueryFailedError as err:
+        log.warning("link_view failed (%s); asking link_state and get_signup", err)
         state = await handle.query(SignupWorkflow.link_state, token_sha256)
         if state != LinkStatus.VALID:
             return LinkView(state=state)

@@ -15,6 +15,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from api.main import create_app
 from devtools.mailsink import MailSink
+from domain.errors import ErrorCode, message_for
 from domain.ids import signup_workflow_id
 from domain.signup import LinkStatus, LinkView, RecordLinkInput, SignupStatus, SignupView
 from store import signup as signup_store
@@ -55,9 +56,37 @@ class SignupBeforeLinkView:
         return SignupView(status=SignupStatus.AWAITING_OPEN, link_expires_at=EXTENDED)
 
 
-@pytest.mark.parametrize("stand_in", [SignupAnsweringLinkViewOnly, SignupBeforeLinkView])
+@workflow.defn(name="PointSignupWorkflow")
+class SignupBeforeLinkViewLinkUsed:
+    """A worker from before ``link_view``, the link spent: no expiry asked for."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.query
+    def link_state(self, token_sha256: str) -> LinkStatus:
+        return LinkStatus.LINK_USED
+
+
+VALID = {"state": "valid", "message": "", "expires_at": EXTENDED.isoformat().replace("+00:00", "Z")}
+USED = {"state": "link_used", "message": message_for(ErrorCode.LINK_USED), "expires_at": None}
+
+
+@pytest.mark.parametrize(
+    ("stand_in", "page"),
+    [
+        (SignupAnsweringLinkViewOnly, VALID),
+        (SignupBeforeLinkView, VALID),
+        (SignupBeforeLinkViewLinkUsed, USED),
+    ],
+)
 async def test_the_link_page_answers_state_and_expiry(
-    dev_env: WorkflowEnvironment, sqlite_url: str, mail_sink: MailSink, stand_in: type
+    dev_env: WorkflowEnvironment,
+    sqlite_url: str,
+    mail_sink: MailSink,
+    stand_in: type,
+    page: dict[str, str | None],
 ) -> None:
     settings = settings_for(sqlite_url, mail_sink)
     engine = make_engine(settings.database_url)
@@ -94,10 +123,6 @@ async def test_the_link_page_answers_state_and_expiry(
         )
         opened = await http.post("/v1/points/link", json={"token": token})
         assert opened.status_code == 200, opened.text
-        assert opened.json() == {
-            "state": "valid",
-            "message": "",
-            "expires_at": EXTENDED.isoformat().replace("+00:00", "Z"),
-        }
+        assert opened.json() == page
         await handle.terminate()
     engine.dispose()

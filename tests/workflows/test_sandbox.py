@@ -1,6 +1,8 @@
 """What a new run's sandbox loads afresh (bench/sandbox.py measures what it costs): its
 own workflow module, not another workflow's. The signup only names the journey's signal,
-so it passes the journey's module through instead of loading it for every run."""
+so it passes the journey's module through instead of loading it for every run.
+(``fresh_modules`` reads the SDK's private sandbox instance: an SDK upgrade may need it
+adjusted.)"""
 
 from __future__ import annotations
 
