@@ -6,6 +6,7 @@ import base64
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from api.main import create_app
 from config import Settings
@@ -60,6 +62,29 @@ def settings_for(sqlite_url: str, sink: MailSink, **overrides: Any) -> Settings:
         "codec_key_id": "test-1",
     }
     return Settings(**{**values, **overrides})
+
+
+@asynccontextmanager
+async def api_beside_stand_in(
+    client: Client, settings: Settings, engine: Engine, stand_in: type
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API (in process) and a worker that runs only ``stand_in``: a workflow class
+    under a product type name, standing for an older worker (a rolling deployment) or
+    one that answers only what a route may ask."""
+    app = create_app(settings, client=client, engine=engine)
+    worker = Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[stand_in],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://api") as http,
+        worker,
+    ):
+        yield http
 
 
 async def _stack(

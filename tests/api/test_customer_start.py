@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from api.main import create_app
 from devtools.mailsink import MailSink
 from domain.enrollment import EnrollmentInput, EnrollmentStatus, Stage
 from store.engine import make_engine
-from tests.api.conftest import Stack, settings_for
+from tests.api.conftest import Stack, api_beside_stand_in, settings_for
 from tests.factories import add_customer
 from tests.history import run_histories
 
@@ -111,19 +108,8 @@ async def test_a_worker_without_settle_start_still_starts_the_journey(
 ) -> None:
     settings = settings_for(sqlite_url, mail_sink, workflow_answer_timeout=timedelta(seconds=20))
     engine = make_engine(settings.database_url)
-    app = create_app(settings, client=dev_env.client, engine=engine)
-    old_worker = Worker(
-        dev_env.client,
-        task_queue=settings.task_queue,
-        workflows=[EnrollmentWorkflowWithoutSettleStart],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api") as http,
-        old_worker,
-    ):
+    old_worker = EnrollmentWorkflowWithoutSettleStart
+    async with api_beside_stand_in(dev_env.client, settings, engine, old_worker) as http:
         stack = Stack(http, settings, engine, mail_sink, dev_env.client)
         customer = add_customer(engine)
         auth = await stack.login(customer)

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from temporalio import workflow
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from api.main import create_app
 from devtools.mailsink import MailSink
 from domain.errors import ErrorCode, message_for
 from domain.ids import signup_workflow_id
 from domain.signup import LinkStatus, LinkView, RecordLinkInput, SignupStatus, SignupView
 from store import signup as signup_store
 from store.engine import make_engine
-from tests.api.conftest import settings_for
+from tests.api.conftest import api_beside_stand_in, settings_for
 
 # What the stand-ins answer: not the store's expiry (an operator may have extended it).
 EXTENDED = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -103,19 +100,7 @@ async def test_the_link_page_answers_state_and_expiry(
         ),
     )
     token = signup_store.link_to_mail(engine, key, ticket.signup_id, issued.seq).token
-    app = create_app(settings, client=dev_env.client, engine=engine)
-    worker = Worker(
-        dev_env.client,
-        task_queue=settings.task_queue,
-        workflows=[stand_in],
-        workflow_runner=UnsandboxedWorkflowRunner(),
-    )
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api") as http,
-        worker,
-    ):
+    async with api_beside_stand_in(dev_env.client, settings, engine, stand_in) as http:
         handle = await dev_env.client.start_workflow(
             stand_in.run,  # type: ignore[attr-defined]
             id=signup_workflow_id(ticket.signup_id),
