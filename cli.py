@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -313,5 +316,30 @@ def terms_revised() -> None:
     typer.echo(f"journeys signalled: {asyncio.run(run())}")
 
 
+def main() -> None:
+    """Run the command, then end the process without the interpreter's teardown. The
+    Temporal client's core threads can outlive a short-lived process and abort it while
+    Python finalizes ("PyGILState_Release: thread state … must be current when
+    releasing", exit -6 after the command had done its work and printed it; seen in CI
+    with ``journeys``; temporalio/sdk-python#300). The output is flushed and the exit
+    code kept; nothing else is left to tear down (every command closes what it opens)."""
+    code = 0
+    try:
+        app()
+    except SystemExit as done:
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+            code = 1
+        else:
+            code = done.code or 0
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that went away (``| head``)
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()
