@@ -24,9 +24,9 @@ from api.security import OperatorSessions, SessionTokens, SignupSessions
 from api.services.signup import SignupService, SignupStep
 from config import Settings
 from domain.errors import ErrorCode
-from store import audit, operators
+from store import audit, journey_status, operators
 from store.operators import Role
-from store.tables import Account, Enrollment
+from store.tables import Account
 from temporal_client import connect
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _account(
         account = session.get(Account, account_id)
         if account is None:
             raise ApiError(ErrorCode.NOT_AUTHENTICATED)
-        if started and session.get(Enrollment, account_id) is None:
+        if started and not journey_status.started_in(session, account_id):
             raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
         session.expunge(account)
     return account

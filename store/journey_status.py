@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
 
 from domain.enrollment import EnrollmentStatus, PublishStatusInput
 from store.tables import Enrollment, JourneyStatusRow
@@ -71,9 +72,15 @@ def read(engine: Engine, account_id: str) -> PublishedStatus | None:
 def journey_started(engine: Engine, account_id: str) -> bool:
     """Whether the account's journey was ever started (its ``enrollments`` row)."""
     with engine.connect() as conn:
-        found = conn.execute(
-            sa.select(Enrollment.account_id).where(  # type: ignore[call-overload]
-                Enrollment.account_id == account_id
-            )
-        ).first()
+        return started_in(conn, account_id)
+
+
+def started_in(conn: Connection | Session, account_id: str) -> bool:
+    """``journey_started`` within a connection or session the caller has open already
+    (the API's account check reads the account and this in one session)."""
+    found = conn.execute(
+        sa.select(Enrollment.account_id).where(  # type: ignore[call-overload]
+            Enrollment.account_id == account_id
+        )
+    ).first()
     return found is not None
