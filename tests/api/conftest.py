@@ -47,6 +47,13 @@ class Stack:
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await self.http.request(method, path, **kwargs)
 
+    async def start_journey(self, auth: dict[str, str]) -> dict[str, Any]:
+        """``POST /v1/journey``, answered 200: its body."""
+        started = await self.call("POST", "/v1/journey", headers=auth)
+        assert started.status_code == 200, started.text
+        body: dict[str, Any] = started.json()
+        return body
+
 
 def settings_for(sqlite_url: str, sink: MailSink, **overrides: Any) -> Settings:
     values: dict[str, Any] = {

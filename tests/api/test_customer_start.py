@@ -31,9 +31,7 @@ async def _updates(stack: Stack, workflow_id: str) -> list[str]:
 async def test_a_start_is_one_call_answered_once_its_row_is_written(stack: Stack) -> None:
     customer = add_customer(stack.engine)
     auth = await stack.login(customer)
-    started = await stack.call("POST", "/v1/journey", headers=auth)
-    assert started.status_code == 200, started.text
-    body = started.json()
+    body = await stack.start_journey(auth)
     assert body["stage"] == "awaiting_consent"
     # The GET right after reads the store's row: it shows what the start answered.
     now = (await stack.call("GET", "/v1/journey", headers=auth)).json()
@@ -51,13 +49,12 @@ async def test_an_ineligible_customer_is_answered_by_the_run_that_ended(stack: S
     customer = add_customer(stack.engine, holder_type="corporate")
     auth = await stack.login(customer)
     for _ in range(2):  # and again: a new run, ineligible as well (not "journey closing")
-        started = await stack.call("POST", "/v1/journey", headers=auth)
-        assert started.status_code == 200, started.text
-        assert (started.json()["stage"], started.json()["ineligible_reason"]) == (
+        started = await stack.start_journey(auth)
+        assert (started["stage"], started["ineligible_reason"]) == (
             "ineligible",
             "corporate_account",
         )
-    handle = stack.client.get_workflow_handle(started.json()["workflow_id"])
+    handle = stack.client.get_workflow_handle(started["workflow_id"])
     assert (await handle.result())["stage"] == "ineligible"
     assert len(await run_histories(handle)) >= 1
 
@@ -81,9 +78,8 @@ async def test_a_start_while_the_last_run_closes_waits_and_starts_anew(stack: St
     still_open = await handle.describe()
     assert still_open.run_id == first_run and still_open.close_time is None
 
-    restarted = await stack.call("POST", "/v1/journey", headers=auth)
-    assert restarted.status_code == 200, restarted.text
-    assert restarted.json()["stage"] == "awaiting_consent"
+    restarted = await stack.start_journey(auth)
+    assert restarted["stage"] == "awaiting_consent"
     assert (await handle.describe()).run_id != first_run
     old = stack.client.get_workflow_handle(first["workflow_id"], run_id=first_run)
     assert (await old.result())["stage"] == "declined"
@@ -113,11 +109,10 @@ async def test_a_worker_without_settle_start_still_starts_the_journey(
         stack = Stack(http, settings, engine, mail_sink, dev_env.client)
         customer = add_customer(engine)
         auth = await stack.login(customer)
-        started = await stack.call("POST", "/v1/journey", headers=auth)
-        assert started.status_code == 200, started.text
-        assert started.json()["stage"] == "awaiting_consent"
+        started = await stack.start_journey(auth)
+        assert started["stage"] == "awaiting_consent"
         # The account's journey is recorded as for any start (GET finds it, by a query).
         journey = await stack.call("GET", "/v1/journey", headers=auth)
         assert journey.json()["stage"] == "awaiting_consent"
-        await dev_env.client.get_workflow_handle(started.json()["workflow_id"]).terminate()
+        await dev_env.client.get_workflow_handle(started["workflow_id"]).terminate()
     engine.dispose()

@@ -30,9 +30,7 @@ async def walk_through(stack: Stack) -> None:
     customer = add_customer(stack.engine)
     auth = await stack.login(customer)
 
-    started = await stack.call("POST", "/v1/journey", headers=auth)
-    assert started.status_code == 200, started.text
-    journey = started.json()
+    journey = await stack.start_journey(auth)
     assert journey["stage"] == "awaiting_consent"
     assert journey["workflow_id"] == f"enrollment-{customer.account_id}"
     assert customer.email not in journey["workflow_id"]
