@@ -43,6 +43,7 @@ from domain.jst import format_duration
 from journey_starts import JourneyStartReconciler
 from store.engine import make_engine
 from temporal_client import connect, ensure_search_attributes
+from workflow_runner import workflow_runner
 from workflows.enrollment import EnrollmentWorkflow
 from workflows.member import MemberWorkflow
 from workflows.signup import SignupWorkflow
@@ -135,6 +136,8 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
+        # The sandbox, minus its entries for payload contexts (workflow_runner.py).
+        workflow_runner=workflow_runner(client.data_converter),
         activities=[
             registry.check_eligibility,
             registry.record_consent,

@@ -16,6 +16,7 @@ from temporalio.workflow import _Definition
 
 from tests.conftest import CONVERTER
 from tests.pii import assert_absent
+from workflow_runner import workflow_runner
 from workflows.enrollment import EnrollmentWorkflow
 from workflows.member import MemberWorkflow
 from workflows.signup import SignupWorkflow
@@ -123,7 +124,10 @@ def test_every_committed_history_is_listed() -> None:
 async def test_replays(name: str) -> None:
     history = load(name)
     assert name in HISTORIES[workflow_type(history)]
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=CONVERTER)
+    # With the workers' runner (workflow_runner.py): the sandbox they replay in.
+    replayer = Replayer(
+        workflows=WORKFLOWS, data_converter=CONVERTER, workflow_runner=workflow_runner(CONVERTER)
+    )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
 

@@ -31,6 +31,7 @@ from domain.jst import QuietHours
 from domain.mail import MailKind, MailReceipt, MailRequest
 from domain.terms import TermsDocument
 from tests.waiting import eventually
+from workflow_runner import workflow_runner
 from workflows.enrollment import EnrollmentWorkflow
 
 TERMS = TermsDocument(
@@ -154,6 +155,7 @@ async def running_worker(
             client,
             task_queue=journeys.task_queue,
             workflows=[EnrollmentWorkflow],
+            workflow_runner=workflow_runner(client.data_converter),
             activities=[
                 registry.check_eligibility,
                 registry.record_consent,
