@@ -67,12 +67,12 @@ class TemporalConnection:
             return self._client
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
@@ -82,7 +82,7 @@ async def get_client(request: Request) -> Client:
     return await temporal.get()
 
 
-def get_tokens(request: Request) -> SessionTokens:
+async def get_tokens(request: Request) -> SessionTokens:
     tokens: SessionTokens = request.app.state.tokens
     return tokens
 
@@ -127,7 +127,7 @@ def current_account(
     return _account(engine, tokens, credentials, started=False)
 
 
-def system_caller(
+async def system_caller(
     settings: SettingsDep,
     x_system_key: Annotated[str | None, Header(description="The monitoring system's key")] = None,
 ) -> None:
@@ -152,7 +152,7 @@ EnrolledDep = Annotated[Account, Depends(enrolled_account)]
 SystemDep = Annotated[None, Depends(system_caller)]
 
 
-def idempotency_key(
+async def idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -173,7 +173,7 @@ def idempotency_key(
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
 
 
-def current_signup_step(
+async def current_signup_step(
     request: Request,
     x_signup_session: Annotated[str | None, Header(description="From POST /begin")] = None,
 ) -> SignupStep:
@@ -185,7 +185,7 @@ def current_signup_step(
     return SignupStep(signup_id, seq)
 
 
-def get_signup_sessions(request: Request) -> SignupSessions:
+async def get_signup_sessions(request: Request) -> SignupSessions:
     sessions: SignupSessions = request.app.state.signup_sessions
     return sessions
 

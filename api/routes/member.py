@@ -47,7 +47,7 @@ system_router = APIRouter(prefix="/v1/system", tags=["system"])
 _bearer = HTTPBearer(auto_error=False, description="The token from POST /v1/points/member/session")
 
 
-def get_member_tokens(request: Request) -> MemberTokens:
+async def get_member_tokens(request: Request) -> MemberTokens:
     tokens: MemberTokens = request.app.state.member_tokens
     return tokens
 

@@ -41,7 +41,7 @@ class OperatorMe(BaseModel):
     role: Role
 
 
-def _sessions(request: Request) -> OperatorSessions:
+async def _sessions(request: Request) -> OperatorSessions:
     sessions: OperatorSessions = request.app.state.operator_sessions
     return sessions
 
