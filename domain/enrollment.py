@@ -134,6 +134,23 @@ def next_reminder_at(
 # ---- contracts of EnrollmentWorkflow and its activities ----
 
 
+class ApplicationState(StrEnum):
+    NONE = "none"
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+class GatewayView(BaseModel):
+    gateway_id: str
+    pcs_serial: str
+    model: str
+    eligible: bool
+    reasons: list[GatewayReason] = Field(default_factory=list)
+    application: ApplicationState = ApplicationState.NONE
+    applied_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
 class CarriedState(BaseModel):
     """What a journey carries into its next run when it continues as new: only what the
     workflow cannot ask the store for again without changing its meaning (the stage and
@@ -175,23 +192,6 @@ class EnrollmentInput(BaseModel):
     @classmethod
     def _recorded_before_quiet_hours(cls, data: Any) -> Any:
         return lift_quiet_hours(data, "reminders")
-
-
-class ApplicationState(StrEnum):
-    NONE = "none"
-    ACTIVE = "active"
-    CANCELLED = "cancelled"
-
-
-class GatewayView(BaseModel):
-    gateway_id: str
-    pcs_serial: str
-    model: str
-    eligible: bool
-    reasons: list[GatewayReason] = Field(default_factory=list)
-    application: ApplicationState = ApplicationState.NONE
-    applied_at: datetime | None = None
-    cancelled_at: datetime | None = None
 
 
 class EligibilityResult(BaseModel):
