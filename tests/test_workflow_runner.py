@@ -110,7 +110,7 @@ async def test_every_payload_is_sealed_by_the_same_codec(ts_env: WorkflowEnviron
         workflow_runner=workflow_runner(client.data_converter),
     ):
         handle = await client.start_workflow(
-            EchoTwice.run, secret, id=f"runner-{uuid.uuid4().hex}", task_queue=queue
+            "EchoTwice", secret, id=f"runner-{uuid.uuid4().hex}", task_queue=queue, result_type=str
         )
         assert await handle.result() == secret
     history = await handle.fetch_history()
@@ -162,7 +162,7 @@ async def test_the_sandbox_still_refuses_non_deterministic_calls(
         workflow_runner=workflow_runner(client.data_converter),
     ):
         handle = await client.start_workflow(
-            ReadsTheClock.run, id=f"runner-{uuid.uuid4().hex}", task_queue=queue
+            "ReadsTheClock", id=f"runner-{uuid.uuid4().hex}", task_queue=queue
         )
 
         async def task_failed() -> str | None:

@@ -48,7 +48,7 @@ def counted_hops() -> Iterator[list[str]]:
         return run_in_executor(executor, func, *args)
 
     anyio.to_thread.run_sync = counting_run_sync  # type: ignore[assignment]
-    loop.run_in_executor = counting_run_in_executor  # type: ignore[method-assign]
+    loop.run_in_executor = counting_run_in_executor  # type: ignore[method-assign,assignment]
     try:
         yield hops
     finally:
