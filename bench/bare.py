@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from temporalio import activity
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
@@ -274,7 +275,9 @@ def main() -> None:
     parser.add_argument("--db", type=Path, required=True)
     args = parser.parse_args()
     key = base64.b64decode(os.environ[CODEC_KEY_ENV])
-    asyncio.run(serve(args.address, args.task_queue, args.db, key))
+    # The product's worker runs on uvloop (worker.py): so does the bare one.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(args.address, args.task_queue, args.db, key))
 
 
 if __name__ == "__main__":
