@@ -8,6 +8,7 @@ write retried after a newer one (or an older run's) never moves the status back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -18,12 +19,38 @@ from domain.enrollment import EnrollmentStatus, PublishStatusInput
 from store.tables import Enrollment, JourneyStatusRow
 
 _T = JourneyStatusRow.__table__  # type: ignore[attr-defined]
+_UPSERTS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
 class PublishedStatus:
     run_id: str
     status: EnrollmentStatus
+
+
+def _upsert(dialect: str) -> Any:
+    """The row's upsert, built once per dialect (each call brings its values): the
+    statement and its ``excluded`` alias cost more to build than to run on SQLite."""
+    found = _UPSERTS.get(dialect)
+    if found is None:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_T)
+        excluded = insert.excluded
+        newer = sa.or_(
+            _T.c.published_at < excluded.published_at,
+            sa.and_(_T.c.published_at == excluded.published_at, _T.c.seq < excluded.seq),
+        )
+        found = _UPSERTS[dialect] = (
+            insert.on_conflict_do_update(
+                index_elements=[_T.c.account_id],
+                set_={k: excluded[k] for k in ("run_id", "seq", "published_at", "status")},
+                where=newer,
+            )
+            # A row comes back only when one was written (inserted, or updated because
+            # newer): rowcount is not reliable for an upsert across drivers (psycopg
+            # reports none).
+            .returning(_T.c.seq)
+        )
+    return found
 
 
 def publish(engine: Engine, inp: PublishStatusInput) -> bool:
@@ -35,25 +62,8 @@ def publish(engine: Engine, inp: PublishStatusInput) -> bool:
         "published_at": inp.published_at,
         "status": inp.status.model_dump_json(),
     }
-    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(_T)
-    excluded = insert.excluded
-    newer = sa.or_(
-        _T.c.published_at < excluded.published_at,
-        sa.and_(_T.c.published_at == excluded.published_at, _T.c.seq < excluded.seq),
-    )
-    stmt = (
-        insert.values(**values)
-        .on_conflict_do_update(
-            index_elements=[_T.c.account_id],
-            set_={k: excluded[k] for k in ("run_id", "seq", "published_at", "status")},
-            where=newer,
-        )
-        # A row comes back only when one was written (inserted, or updated because newer):
-        # rowcount is not reliable for an upsert across drivers (psycopg reports none).
-        .returning(_T.c.seq)
-    )
     with engine.begin() as conn:
-        return conn.execute(stmt).first() is not None
+        return conn.execute(_upsert(engine.dialect.name), values).first() is not None
 
 
 def read(engine: Engine, account_id: str) -> PublishedStatus | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -229,3 +231,29 @@ def test_application_knows_the_points_membership(store_engine: Engine) -> None:
             select(CircleApplication).where(CircleApplication.account_id == gone.account_id)
         ).all()
     assert rows == []
+
+
+def test_a_consent_is_one_statement_first_time_and_on_retry(store_engine: Engine) -> None:
+    """The customer's consent waits for this write: one INSERT (a retry's does nothing),
+    no look-up before it."""
+    customer = add_customer(store_engine)
+    entry = RecordConsentInput(
+        key="consent-one-statement",
+        account_id=customer.account_id,
+        terms=TERMS,
+        decision="agreed",
+        decided_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
+        channel="web",
+    )
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    sa.event.listen(store_engine, "before_cursor_execute", seen)
+    try:
+        enrollment_store.record_consent(store_engine, entry)
+        enrollment_store.record_consent(store_engine, entry)
+    finally:
+        sa.event.remove(store_engine, "before_cursor_execute", seen)
+    assert statements == ["INSERT", "INSERT"]
