@@ -169,9 +169,10 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
     """Record 申込確定 for one gateway, or raise ``RuleViolation``.
 
     The partial unique index on active applications decides races: of two concurrent
-    applications for one gateway, exactly one commits.
+    applications for one gateway, exactly one commits. The session keeps what it read
+    and wrote past the commit (the answer is built from them, not read again).
     """
-    with Session(engine) as session:
+    with Session(engine, expire_on_commit=False) as session:
         gateway = session.get(Gateway, inp.gateway_id)
         if gateway is None or gateway.account_id != inp.account_id:
             raise RuleViolation(ErrorCode.GATEWAY_NOT_OWNED)
@@ -215,7 +216,6 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
             if again is not None:
                 return _recorded(session, again, gateway.pcs_serial)
             raise RuleViolation(ErrorCode.GATEWAY_ALREADY_APPLIED) from None
-        session.refresh(app)
         return _recorded(session, app, gateway.pcs_serial)
 
 

@@ -11,7 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from domain.enrollment import CancelApplicationInput, RecordApplicationInput, RecordConsentInput
+from domain.enrollment import (
+    CancelApplicationInput,
+    RecordApplicationInput,
+    RecordConsentInput,
+    RecordedApplication,
+)
 from domain.errors import ErrorCode
 from store import enrollment as enrollment_store
 from store.tables import Account, CircleApplication, Consent, Gateway
@@ -257,3 +262,28 @@ def test_a_consent_is_one_statement_first_time_and_on_retry(store_engine: Engine
     finally:
         sa.event.remove(store_engine, "before_cursor_execute", seen)
     assert statements == ["INSERT", "INSERT"]
+
+
+def test_an_application_reads_nothing_twice(store_engine: Engine) -> None:
+    """申込確定 waits for this write: after the commit it reads only what the answer needs
+    (the member, the gateways and their applications), not the rows it has just written
+    or read again."""
+    customer = add_customer(store_engine)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()[:6]))
+
+    sa.event.listen(store_engine, "before_cursor_execute", seen)
+    try:
+        recorded = apply(store_engine, customer.account_id, customer.eligible_gateway)
+    finally:
+        sa.event.remove(store_engine, "before_cursor_execute", seen)
+    assert isinstance(recorded, RecordedApplication)
+    assert recorded.gateway_id == customer.eligible_gateway
+    reads = [s for s in statements if s.startswith("SELECT")]
+    writes = [s for s in statements if not s.startswith("SELECT")]
+    assert len(writes) == 1, statements  # the application's INSERT
+    # before: the gateway, the request key, a cancelled membership, suspended members;
+    # after: the member, the gateways, their applications
+    assert len(reads) == 7, statements
