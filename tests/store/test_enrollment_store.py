@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +36,32 @@ def apply(engine: Engine, account_id: str, gateway_id: str, key: str | None = No
             applied_at=datetime.now(UTC),
         ),
     )
+
+
+def consent_entry(account_id: str, key: str) -> RecordConsentInput:
+    return RecordConsentInput(
+        key=key,
+        account_id=account_id,
+        terms=TERMS,
+        decision="agreed",
+        decided_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
+        channel="web",
+    )
+
+
+@contextmanager
+def statements_of(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs meanwhile."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_application_rules(store_engine: Engine) -> None:
@@ -121,14 +149,7 @@ def test_cancel_then_apply_again(store_engine: Engine) -> None:
 
 def test_consent_ledger_records_once_per_request(store_engine: Engine) -> None:
     customer = add_customer(store_engine)
-    entry = RecordConsentInput(
-        key="consent-1",
-        account_id=customer.account_id,
-        terms=TERMS,
-        decision="agreed",
-        decided_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
-        channel="web",
-    )
+    entry = consent_entry(customer.account_id, "consent-1")
     enrollment_store.record_consent(store_engine, entry)
     enrollment_store.record_consent(store_engine, entry)
     with Session(store_engine) as session:
@@ -242,26 +263,11 @@ def test_a_consent_is_one_statement_first_time_and_on_retry(store_engine: Engine
     """The customer's consent waits for this write: one INSERT (a retry's does nothing),
     no look-up before it."""
     customer = add_customer(store_engine)
-    entry = RecordConsentInput(
-        key="consent-one-statement",
-        account_id=customer.account_id,
-        terms=TERMS,
-        decision="agreed",
-        decided_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
-        channel="web",
-    )
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.split()[0].upper())
-
-    sa.event.listen(store_engine, "before_cursor_execute", seen)
-    try:
+    entry = consent_entry(customer.account_id, "consent-one-statement")
+    with statements_of(store_engine) as statements:
         enrollment_store.record_consent(store_engine, entry)
         enrollment_store.record_consent(store_engine, entry)
-    finally:
-        sa.event.remove(store_engine, "before_cursor_execute", seen)
-    assert statements == ["INSERT", "INSERT"]
+    assert [st.split()[0].upper() for st in statements] == ["INSERT", "INSERT"]
 
 
 def test_an_application_reads_nothing_twice(store_engine: Engine) -> None:
@@ -269,16 +275,8 @@ def test_an_application_reads_nothing_twice(store_engine: Engine) -> None:
     (the member, the gateways and their applications), not the rows it has just written
     or read again."""
     customer = add_customer(store_engine)
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(" ".join(statement.split()[:6]))
-
-    sa.event.listen(store_engine, "before_cursor_execute", seen)
-    try:
+    with statements_of(store_engine) as statements:
         recorded = apply(store_engine, customer.account_id, customer.eligible_gateway)
-    finally:
-        sa.event.remove(store_engine, "before_cursor_execute", seen)
     assert isinstance(recorded, RecordedApplication)
     assert recorded.gateway_id == customer.eligible_gateway
     reads = [s for s in statements if s.startswith("SELECT")]
