@@ -6,11 +6,11 @@ after its first attempt committed gets the first attempt's result back.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -28,6 +28,7 @@ from domain.enrollment import (
 )
 from domain.errors import ErrorCode
 from domain.terms import TermsDocument
+from store.engine import dialect_insert
 from store.tables import (
     Account,
     CircleApplication,
@@ -38,7 +39,6 @@ from store.tables import (
 )
 
 _CONSENTS = Consent.__table__  # type: ignore[attr-defined]
-_CONSENT_INSERTS: dict[str, Any] = {}
 
 
 class RuleViolation(Exception):
@@ -123,15 +123,11 @@ def check_eligibility(engine: Engine, account_id: str) -> EligibilityResult:
     return EligibilityResult(eligible=reason is None, reason=reason, gateways=views)
 
 
+@functools.cache
 def _consent_insert(dialect: str) -> Any:
     """The ledger's insert, built once per dialect (each call brings its values)."""
-    found = _CONSENT_INSERTS.get(dialect)
-    if found is None:
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_CONSENTS)
-        found = _CONSENT_INSERTS[dialect] = insert.on_conflict_do_nothing(
-            index_elements=[_CONSENTS.c.request_key]
-        )
-    return found
+    insert = dialect_insert(dialect, _CONSENTS)
+    return insert.on_conflict_do_nothing(index_elements=[_CONSENTS.c.request_key])
 
 
 def record_consent(engine: Engine, inp: RecordConsentInput) -> None:

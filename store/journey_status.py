@@ -7,19 +7,19 @@ write retried after a newer one (or an older run's) never moves the status back.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from domain.enrollment import EnrollmentStatus, PublishStatusInput
+from store.engine import dialect_insert
 from store.tables import Enrollment, JourneyStatusRow
 
 _T = JourneyStatusRow.__table__  # type: ignore[attr-defined]
-_UPSERTS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -28,29 +28,26 @@ class PublishedStatus:
     status: EnrollmentStatus
 
 
+@functools.cache
 def _upsert(dialect: str) -> Any:
     """The row's upsert, built once per dialect (each call brings its values): the
     statement and its ``excluded`` alias cost more to build than to run on SQLite."""
-    found = _UPSERTS.get(dialect)
-    if found is None:
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_T)
-        excluded = insert.excluded
-        newer = sa.or_(
-            _T.c.published_at < excluded.published_at,
-            sa.and_(_T.c.published_at == excluded.published_at, _T.c.seq < excluded.seq),
+    insert = dialect_insert(dialect, _T)
+    excluded = insert.excluded
+    newer = sa.or_(
+        _T.c.published_at < excluded.published_at,
+        sa.and_(_T.c.published_at == excluded.published_at, _T.c.seq < excluded.seq),
+    )
+    return (
+        insert.on_conflict_do_update(
+            index_elements=[_T.c.account_id],
+            set_={k: excluded[k] for k in ("run_id", "seq", "published_at", "status")},
+            where=newer,
         )
-        found = _UPSERTS[dialect] = (
-            insert.on_conflict_do_update(
-                index_elements=[_T.c.account_id],
-                set_={k: excluded[k] for k in ("run_id", "seq", "published_at", "status")},
-                where=newer,
-            )
-            # A row comes back only when one was written (inserted, or updated because
-            # newer): rowcount is not reliable for an upsert across drivers (psycopg
-            # reports none).
-            .returning(_T.c.seq)
-        )
-    return found
+        # A row comes back only when one was written (inserted, or updated because newer):
+        # rowcount is not reliable for an upsert across drivers (psycopg reports none).
+        .returning(_T.c.seq)
+    )
 
 
 def publish(engine: Engine, inp: PublishStatusInput) -> bool:

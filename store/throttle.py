@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from store.engine import dialect_insert
 from store.tables import Throttle
 
 _T = Throttle.__table__  # type: ignore[attr-defined]
@@ -28,7 +28,7 @@ class Count:
 def count(engine: Engine, key: str, now: int, window: int) -> Count:
     """Count one hit under ``key``; a window older than ``window`` seconds starts anew."""
     fresh = _T.c.window_start > now - window
-    insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(_T)
+    insert = dialect_insert(engine.dialect.name, _T)
     stmt = (
         insert.values(key=key, window_start=now, count=1, blocked_until=0, expires_at=now + window)
         .on_conflict_do_update(
