@@ -16,7 +16,6 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 from temporalio.client import Client
 
 from api.errors import ApiError
@@ -26,7 +25,6 @@ from config import Settings
 from domain.errors import ErrorCode
 from store import audit, journey_status, operators
 from store.operators import Role
-from store.tables import Account
 from temporal_client import connect
 
 log = logging.getLogger(__name__)
@@ -95,35 +93,47 @@ TokensDep = Annotated[SessionTokens, Depends(get_tokens)]
 _bearer = HTTPBearer(auto_error=False, description="The token from POST /v1/session")
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """The caller a bearer token names, once the store confirmed the account exists."""
+
+    id: str
+
+
+def _token_account_id(
+    tokens: SessionTokens, credentials: HTTPAuthorizationCredentials | None
+) -> str:
+    account_id = tokens.account_id(credentials.credentials) if credentials else None
+    if not account_id:
+        raise ApiError(ErrorCode.NOT_AUTHENTICATED)
+    return account_id
+
+
 def _account(
     engine: Engine,
     tokens: SessionTokens,
     credentials: HTTPAuthorizationCredentials | None,
     *,
     started: bool,
-) -> Account:
-    """The token's account, detached (``started``: and its journey has been started, else
-    404), read in one short session: one thread-pool hop and one connection a request."""
-    account_id = tokens.account_id(credentials.credentials) if credentials else None
-    if not account_id:
+) -> SignedIn:
+    """The token's account, if it still exists (``started``: and its journey has been
+    started, else 404): one statement on one pooled connection, in one thread-pool hop."""
+    account_id = _token_account_id(tokens, credentials)
+    journey = journey_status.signed_in(engine, account_id)
+    if journey is None:
         raise ApiError(ErrorCode.NOT_AUTHENTICATED)
-    with Session(engine) as session:
-        account = session.get(Account, account_id)
-        if account is None:
-            raise ApiError(ErrorCode.NOT_AUTHENTICATED)
-        if started and not journey_status.started_in(session, account_id):
-            raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
-        session.expunge(account)
-    return account
+    if started and not journey:
+        raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
+    return SignedIn(account_id)
 
 
 def current_account(
     engine: EngineDep,
     tokens: TokensDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account:
-    """The logged-in account, detached. A sync dependency: FastAPI runs it in its thread
-    pool, and its short session holds no connection while the route awaits Temporal."""
+) -> SignedIn:
+    """The logged-in account. A sync dependency: FastAPI runs it in its thread pool, and
+    its connection goes back to the pool before the route awaits Temporal."""
     return _account(engine, tokens, credentials, started=False)
 
 
@@ -136,19 +146,31 @@ async def system_caller(
         raise ApiError(ErrorCode.SYSTEM_KEY_INVALID)
 
 
-AccountDep = Annotated[Account, Depends(current_account)]
+AccountDep = Annotated[SignedIn, Depends(current_account)]
 
 
 def enrolled_account(
     engine: EngineDep,
     tokens: TokensDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Account:
+) -> SignedIn:
     """The logged-in account whose journey has been started (else 404)."""
     return _account(engine, tokens, credentials, started=True)
 
 
-EnrolledDep = Annotated[Account, Depends(enrolled_account)]
+EnrolledDep = Annotated[SignedIn, Depends(enrolled_account)]
+
+
+async def token_account(
+    tokens: TokensDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> SignedIn:
+    """The account the bearer token names, not yet checked against the store: only for
+    routes whose one store read checks that the account still exists (the status)."""
+    return SignedIn(_token_account_id(tokens, credentials))
+
+
+TokenAccountDep = Annotated[SignedIn, Depends(token_account)]
 SystemDep = Annotated[None, Depends(system_caller)]
 
 

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Engine
 
 from domain.enrollment import EnrollmentStatus, PublishStatusInput
 from store.engine import dialect_insert
-from store.tables import Enrollment, JourneyStatusRow
+from store.tables import Account, Enrollment, JourneyStatusRow
 
 _T = JourneyStatusRow.__table__  # type: ignore[attr-defined]
 
@@ -26,6 +25,14 @@ _T = JourneyStatusRow.__table__  # type: ignore[attr-defined]
 class PublishedStatus:
     run_id: str
     status: EnrollmentStatus
+
+
+@dataclass(frozen=True)
+class CallerJourney:
+    """A signed-in caller's journey as the store knows it (``read_for_caller``)."""
+
+    started: bool  # its ``enrollments`` row exists
+    published: PublishedStatus | None
 
 
 @functools.cache
@@ -63,31 +70,56 @@ def publish(engine: Engine, inp: PublishStatusInput) -> bool:
         return conn.execute(_upsert(engine.dialect.name), values).first() is not None
 
 
-def read(engine: Engine, account_id: str) -> PublishedStatus | None:
-    """The account's published status; None when it has none."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(_T.c.run_id, _T.c.status).where(_T.c.account_id == account_id)
-        ).first()
-    if row is None:
+_READ = sa.select(_T.c.run_id, _T.c.status).where(_T.c.account_id == sa.bindparam("account_id"))
+
+
+def _published(row: Any) -> PublishedStatus | None:
+    if row is None or row.status is None:
         return None
     return PublishedStatus(
         run_id=row.run_id, status=EnrollmentStatus.model_validate_json(row.status)
     )
 
 
-def journey_started(engine: Engine, account_id: str) -> bool:
-    """Whether the account's journey was ever started (its ``enrollments`` row)."""
+def read(engine: Engine, account_id: str) -> PublishedStatus | None:
+    """The account's published status; None when it has none."""
     with engine.connect() as conn:
-        return started_in(conn, account_id)
+        return _published(conn.execute(_READ, {"account_id": account_id}).first())
 
 
-def started_in(conn: Connection | Session, account_id: str) -> bool:
-    """``journey_started`` within a connection or session the caller has open already
-    (the API's account check reads the account and this in one session)."""
-    found = conn.execute(
-        sa.select(Enrollment.account_id).where(  # type: ignore[call-overload]
-            Enrollment.account_id == account_id
-        )
-    ).first()
-    return found is not None
+_A = Account.__table__  # type: ignore[attr-defined]
+_E = Enrollment.__table__  # type: ignore[attr-defined]
+
+# Built once (each call binds its account): the API asks this on every signed-in request.
+_SIGNED_IN = sa.select(
+    _A.c.id, sa.exists().where(_E.c.account_id == _A.c.id).label("started")
+).where(_A.c.id == sa.bindparam("account_id"))
+
+
+def signed_in(engine: Engine, account_id: str) -> bool | None:
+    """For the API's check of a signed-in caller, one statement: ``None`` when the account
+    does not exist (any more), else whether its journey was ever started."""
+    with engine.connect() as conn:
+        row = conn.execute(_SIGNED_IN, {"account_id": account_id}).first()
+    return None if row is None else bool(row.started)
+
+
+_CALLER = (
+    sa.select(
+        sa.exists().where(_E.c.account_id == _A.c.id).label("started"),
+        _T.c.run_id,
+        _T.c.status,
+    )
+    .select_from(_A.outerjoin(_T, _T.c.account_id == _A.c.id))
+    .where(_A.c.id == sa.bindparam("account_id"))
+)
+
+
+def read_for_caller(engine: Engine, account_id: str) -> CallerJourney | None:
+    """``GET /v1/journey``'s one read: ``None`` when the account does not exist (any
+    more), else whether its journey was started and the status it last published."""
+    with engine.connect() as conn:
+        row = conn.execute(_CALLER, {"account_id": account_id}).first()
+    if row is None:
+        return None
+    return CallerJourney(started=bool(row.started), published=_published(row))

@@ -11,6 +11,7 @@ from api.deps import (
     EnrolledDep,
     IdempotencyKeyDep,
     SettingsDep,
+    TokenAccountDep,
 )
 from api.errors import ApiError, error_responses
 from api.schemas import (
@@ -68,7 +69,7 @@ async def start_or_resume(
 
 @router.get("/journey", response_model=JourneyResponse, responses=error_responses(*CALL))
 async def get_journey(
-    account: AccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
+    account: TokenAccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
 ) -> JourneyResponse:
     """Where the journey stands: stage, gateways, reminders, next reminder due."""
     state = await enrollment_service.status_of(client, engine, settings, account.id)
@@ -106,7 +107,7 @@ async def answer_terms(
 
 @router.get("/journey/gateways", response_model=GatewayList, responses=error_responses(*CALL))
 async def list_gateways(
-    account: AccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
+    account: TokenAccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
 ) -> GatewayList:
     """The customer's gateways, each with eligibility (and why not) and application state."""
     state = await enrollment_service.status_of(client, engine, settings, account.id)

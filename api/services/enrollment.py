@@ -54,11 +54,17 @@ async def status_of(
 ) -> EnrollmentStatus:
     """Where the journey stands: the row its workflow published in the store (one read,
     no round trip to the worker, and an answer while no worker runs); a journey whose run
-    publishes no row (started before ``status-in-store``) is asked by a query."""
-    published = await asyncio.to_thread(journey_status.read, engine, account_id)
-    if published is not None:
-        return published.status
-    if not await asyncio.to_thread(journey_status.journey_started, engine, account_id):
+    publishes no row (started before ``status-in-store``) is asked by a query.
+
+    The same statement checks that the caller's account still exists (401 if not): the
+    routes take the caller from the token alone (``TokenAccountDep``), so a status costs
+    one thread-pool hop and one statement."""
+    found = await asyncio.to_thread(journey_status.read_for_caller, engine, account_id)
+    if found is None:
+        raise ApiError(ErrorCode.NOT_AUTHENTICATED)
+    if found.published is not None:
+        return found.published.status
+    if not found.started:
         raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
     handle = handle_for(client, account_id)
     return await answer(settings, handle, handle.query(EnrollmentWorkflow.get_status))

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from api.security import SessionTokens
 from domain.mail import MailKind
 from store.tables import OutboxMail
 from tests.api.conftest import SYSTEM_KEY, Stack
@@ -150,6 +151,26 @@ async def test_refusals_map_to_statuses_and_codes(stack: Stack) -> None:
     auth = await stack.login(customer)
 
     assert (await stack.call("GET", "/v1/journey")).status_code == 401
+    # A well-signed token for an account the store does not hold (removed since): 401 on
+    # the status read (its one statement checks the account) as on every other route.
+    secret = stack.settings.secret_key.get_secret_value()
+    ghost = SessionTokens(secret, 3600).issue("no-such-account")
+    for method, path in (
+        ("GET", "/v1/journey"),
+        ("GET", "/v1/journey/gateways"),
+        ("POST", "/v1/journey"),
+        ("POST", "/v1/journey/consent"),
+    ):
+        refused = await stack.call(
+            method,
+            path,
+            headers={"Authorization": f"Bearer {ghost}"},
+            json={"agree": True, "terms_version": stack.settings.circle_terms_version},
+        )
+        assert (refused.status_code, refused.json()["detail"][0]["code"]) == (
+            401,
+            "not_authenticated",
+        ), (method, path)
     not_started = await stack.call("GET", "/v1/journey", headers=auth)
     assert (not_started.status_code, not_started.json()["detail"][0]["code"]) == (
         404,

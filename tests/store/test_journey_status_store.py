@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from domain.enrollment import EnrollmentStatus, PublishStatusInput, Stage
 from store import journey_status
 from store import starts as starts_store
+from store.journey_status import CallerJourney
 from tests.factories import add_customer
 
 T0 = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -48,8 +49,30 @@ def test_newer_writes_land_and_older_ones_never_move_it_back(store_engine: Engin
     assert row.status.stage_entered_at == later
 
 
-def test_a_journey_started_is_told_from_one_never_started(store_engine: Engine) -> None:
+def test_the_callers_check_tells_a_missing_account_a_new_one_and_a_started_one(
+    store_engine: Engine,
+) -> None:
     account = add_customer(store_engine).account_id
-    assert not journey_status.journey_started(store_engine, account)
+    assert journey_status.signed_in(store_engine, "no-such-account") is None
+    assert journey_status.read_for_caller(store_engine, "no-such-account") is None
+    assert journey_status.signed_in(store_engine, account) is False
+    assert journey_status.read_for_caller(store_engine, account) == CallerJourney(
+        started=False, published=None
+    )
     starts_store.mark_started(store_engine, account, f"enrollment-{account}", now=T0)
-    assert journey_status.journey_started(store_engine, account)
+    assert journey_status.signed_in(store_engine, account) is True
+    assert journey_status.read_for_caller(store_engine, account) == CallerJourney(
+        started=True, published=None
+    )
+    assert publish(store_engine, account, "run-1", 1, T0, Stage.AWAITING_CONSENT)
+    found = journey_status.read_for_caller(store_engine, account)
+    assert found is not None and found.started and found.published is not None
+    assert (found.published.run_id, found.published.status.stage) == (
+        "run-1",
+        Stage.AWAITING_CONSENT,
+    )
+    # Another account's rows never answer for this one.
+    other = add_customer(store_engine).account_id
+    assert journey_status.read_for_caller(store_engine, other) == CallerJourney(
+        started=False, published=None
+    )
