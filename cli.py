@@ -84,7 +84,7 @@ def mailsink(
     """Run the local SMTP sink on 127.0.0.1, keeping each mail as .eml."""
     from devtools.mailsink import MailSink
 
-    sink = MailSink(port=port, directory=directory, echo=True).start()
+    sink = MailSink(port=port, directory=directory, echo=True, keep=False).start()
     typer.echo(f"mail sink on 127.0.0.1:{sink.port}, keeping mail in {directory}/")
     try:
         while True:

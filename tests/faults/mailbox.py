@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
 
@@ -57,10 +55,10 @@ class Mailbox:
         # closing boundary ("--…--"), and waits for the next scan.
         if not content.rstrip().endswith(b"--"):
             return None
-        message = message_from_bytes(content, policy=policy.default)
-        if not isinstance(message, EmailMessage) or message["Message-ID"] is None:
+        received = ReceivedMail(envelope_to=[], content=content)
+        message = received.message
+        if message["Message-ID"] is None:
             return None
-        received = ReceivedMail(envelope_to=[], message=message)
         [(_, to)] = getaddresses([str(message["To"])])
         subject = received.subject
         kind = next((k for words, k in KINDS if words in subject), "other")
