@@ -25,9 +25,11 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import jinja2
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from temporalio import activity
@@ -36,6 +38,7 @@ from temporalio.exceptions import ApplicationError
 from activities import metrics
 from domain.enrollment import AwaitedStep
 from domain.mail import Brand, MailKind, MailReceipt, MailRequest, brand_of
+from store.engine import dialect_insert
 from store.tables import Account, MemberEmailChange, OutboxMail, PointSignup, PointsMember
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -160,6 +163,31 @@ def _sender(sender: str) -> tuple[str, str]:
     return display_name, addr or sender.strip()
 
 
+_OUTBOX = OutboxMail.__table__  # type: ignore[attr-defined]
+_ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
+_ACCOUNT_ADDRESS = sa.select(_ACCOUNTS.c.display_name, _ACCOUNTS.c.email).where(
+    _ACCOUNTS.c.id == sa.bindparam("id")
+)
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (key) DO UPDATE SET attempts = attempts + 1 WHERE status <>
+    'sent' RETURNING key``: a row comes back when the mail is the caller's to send."""
+    insert = dialect_insert(dialect, _OUTBOX)
+    return insert.on_conflict_do_update(
+        index_elements=[_OUTBOX.c.key],
+        set_={"attempts": _OUTBOX.c.attempts + 1},
+        where=_OUTBOX.c.status != "sent",
+    ).returning(_OUTBOX.c.key)
+
+
+def _unknown_recipient() -> ApplicationError:
+    return ApplicationError(
+        "mail recipient not found", type="mail_recipient_unknown", non_retryable=True
+    )
+
+
 class MailActivities:
     def __init__(self, engine: Engine, smtp: SmtpSettings, renderer: MailRenderer) -> None:
         self._engine = engine
@@ -168,12 +196,14 @@ class MailActivities:
 
     def _recipient(self, req: MailRequest) -> tuple[str, str]:
         """(name, address): an account's, or a signup's (whose name is its member's)."""
+        if req.account_id is not None:  # every journey mail: one statement
+            with self._engine.connect() as conn:
+                found = conn.execute(_ACCOUNT_ADDRESS, {"id": req.account_id}).first()
+            if found is not None:
+                return found.display_name, found.email
+            raise _unknown_recipient()
         with Session(self._engine) as session:
-            if req.account_id is not None:
-                account = session.get(Account, req.account_id)
-                if account is not None:
-                    return account.display_name, account.email
-            elif req.signup_id is not None:
+            if req.signup_id is not None:
                 signup = session.get(PointSignup, req.signup_id)
                 if signup is not None:
                     member = session.exec(
@@ -191,42 +221,35 @@ class MailActivities:
                 holder = session.get(PointsMember, req.member_id)
                 if holder is not None:
                     return holder.name, holder.email
-        raise ApplicationError(
-            "mail recipient not found", type="mail_recipient_unknown", non_retryable=True
-        )
+        raise _unknown_recipient()
 
     def _claim(self, req: MailRequest, subject: str, message_id: str) -> bool:
-        """Claim the outbox row for this key; False when the mail was already sent."""
-        with Session(self._engine) as session:
-            row = session.get(OutboxMail, req.key)
-            if row is not None and row.status == "sent":
-                return False
-            if row is None:
-                row = OutboxMail(
-                    key=req.key,
-                    kind=req.kind.value,
-                    account_id=req.account_id,
-                    signup_id=req.signup_id,
-                    message_id=message_id,
-                    subject=subject,
-                    status="sending",
-                )
-            row.attempts += 1
-            session.add(row)
-            session.commit()
-            return True
+        """Claim the outbox row for this key (one statement: a new row, or one more
+        attempt on a row not yet sent); False when the mail was already sent."""
+        with self._engine.begin() as conn:
+            claimed = conn.execute(
+                _claim_statement(self._engine.dialect.name),
+                {
+                    "key": req.key,
+                    "kind": req.kind.value,
+                    "account_id": req.account_id,
+                    "signup_id": req.signup_id,
+                    "message_id": message_id,
+                    "subject": subject,
+                    "status": "sending",
+                    "attempts": 1,
+                    "created_at": datetime.now(UTC),
+                },
+            ).first()
+        return claimed is not None
 
     def _finish(self, key: str, status: str, error: str | None = None) -> None:
-        with Session(self._engine) as session:
-            row = session.get(OutboxMail, key)
-            if row is None:  # claimed moments ago; nothing to update if it vanished
-                return
-            row.status = status
-            row.last_error = error
-            if status == "sent":
-                row.sent_at = datetime.now(UTC)
-            session.add(row)
-            session.commit()
+        """The row's outcome (nothing to update if the claimed row vanished)."""
+        values: dict[str, object] = {"status": status, "last_error": error}
+        if status == "sent":
+            values["sent_at"] = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            conn.execute(sa.update(_OUTBOX).where(_OUTBOX.c.key == key).values(values))
 
     def _render(self, req: MailRequest, name: str, secret: dict[str, str]) -> RenderedMail:
         try:

@@ -34,6 +34,7 @@ from domain.enrollment import AwaitedStep
 from domain.mail import BRAND_OF, MailKind, MailRequest
 from store.tables import Account, OutboxMail
 from tests.factories import add_customer
+from tests.statements import statements_of
 from worker import mail_renderer, smtp_settings
 
 RENDERER = mail_renderer(Settings())
@@ -425,3 +426,34 @@ def test_gateway_and_terms_mails_say_what_happened() -> None:
     member = RENDERER.render(MailKind.TERMS_REVISED, {"name": "x", **REVISED, "audience": "member"})
     assert "「同意する」" in consent.text and "「同意する」" not in member.text
     assert "2026-04-01" in member.text and REVISED["url"] in member.html
+
+
+async def test_the_outbox_takes_one_statement_a_step_on_both_stores(
+    store_engine: Engine, mail_sink: MailSink
+) -> None:
+    """A journey mail reads its address, claims its outbox row and records the outcome
+    with one statement each (no ORM session); a retry after a deferral counts one more
+    attempt, and once sent the row is never claimed again."""
+    customer = add_customer(store_engine)
+    mail = activities(store_engine, mail_sink)
+    req = MailRequest(key="k-outbox", kind=MailKind.INVITATION, account_id=customer.account_id)
+
+    mail_sink.handler.scripted_replies.append("451 4.3.0 try again later")
+    with statements_of(store_engine) as deferred:
+        with pytest.raises(ApplicationError):
+            await ActivityEnvironment().run(mail.send_mail, req)
+    assert [s.split()[0] for s in deferred] == ["SELECT", "INSERT", "UPDATE"], deferred
+
+    with statements_of(store_engine) as sent:
+        first = await ActivityEnvironment().run(mail.send_mail, req)
+    assert [s.split()[0] for s in sent] == ["SELECT", "INSERT", "UPDATE"], sent
+    again = await ActivityEnvironment().run(mail.send_mail, req)
+    assert (first.already_sent, again.already_sent) == (False, True)
+    assert len(mail_sink.received) == 1
+
+    with Session(store_engine) as session:
+        row = session.get(OutboxMail, "k-outbox")
+        assert row is not None
+        assert (row.status, row.attempts, row.last_error) == ("sent", 2, None)
+        assert row.sent_at is not None and row.created_at <= row.sent_at
+        assert (row.kind, row.account_id) == ("invitation", customer.account_id)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -23,6 +19,7 @@ from domain.errors import ErrorCode
 from store import enrollment as enrollment_store
 from store.tables import Account, CircleApplication, Consent, Gateway
 from tests.factories import add_customer, add_points_member, random_id
+from tests.statements import statements_of
 from tests.workflows.harness import TERMS
 
 
@@ -47,21 +44,6 @@ def consent_entry(account_id: str, key: str) -> RecordConsentInput:
         decided_at=datetime(2026, 11, 27, 3, 0, tzinfo=UTC),
         channel="web",
     )
-
-
-@contextmanager
-def statements_of(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements ``engine`` runs meanwhile."""
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
 
 
 def test_application_rules(store_engine: Engine) -> None:
