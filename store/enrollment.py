@@ -121,6 +121,13 @@ _ACTIVE_MEMBER_GATEWAY = (
     .order_by(_MEMBERS.c.id)
     .limit(1)
 )
+_APPLICATION_COUNTS = sa.select(
+    sa.func.count(),
+    sa.func.sum(sa.case((_APPLICATIONS.c.status == "cancelled", 1), else_=0)),
+).where(
+    _APPLICATIONS.c.account_id == sa.bindparam("account_id"),
+    _APPLICATIONS.c.gateway_id == sa.bindparam("gateway_id"),
+)
 _HOLDER_TYPE = sa.select(Account.__table__.c.holder_type).where(  # type: ignore[attr-defined]
     Account.__table__.c.id == sa.bindparam("account_id")  # type: ignore[attr-defined]
 )
@@ -349,11 +356,8 @@ def application_counts(engine: Engine, account_id: str, gateway_id: str) -> tupl
     cancellation from the total: a retried request finds the same counts and attaches to
     its first attempt, while applying again after a cancellation is a new request.
     """
-    with Session(engine) as session:
-        rows = session.exec(
-            select(CircleApplication.status).where(
-                CircleApplication.account_id == account_id,
-                CircleApplication.gateway_id == gateway_id,
-            )
-        ).all()
-    return len(rows), sum(1 for status in rows if status == "cancelled")
+    with engine.connect() as conn:
+        total, cancelled = conn.execute(
+            _APPLICATION_COUNTS, {"account_id": account_id, "gateway_id": gateway_id}
+        ).one()
+    return int(total), int(cancelled or 0)

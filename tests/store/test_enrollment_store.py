@@ -268,3 +268,29 @@ def test_an_application_reads_nothing_twice(store_engine: Engine) -> None:
     # before: the gateway, the request key, a cancelled membership;
     # after: the member, the gateways, their applications
     assert len(reads) == 6, statements
+
+
+def test_application_counts_of_one_gateway(store_engine: Engine) -> None:
+    """What the API derives an application's update ID from (one aggregate statement)."""
+    customer = add_customer(store_engine)
+    other = add_customer(store_engine)
+    counts = enrollment_store.application_counts
+    assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (0, 0)
+    apply(store_engine, customer.account_id, customer.eligible_gateway)
+    apply(store_engine, other.account_id, other.eligible_gateway)
+    assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (1, 0)
+    enrollment_store.cancel_application(
+        store_engine,
+        CancelApplicationInput(
+            key="count-c1",
+            account_id=customer.account_id,
+            gateway_id=customer.eligible_gateway,
+            cancelled_at=datetime.now(UTC),
+        ),
+    )
+    apply(store_engine, customer.account_id, customer.eligible_gateway)
+    with statements_of(store_engine) as statements:
+        assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (2, 1)
+    assert len(statements) == 1, statements
+    # another account's gateway is not counted for this one
+    assert counts(store_engine, customer.account_id, other.eligible_gateway) == (0, 0)
