@@ -7,6 +7,7 @@ after its first attempt committed gets the first attempt's result back.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -143,6 +144,34 @@ _RESUME_MEMBERS = (
     )
     .values(circle_cancelled_at=None)
 )
+
+
+_GATEWAY_STANDING = sa.select(
+    _GATEWAYS.c.account_id,
+    _GATEWAYS.c.pcs_serial,
+    sa.exists()
+    .where(_APPLICATIONS.c.gateway_id == _GATEWAYS.c.gateway_id, _APPLICATIONS.c.status == "active")
+    .label("applied"),
+    sa.exists().where(_MEMBERS.c.gateway_id == _GATEWAYS.c.gateway_id).label("member"),
+).where(_GATEWAYS.c.gateway_id == sa.bindparam("gateway_id"))
+
+
+@dataclass(frozen=True)
+class GatewayStanding:
+    """What STEP3 asks of a gateway, read in one statement."""
+
+    account_id: str
+    pcs_serial: str
+    applied: bool  # it backs an active circle application
+    member: bool  # a スマイルeポイント member (active or not) holds it
+
+
+def gateway_standing(conn: Session | Connection, gateway_id: str) -> GatewayStanding | None:
+    """The gateway's owner, serial, application and membership; None if it is unknown."""
+    row = conn.execute(_GATEWAY_STANDING, {"gateway_id": gateway_id}).first()
+    if row is None:
+        return None
+    return GatewayStanding(row.account_id, row.pcs_serial, bool(row.applied), bool(row.member))
 
 
 def gateway_views(session: Session | Connection, account_id: str) -> list[GatewayView]:

@@ -30,19 +30,26 @@ from domain.holder import (
     mask_email,
 )
 from domain.signup import GatewayMatch
-from store.enrollment import RuleViolation
+from store.enrollment import RuleViolation, gateway_standing
 from store.tables import (
     Account,
-    CircleApplication,
-    Gateway,
     GatewayEntryFailure,
     HolderConfirmationRequest,
     PointSignup,
-    PointsMember,
 )
 
 # "Per day": the window over which wrong pairs and confirmation requests are counted.
 WINDOW = timedelta(hours=24)
+_F = GatewayEntryFailure.__table__  # type: ignore[attr-defined]
+# STEP3's throttle in one statement built once: was this attempt counted already, and how
+# many wrong pairs the gateway had since ``since``.
+_FAILURES = sa.select(
+    sa.exists().where(_F.c.request_key == sa.bindparam("key")).label("counted"),
+    sa.select(sa.func.count())
+    .where(_F.c.gateway_id == sa.bindparam("gateway_id"), _F.c.failed_at > sa.bindparam("since"))
+    .scalar_subquery()
+    .label("recent"),
+)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -74,28 +81,16 @@ def check_gateway_entry(engine: Engine, inp: CheckGatewayInput) -> GatewayCheck:
     time.
     """
     with Session(engine) as session:
-        if session.exec(
-            select(GatewayEntryFailure).where(GatewayEntryFailure.request_key == inp.attempt_key)
-        ).first():
-            return GatewayCheck(outcome=GatewayOutcome.WRONG_PAIR)  # a retry: counted once
-        recent = session.exec(
-            select(func.count())
-            .select_from(GatewayEntryFailure)
-            .where(
-                GatewayEntryFailure.gateway_id == inp.gateway_id,
-                col(GatewayEntryFailure.failed_at) > inp.at - WINDOW,
-            )
+        failures = session.execute(
+            _FAILURES,
+            {"key": inp.attempt_key, "gateway_id": inp.gateway_id, "since": inp.at - WINDOW},
         ).one()
-        if recent >= inp.failures_per_day:
+        if failures.counted:
+            return GatewayCheck(outcome=GatewayOutcome.WRONG_PAIR)  # a retry: counted once
+        if failures.recent >= inp.failures_per_day:
             return GatewayCheck(outcome=GatewayOutcome.GATEWAY_LOCKED)
-        gateway = session.get(Gateway, inp.gateway_id)
-        applied = session.exec(
-            select(CircleApplication).where(
-                CircleApplication.gateway_id == inp.gateway_id,
-                CircleApplication.status == "active",
-            )
-        ).first()
-        if gateway is None or applied is None or gateway.pcs_serial != inp.pcs_serial:
+        gateway = gateway_standing(session, inp.gateway_id)
+        if gateway is None or not gateway.applied or gateway.pcs_serial != inp.pcs_serial:
             session.add(
                 GatewayEntryFailure(
                     request_key=inp.attempt_key,
@@ -106,17 +101,14 @@ def check_gateway_entry(engine: Engine, inp: CheckGatewayInput) -> GatewayCheck:
             )
             session.commit()
             return GatewayCheck(outcome=GatewayOutcome.WRONG_PAIR)
-        member = select(PointsMember).where(PointsMember.gateway_id == inp.gateway_id)
-        if session.exec(member).first():
-            return GatewayCheck(outcome=GatewayOutcome.ALREADY_MEMBER)
-        return GatewayCheck(
-            outcome=GatewayOutcome.MATCHED,
-            match=GatewayMatch(
-                gateway_id=inp.gateway_id,
-                pcs_serial=inp.pcs_serial,
-                account_id=gateway.account_id,
-            ),
-        )
+    if gateway.member:
+        return GatewayCheck(outcome=GatewayOutcome.ALREADY_MEMBER)
+    return GatewayCheck(
+        outcome=GatewayOutcome.MATCHED,
+        match=GatewayMatch(
+            gateway_id=inp.gateway_id, pcs_serial=inp.pcs_serial, account_id=gateway.account_id
+        ),
+    )
 
 
 def ask_holder(engine: Engine, inp: AskHolderInput, key: bytes) -> HolderAsked:

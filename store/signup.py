@@ -27,11 +27,10 @@ from domain.signup import (
     RecordLinkInput,
     RegisterMemberInput,
 )
-from store.enrollment import RuleViolation, as_utc, consent_row
+from store.enrollment import RuleViolation, as_utc, consent_row, gateway_standing
 from store.holder import holder_may_register
 from store.tables import (
     CircleApplication,
-    Gateway,
     MemberEmailChange,
     PointSignup,
     PointsMember,
@@ -263,21 +262,13 @@ def match_applied_gateway(engine: Engine, gateway_id: str, pcs_serial: str) -> G
     A wrong serial and an unapplied gateway get the same answer, so the pair cannot be
     probed one half at a time.
     """
-    with Session(engine) as session:
-        gateway = session.get(Gateway, gateway_id)
-        applied = session.exec(
-            select(CircleApplication).where(
-                CircleApplication.gateway_id == gateway_id,
-                CircleApplication.status == "active",
-            )
-        ).first()
-        if gateway is None or applied is None or gateway.pcs_serial != pcs_serial:
-            raise RuleViolation(ErrorCode.GATEWAY_NOT_APPLIED)
-        if session.exec(select(PointsMember).where(PointsMember.gateway_id == gateway_id)).first():
-            raise RuleViolation(ErrorCode.GATEWAY_ALREADY_MEMBER)
-        return GatewayMatch(
-            gateway_id=gateway_id, pcs_serial=pcs_serial, account_id=gateway.account_id
-        )
+    with engine.connect() as conn:
+        gateway = gateway_standing(conn, gateway_id)
+    if gateway is None or not gateway.applied or gateway.pcs_serial != pcs_serial:
+        raise RuleViolation(ErrorCode.GATEWAY_NOT_APPLIED)
+    if gateway.member:
+        raise RuleViolation(ErrorCode.GATEWAY_ALREADY_MEMBER)
+    return GatewayMatch(gateway_id=gateway_id, pcs_serial=pcs_serial, account_id=gateway.account_id)
 
 
 def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:

@@ -22,6 +22,7 @@ from store import signup as signup_store
 from store.enrollment import RuleViolation
 from store.tables import HolderConfirmationRequest, PointsMember
 from tests.factories import Customer
+from tests.statements import statements_of
 from tests.store.test_signup_store import KEY, NOW, applied, confirm_holder, member_input
 
 
@@ -177,3 +178,14 @@ def test_wrong_pairs_are_limited_per_gateway_across_signups(store_engine: Engine
     assert entry(store_engine, c, customer, 0, customer.eligible_pcs) == LOCKED
     assert entry(store_engine, c, customer, 1, "WRONG200") == LOCKED
     assert entry(store_engine, c, customer, 2, customer.eligible_pcs, hours=24) == MATCHED
+
+
+def test_step3_reads_a_right_pair_in_two_statements(store_engine: Engine) -> None:
+    """The throttle (this attempt counted? wrong pairs in 24 hours) and the gateway's
+    standing (owner, serial, application, membership): one statement each."""
+    customer = applied(store_engine)
+    signup = signup_store.open_signup(store_engine, "two@example.com").signup_id
+    with statements_of(store_engine) as statements:
+        outcome = entry(store_engine, signup, customer, 0, customer.eligible_pcs)
+    assert outcome == GatewayOutcome.MATCHED
+    assert [s.split()[0] for s in statements] == ["SELECT", "SELECT"], statements
