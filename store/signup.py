@@ -275,8 +275,9 @@ def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
     """Create the member, record the two consents, close the reservation: one transaction.
 
     Idempotent by signup. Uniqueness of e-mail and gateway is the database's to decide.
+    The session keeps the member it wrote past the commit (not read again).
     """
-    with Session(engine) as session:
+    with Session(engine, expire_on_commit=False) as session:
         existing = session.exec(
             select(PointsMember).where(PointsMember.signup_id == inp.signup_id)
         ).first()
@@ -347,7 +348,6 @@ def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
             ).first()
             code = ErrorCode.GATEWAY_ALREADY_MEMBER if taken else ErrorCode.EMAIL_ALREADY_MEMBER
             raise RuleViolation(code) from None
-        session.refresh(member)
         session.expunge(member)
         return member
 
@@ -383,8 +383,7 @@ def cancel_member(engine: Engine, email: str, at: datetime) -> PointsMember:
                 change.closed_at = at
                 session.add(change)
             session.commit()
-            session.refresh(member)
-        session.expunge(member)
+            session.expunge(member)
         return member
 
 

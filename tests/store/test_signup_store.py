@@ -28,6 +28,7 @@ from store import signup as signup_store
 from store.enrollment import RuleViolation
 from store.tables import PointSignup, PointsMember, SignupLink
 from tests.factories import Customer, add_customer
+from tests.statements import statements_of
 from tests.workflows.signup_harness import INFO, SETTINGS
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -148,9 +149,15 @@ def test_registration_is_idempotent_and_a_cancelled_member_cannot_rejoin(
     customer = applied(store_engine)
     ticket = signup_store.open_signup(store_engine, "once@example.com")
     confirm_holder(store_engine, ticket.signup_id, customer)
-    member = signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
+    with statements_of(store_engine) as statements:
+        member = signup_store.register_member(
+            store_engine, member_input(ticket.signup_id, customer)
+        )
+    # STEP6 waits for this write: nothing it wrote is read back after the commit
+    assert statements[-1].split()[0] != "SELECT", statements
+    assert member.id is not None and member.gateway_id == customer.eligible_gateway
     again = signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
-    assert (member.id, member.email) == (again.id, again.email)
+    assert (member.id, member.email, member.status) == (again.id, again.email, again.status)
 
     signup_store.cancel_member(store_engine, "once@example.com", NOW)
     rejoin = signup_store.open_signup(store_engine, "once@example.com")
