@@ -80,6 +80,12 @@ async def get_client(request: Request) -> Client:
     return await temporal.get()
 
 
+async def get_temporal(request: Request) -> TemporalConnection:
+    """The connection itself, for a route that needs Temporal only on one path."""
+    temporal: TemporalConnection = request.app.state.temporal
+    return temporal
+
+
 async def get_tokens(request: Request) -> SessionTokens:
     tokens: SessionTokens = request.app.state.tokens
     return tokens
@@ -88,6 +94,7 @@ async def get_tokens(request: Request) -> SessionTokens:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ClientDep = Annotated[Client, Depends(get_client)]
+TemporalDep = Annotated[TemporalConnection, Depends(get_temporal)]
 TokensDep = Annotated[SessionTokens, Depends(get_tokens)]
 
 _bearer = HTTPBearer(auto_error=False, description="The token from POST /v1/session")

@@ -11,6 +11,7 @@ from api.deps import (
     EnrolledDep,
     IdempotencyKeyDep,
     SettingsDep,
+    TemporalDep,
     TokenAccountDep,
 )
 from api.errors import ApiError, error_responses
@@ -69,10 +70,10 @@ async def start_or_resume(
 
 @router.get("/journey", response_model=JourneyResponse, responses=error_responses(*CALL))
 async def get_journey(
-    account: TokenAccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
+    account: TokenAccountDep, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep
 ) -> JourneyResponse:
     """Where the journey stands: stage, gateways, reminders, next reminder due."""
-    state = await enrollment_service.status_of(client, engine, settings, account.id)
+    state = await enrollment_service.status_of(temporal.get, engine, settings, account.id)
     return JourneyResponse(**state.model_dump(), workflow_id=enrollment_workflow_id(account.id))
 
 
@@ -107,10 +108,10 @@ async def answer_terms(
 
 @router.get("/journey/gateways", response_model=GatewayList, responses=error_responses(*CALL))
 async def list_gateways(
-    account: TokenAccountDep, engine: EngineDep, client: ClientDep, settings: SettingsDep
+    account: TokenAccountDep, engine: EngineDep, temporal: TemporalDep, settings: SettingsDep
 ) -> GatewayList:
     """The customer's gateways, each with eligibility (and why not) and application state."""
-    state = await enrollment_service.status_of(client, engine, settings, account.id)
+    state = await enrollment_service.status_of(temporal.get, engine, settings, account.id)
     return GatewayList(gateways=state.gateways)
 
 

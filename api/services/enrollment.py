@@ -15,6 +15,7 @@ the request's ``Idempotency-Key`` if it sent one, else a key derived from the re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.engine import Engine
 from temporalio.client import Client, WorkflowHandle
@@ -50,7 +51,7 @@ def handle_for(client: Client, account_id: str) -> Handle:
 
 
 async def status_of(
-    client: Client, engine: Engine, settings: Settings, account_id: str
+    connect: Callable[[], Awaitable[Client]], engine: Engine, settings: Settings, account_id: str
 ) -> EnrollmentStatus:
     """Where the journey stands: the row its workflow published in the store (one read,
     no round trip to the worker, and an answer while no worker runs); a journey whose run
@@ -58,7 +59,9 @@ async def status_of(
 
     The same statement checks that the caller's account still exists (401 if not): the
     routes take the caller from the token alone (``TokenAccountDep``), so a status costs
-    one thread-pool hop and one statement."""
+    one thread-pool hop and one statement. Temporal is asked for (``connect``) only for
+    the query: a status in the store answers while the server is unreachable, even in an
+    API that has never reached it."""
     found = await asyncio.to_thread(journey_status.read_for_caller, engine, account_id)
     if found is None:
         raise ApiError(ErrorCode.NOT_AUTHENTICATED)
@@ -66,7 +69,7 @@ async def status_of(
         return found.published.status
     if not found.started:
         raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
-    handle = handle_for(client, account_id)
+    handle = handle_for(await connect(), account_id)
     return await answer(settings, handle, handle.query(EnrollmentWorkflow.get_status))
 
 

@@ -8,6 +8,7 @@ hidden field: a double click is one update.
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from fastapi import APIRouter, Request
@@ -219,7 +220,7 @@ async def consent(request: Request) -> Response:
 
 async def _gateways(page: Page, account: Account) -> tuple[Stage, list[GatewayView]]:
     state = await enrollment_service.status_of(
-        await _client(page),
+        functools.partial(_client, page),
         page.request.app.state.engine,
         page.request.app.state.settings,
         account.id,

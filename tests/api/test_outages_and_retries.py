@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ from temporalio.worker import Worker
 from api.main import create_app
 from config import Settings
 from devtools.mailsink import MailSink
+from domain.enrollment import EnrollmentStatus, PublishStatusInput, Stage
+from store import journey_status
+from store import starts as starts_store
 from store.engine import make_engine
 from store.tables import CircleApplication, Consent
 from tests.api.conftest import settings_for
@@ -81,6 +84,44 @@ async def test_the_api_starts_and_answers_503_without_the_temporal_server(
         # time for any address); it is handed to its signup once Temporal is back.
         requested = await http.post("/v1/points/signups", json={"email": "someone@example.com"})
         assert requested.status_code == 202, requested.text
+
+
+async def test_the_status_in_the_store_answers_while_temporal_never_answered(
+    sqlite_engine: Engine, sqlite_url: str, mail_sink: MailSink
+) -> None:
+    """GET /v1/journey reads the store's row; Temporal is asked only for a journey without
+    one (a run from before ``status-in-store``), and that one is 503 while it is away."""
+    settings = settings_for(
+        sqlite_url,
+        mail_sink,
+        temporal_address=NO_TEMPORAL,
+        temporal_connect_timeout=timedelta(seconds=1),
+    )
+    published, unpublished = add_customer(sqlite_engine), add_customer(sqlite_engine)
+    at = datetime.now(UTC)
+    for customer in (published, unpublished):
+        starts_store.mark_started(
+            sqlite_engine, customer.account_id, f"enrollment-{customer.account_id}", now=at
+        )
+    journey_status.publish(
+        sqlite_engine,
+        PublishStatusInput(
+            account_id=published.account_id,
+            run_id="run-1",
+            seq=1,
+            published_at=at,
+            status=EnrollmentStatus(stage=Stage.AWAITING_CONSENT, stage_entered_at=at),
+        ),
+    )
+    async with api(settings, sqlite_engine) as http:  # it has never reached Temporal
+        auth = await login(http, published)
+        status = await http.get("/v1/journey", headers=auth)
+        assert status.status_code == 200, status.text
+        assert status.json()["stage"] == "awaiting_consent"
+        gateways = await http.get("/v1/journey/gateways", headers=auth)
+        assert gateways.status_code == 200, gateways.text
+        asked = await http.get("/v1/journey", headers=await login(http, unpublished))
+        assert code_of(asked) == (503, "service_unavailable"), asked.text
 
 
 async def test_a_store_that_cannot_be_opened_is_503(
