@@ -102,7 +102,9 @@ _bearer = HTTPBearer(auto_error=False, description="The token from POST /v1/sess
 
 @dataclass(frozen=True)
 class SignedIn:
-    """The caller a bearer token names, once the store confirmed the account exists."""
+    """The caller a bearer token names. ``AccountDep`` and ``EnrolledDep`` have checked
+    that the account still exists; ``TokenAccountDep`` leaves that to the route's one
+    statement."""
 
     id: str
 
