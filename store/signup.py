@@ -383,7 +383,8 @@ def cancel_member(engine: Engine, email: str, at: datetime) -> PointsMember:
                 change.closed_at = at
                 session.add(change)
             session.commit()
-            session.expunge(member)
+            session.refresh(member)
+        session.expunge(member)
         return member
 
 

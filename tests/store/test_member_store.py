@@ -17,7 +17,7 @@ from domain.member import ApplyEmailChangeInput, IssueEmailChangeInput
 from store import enrollment as enrollment_store
 from store import member as member_store
 from store import signup as signup_store
-from store.enrollment import RuleViolation
+from store.enrollment import RuleViolation, as_utc
 from store.tables import MemberEmailChange
 from tests.factories import Customer
 from tests.store.test_signup_store import applied, confirm_holder, member_input
@@ -170,3 +170,17 @@ def test_circle_cancellation_marks_the_member_until_applied_again(store_engine: 
         )
         is None
     )
+
+
+def test_cancelling_answers_with_the_tombstone_the_first_time_and_after(
+    store_engine: Engine,
+) -> None:
+    """The membership activity reads the returned member's ``cancelled_at``: the first
+    cancellation's row, read after its commit, and the same row on a retry."""
+    member(store_engine, "seven@example.com")
+    first = signup_store.cancel_member(store_engine, "seven@example.com", NOW)
+    assert first.cancelled_at is not None
+    assert (first.status, as_utc(first.cancelled_at)) == ("cancelled", NOW)
+    again = signup_store.cancel_member(store_engine, "seven@example.com", NOW + timedelta(days=1))
+    assert again.cancelled_at is not None
+    assert (again.status, as_utc(again.cancelled_at)) == ("cancelled", NOW)
