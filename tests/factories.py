@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from api.security import hash_password
+from domain.enrollment import CancelApplicationInput, GatewayView
 from store import enrollment as enrollment_store
 from store.tables import Account, Gateway, PointSignup, PointsMember
 
@@ -105,3 +106,18 @@ def add_points_member(engine: Engine, customer: Customer, *, status: str = "acti
             )
         )
         session.commit()
+
+
+def cancel_application(
+    engine: Engine, customer: Customer, key: str, at: datetime | None = None
+) -> list[GatewayView]:
+    """解約 of the customer's eligible gateway, as the journey's store activity asks it."""
+    return enrollment_store.cancel_application(
+        engine,
+        CancelApplicationInput(
+            key=key,
+            account_id=customer.account_id,
+            gateway_id=customer.eligible_gateway,
+            cancelled_at=at or datetime.now(UTC),
+        ),
+    )

@@ -18,7 +18,7 @@ from domain.enrollment import (
 from domain.errors import ErrorCode
 from store import enrollment as enrollment_store
 from store.tables import Account, CircleApplication, Consent, Gateway
-from tests.factories import add_customer, add_points_member, random_id
+from tests.factories import add_customer, add_points_member, cancel_application, random_id
 from tests.statements import statements_of
 from tests.workflows.harness import TERMS
 
@@ -279,15 +279,7 @@ def test_application_counts_of_one_gateway(store_engine: Engine) -> None:
     apply(store_engine, customer.account_id, customer.eligible_gateway)
     apply(store_engine, other.account_id, other.eligible_gateway)
     assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (1, 0)
-    enrollment_store.cancel_application(
-        store_engine,
-        CancelApplicationInput(
-            key="count-c1",
-            account_id=customer.account_id,
-            gateway_id=customer.eligible_gateway,
-            cancelled_at=datetime.now(UTC),
-        ),
-    )
+    cancel_application(store_engine, customer, "count-c1")
     apply(store_engine, customer.account_id, customer.eligible_gateway)
     with statements_of(store_engine) as statements:
         assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (2, 1)

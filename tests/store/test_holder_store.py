@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from domain.enrollment import CancelApplicationInput
 from domain.errors import ErrorCode
 from domain.holder import (
     AskHolderInput,
@@ -16,12 +15,11 @@ from domain.holder import (
     GatewayOutcome,
     RecordHolderDecisionInput,
 )
-from store import enrollment as enrollment_store
 from store import holder as holder_store
 from store import signup as signup_store
 from store.enrollment import RuleViolation
 from store.tables import HolderConfirmationRequest, PointsMember
-from tests.factories import Customer
+from tests.factories import Customer, cancel_application
 from tests.statements import statements_of
 from tests.store.test_signup_store import KEY, NOW, applied, confirm_holder, member_input
 
@@ -61,15 +59,7 @@ def test_a_cancelled_application_gets_no_member(store_engine: Engine) -> None:
     """Today's hole: STEP3 matched, then the circle application was cancelled."""
     customer = applied(store_engine)
     ticket = signup_store.open_signup(store_engine, customer.email)
-    enrollment_store.cancel_application(
-        store_engine,
-        CancelApplicationInput(
-            key="cancel",
-            account_id=customer.account_id,
-            gateway_id=customer.eligible_gateway,
-            cancelled_at=NOW,
-        ),
-    )
+    cancel_application(store_engine, customer, "cancel", NOW)
     with pytest.raises(RuleViolation) as err:
         signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
     assert err.value.code == ErrorCode.APPLICATION_NOT_ACTIVE
