@@ -1,10 +1,12 @@
 """The processes' event loops: the worker runs on uvloop (``worker.run``), and uvicorn
 serves the API on uvloop with the httptools parser (its ``auto`` choices, which take them
-when installed: pyproject.toml). README, Benchmarks: the CPU of a step in each process."""
+when installed: pyproject.toml); the worker freezes its startup heap before it polls.
+README, Benchmarks: the CPU of a step in each process, and the worker's full collections."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -41,3 +43,16 @@ def test_uvicorn_serves_on_uvloop_with_httptools() -> None:
         assert isinstance(loop, uvloop.Loop)
     finally:
         loop.close()
+
+
+def test_the_worker_freezes_its_startup_heap() -> None:
+    try:
+        frozen = worker.freeze_startup_heap()
+        assert frozen == gc.get_freeze_count() > 0
+        cycle: list[object] = []  # garbage made while serving, after the start
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() >= 1  # is still collected: only the startup heap is frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
