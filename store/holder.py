@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, func, select
 
 from domain.errors import ErrorCode
@@ -193,21 +193,37 @@ def record_decision(engine: Engine, inp: RecordHolderDecisionInput) -> None:
         session.commit()
 
 
-def holder_may_register(session: Session, signup: PointSignup, gateway: GatewayMatch) -> bool:
+_A = Account.__table__  # type: ignore[attr-defined]
+_H = HolderConfirmationRequest.__table__  # type: ignore[attr-defined]
+# The holder rule's facts in one statement built once: the circle account's address, and
+# whether its holder confirmed this signup on this gateway.
+_HOLDER_RULE = sa.select(
+    _A.c.email,
+    sa.exists()
+    .where(
+        _H.c.signup_id == sa.bindparam("signup_id"),
+        _H.c.gateway_id == sa.bindparam("gateway_id"),
+        _H.c.account_id == _A.c.id,
+        _H.c.status == "confirmed",
+    )
+    .label("confirmed"),
+).where(_A.c.id == sa.bindparam("account_id"))
+
+
+def holder_may_register(
+    conn: Connection, signup_id: str, signup_email: str, gateway: GatewayMatch
+) -> bool:
     """The rule, for ``register_member``'s transaction: the signup's e-mail is the circle
     account's own, or the holder confirmed this signup on this gateway."""
-    account = session.get(Account, gateway.account_id)
-    if account is not None and same_address(signup.email, account.email):
-        return True
-    confirmed = session.exec(
-        select(HolderConfirmationRequest).where(
-            HolderConfirmationRequest.signup_id == signup.id,
-            HolderConfirmationRequest.gateway_id == gateway.gateway_id,
-            HolderConfirmationRequest.account_id == gateway.account_id,
-            HolderConfirmationRequest.status == "confirmed",
-        )
+    row = conn.execute(
+        _HOLDER_RULE,
+        {
+            "signup_id": signup_id,
+            "gateway_id": gateway.gateway_id,
+            "account_id": gateway.account_id,
+        },
     ).first()
-    return confirmed is not None
+    return row is not None and (same_address(signup_email, row.email) or bool(row.confirmed))
 
 
 @dataclass(frozen=True)

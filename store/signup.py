@@ -13,6 +13,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -31,6 +32,7 @@ from store.enrollment import RuleViolation, as_utc, consent_row, gateway_standin
 from store.holder import holder_may_register
 from store.tables import (
     CircleApplication,
+    Consent,
     MemberEmailChange,
     PointSignup,
     PointsMember,
@@ -271,85 +273,111 @@ def match_applied_gateway(engine: Engine, gateway_id: str, pcs_serial: str) -> G
     return GatewayMatch(gateway_id=gateway_id, pcs_serial=pcs_serial, account_id=gateway.account_id)
 
 
+_MEMBERS = PointsMember.__table__  # type: ignore[attr-defined]
+_SIGNUPS = PointSignup.__table__  # type: ignore[attr-defined]
+_APPLICATIONS = CircleApplication.__table__  # type: ignore[attr-defined]
+_CONSENTS = Consent.__table__  # type: ignore[attr-defined]
+# ``register_member``'s statements, built once (each call binds its values).
+_MEMBER_OF_SIGNUP = sa.select(_MEMBERS).where(_MEMBERS.c.signup_id == sa.bindparam("signup_id"))
+_MEMBER_OF_GATEWAY = sa.select(_MEMBERS.c.id).where(
+    _MEMBERS.c.gateway_id == sa.bindparam("gateway_id")
+)
+_SIGNUP_EMAIL = sa.select(_SIGNUPS.c.email).where(_SIGNUPS.c.id == sa.bindparam("signup_id"))
+# Row locked on PostgreSQL: a concurrent 解約 of the application waits for the member.
+_ACTIVE_APPLICATION = (
+    sa.select(_APPLICATIONS.c.id)
+    .where(
+        _APPLICATIONS.c.gateway_id == sa.bindparam("gateway_id"),
+        _APPLICATIONS.c.account_id == sa.bindparam("account_id"),
+        _APPLICATIONS.c.status == "active",
+    )
+    .with_for_update()
+)
+_INSERT_CONSENTS = sa.insert(_CONSENTS)
+_CLOSE_SIGNUP = (
+    sa.update(_SIGNUPS)
+    .where(_SIGNUPS.c.id == sa.bindparam("b_signup_id"))
+    .values(status="registered", closed_at=sa.bindparam("b_closed_at"))
+)
+_INSERT_MEMBER = sa.insert(_MEMBERS).returning(_MEMBERS.c.id)
+
+
 def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
     """Create the member, record the two consents, close the reservation: one transaction.
 
     Idempotent by signup. Uniqueness of e-mail and gateway is the database's to decide.
-    The session keeps the member it wrote past the commit (not read again).
+    Statements built once, no ORM session: the customer's 登録する waits for this (README,
+    Benchmarks); the member returned is built from what was written.
     """
-    with Session(engine, expire_on_commit=False) as session:
-        existing = session.exec(
-            select(PointsMember).where(PointsMember.signup_id == inp.signup_id)
-        ).first()
-        if existing is not None:
-            session.expunge(existing)
-            return existing
-        signup = session.get(PointSignup, inp.signup_id)
-        if signup is None:
-            raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
-        # Checked again here, in the transaction that creates the member: the application
-        # may have been cancelled since STEP3 (row locked on PostgreSQL, so a concurrent
-        # cancel waits for us), and the holder must have confirmed a stranger's address.
-        active = session.exec(
-            select(CircleApplication)
-            .where(
-                CircleApplication.gateway_id == inp.gateway.gateway_id,
-                CircleApplication.account_id == inp.gateway.account_id,
-                CircleApplication.status == "active",
-            )
-            .with_for_update()
-        ).first()
-        if active is None:
-            raise RuleViolation(ErrorCode.APPLICATION_NOT_ACTIVE)
-        if not holder_may_register(session, signup, inp.gateway):
-            raise RuleViolation(ErrorCode.HOLDER_CONFIRMATION_PENDING)
-        info = inp.info
-        installation = info.installation_address
-        member = PointsMember(
-            signup_id=inp.signup_id,
-            email=signup.email,
-            gateway_id=inp.gateway.gateway_id,
-            account_id=inp.gateway.account_id,
-            service=inp.service.value,
-            name=info.name,
-            furigana=info.furigana,
-            postal_code=info.address.postal_code,
-            prefecture=info.address.prefecture,
-            address=info.address.address,
-            installation_postal_code=installation.postal_code if installation else None,
-            installation_prefecture=installation.prefecture if installation else None,
-            installation_address=installation.address if installation else None,
-            phone="-".join(info.phone),
-            password_hash=inp.password_hash,
-            status="active",
-            registered_at=inp.registered_at,
-        )
-        session.add(member)
-        for terms, agreed_at in inp.agreed:
-            session.add(
-                consent_row(
-                    f"{inp.signup_id}:{terms.document}",
-                    inp.gateway.account_id,
-                    terms,
-                    "agreed",
-                    agreed_at,
-                    "points_signup",
-                )
-            )
-        signup.status = "registered"
-        signup.closed_at = inp.registered_at
-        session.add(signup)
-        try:
-            session.commit()
-        except sa.exc.IntegrityError:
-            session.rollback()
-            taken = session.exec(
-                select(PointsMember).where(PointsMember.gateway_id == inp.gateway.gateway_id)
+    try:
+        with engine.begin() as conn:
+            existing = conn.execute(_MEMBER_OF_SIGNUP, {"signup_id": inp.signup_id}).first()
+            if existing is not None:
+                return PointsMember(**existing._mapping)
+            email = conn.execute(_SIGNUP_EMAIL, {"signup_id": inp.signup_id}).scalar()
+            if email is None:
+                raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
+            # Checked again here, in the transaction that creates the member: the
+            # application may have been cancelled since STEP3, and the holder must have
+            # confirmed a stranger's address.
+            gateway = inp.gateway
+            active = conn.execute(
+                _ACTIVE_APPLICATION,
+                {"gateway_id": gateway.gateway_id, "account_id": gateway.account_id},
             ).first()
-            code = ErrorCode.GATEWAY_ALREADY_MEMBER if taken else ErrorCode.EMAIL_ALREADY_MEMBER
-            raise RuleViolation(code) from None
-        session.expunge(member)
-        return member
+            if active is None:
+                raise RuleViolation(ErrorCode.APPLICATION_NOT_ACTIVE)
+            if not holder_may_register(conn, inp.signup_id, email, gateway):
+                raise RuleViolation(ErrorCode.HOLDER_CONFIRMATION_PENDING)
+            conn.execute(
+                _INSERT_CONSENTS,
+                [
+                    consent_row(
+                        f"{inp.signup_id}:{terms.document}",
+                        gateway.account_id,
+                        terms,
+                        "agreed",
+                        agreed_at,
+                        "points_signup",
+                    ).model_dump(exclude={"id"})
+                    for terms, agreed_at in inp.agreed
+                ],
+            )
+            conn.execute(
+                _CLOSE_SIGNUP, {"b_signup_id": inp.signup_id, "b_closed_at": inp.registered_at}
+            )
+            values = _member_values(inp, email)
+            member_id = conn.execute(_INSERT_MEMBER, values).scalar_one()
+    except sa.exc.IntegrityError:
+        with engine.connect() as conn:
+            taken = conn.execute(_MEMBER_OF_GATEWAY, {"gateway_id": inp.gateway.gateway_id}).first()
+        code = ErrorCode.GATEWAY_ALREADY_MEMBER if taken else ErrorCode.EMAIL_ALREADY_MEMBER
+        raise RuleViolation(code) from None
+    return PointsMember(id=member_id, **values)
+
+
+def _member_values(inp: RegisterMemberInput, email: str) -> dict[str, Any]:
+    info = inp.info
+    installation = info.installation_address
+    return {
+        "signup_id": inp.signup_id,
+        "email": email,
+        "gateway_id": inp.gateway.gateway_id,
+        "account_id": inp.gateway.account_id,
+        "service": inp.service.value,
+        "name": info.name,
+        "furigana": info.furigana,
+        "postal_code": info.address.postal_code,
+        "prefecture": info.address.prefecture,
+        "address": info.address.address,
+        "installation_postal_code": installation.postal_code if installation else None,
+        "installation_prefecture": installation.prefecture if installation else None,
+        "installation_address": installation.address if installation else None,
+        "phone": "-".join(info.phone),
+        "password_hash": inp.password_hash,
+        "status": "active",
+        "registered_at": inp.registered_at,
+    }
 
 
 def release_signup(engine: Engine, signup_id: str, at: datetime) -> None:

@@ -26,7 +26,7 @@ from store import enrollment as enrollment_store
 from store import holder as holder_store
 from store import signup as signup_store
 from store.enrollment import RuleViolation
-from store.tables import PointSignup, PointsMember, SignupLink
+from store.tables import Consent, PointSignup, PointsMember, SignupLink
 from tests.factories import Customer, add_customer
 from tests.statements import statements_of
 from tests.workflows.signup_harness import INFO, SETTINGS
@@ -153,9 +153,23 @@ def test_registration_is_idempotent_and_a_cancelled_member_cannot_rejoin(
         member = signup_store.register_member(
             store_engine, member_input(ticket.signup_id, customer)
         )
-    # STEP6 waits for this write: nothing it wrote is read back after the commit
+    # STEP6 waits for this write: statements built once, one each (the member of the
+    # signup, the reservation, the active application, the holder rule, the two consents,
+    # the reservation closed, the member), nothing read back after the commit
+    assert len(statements) == 7, statements
     assert statements[-1].split()[0] != "SELECT", statements
     assert member.id is not None and member.gateway_id == customer.eligible_gateway
+    with Session(store_engine) as session:
+        stored = session.get(PointsMember, member.id)
+        consents = session.exec(
+            select(Consent.document).where(Consent.account_id == customer.account_id)
+        ).all()
+        signup = session.get(PointSignup, ticket.signup_id)
+    assert stored is not None and signup is not None
+    fields = ("signup_id", "email", "gateway_id", "account_id", "name", "phone", "status")
+    assert [getattr(stored, f) for f in fields] == [getattr(member, f) for f in fields]
+    assert sorted(consents) == ["smile_e_point_privacy", "smile_e_point_terms"]
+    assert signup.status == "registered" and signup.closed_at is not None
     again = signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
     assert (member.id, member.email, member.status) == (again.id, again.email, again.status)
 
