@@ -14,6 +14,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -50,6 +51,48 @@ _FAILURES = sa.select(
     .scalar_subquery()
     .label("recent"),
 )
+
+
+_A = Account.__table__  # type: ignore[attr-defined]
+_H = HolderConfirmationRequest.__table__  # type: ignore[attr-defined]
+_S = PointSignup.__table__  # type: ignore[attr-defined]
+# The holder's answer: decided only while pending (RETURNING: whether it was).
+_DECIDE = (
+    sa.update(_H)
+    .where(
+        _H.c.id == sa.bindparam("b_id"),
+        _H.c.signup_id == sa.bindparam("b_signup_id"),
+        _H.c.status == "pending",
+    )
+    .values(
+        status=sa.bindparam("b_status"),
+        decided_at=sa.bindparam("b_at"),
+        channel=sa.bindparam("b_channel"),
+    )
+    .returning(_H.c.id)
+)
+_DECISION_STATE = sa.select(_H.c.signup_id, _H.c.status).where(
+    _H.c.id == sa.bindparam("confirmation_id")
+)
+_DECLINE_SIGNUP = (
+    sa.update(_S)
+    .where(_S.c.id == sa.bindparam("b_signup_id"), _S.c.status == "pending")
+    .values(status="declined", closed_at=sa.bindparam("b_at"))
+)
+# One request as the pages show it: the request and its signup's address, one statement.
+_FACTS = sa.select(
+    _H.c.id,
+    _H.c.signup_id,
+    _H.c.account_id,
+    _H.c.gateway_id,
+    _H.c.status,
+    _H.c.requested_at,
+    _H.c.expires_at,
+    _H.c.salt,
+    _S.c.email,
+).select_from(_H.outerjoin(_S, _S.c.id == _H.c.signup_id))
+_FACTS_BY_ID = _FACTS.where(_H.c.id == sa.bindparam("confirmation_id"))
+_FACTS_BY_TOKEN = _FACTS.where(_H.c.token_sha256 == sa.bindparam("token_sha256"))
 
 
 def _utc(moment: datetime) -> datetime:
@@ -174,27 +217,34 @@ def ask_holder(engine: Engine, inp: AskHolderInput, key: bytes) -> HolderAsked:
 
 
 def record_decision(engine: Engine, inp: RecordHolderDecisionInput) -> None:
-    """The holder's answer; a decline closes the signup (its e-mail is free again)."""
-    with Session(engine) as session:
-        row = session.get(HolderConfirmationRequest, inp.confirmation_id)
-        if row is None or row.signup_id != inp.signup_id:
-            raise RuleViolation(ErrorCode.CONFIRMATION_UNKNOWN)
-        decided = "confirmed" if inp.confirm else "declined"
-        if row.status == decided:
-            return  # a retry
-        if row.status != "pending":
+    """The holder's answer; a decline closes the signup (its e-mail is free again).
+
+    One conditional update decides (a pending request of this signup, and only one
+    answer of two racing ones); only when it decides nothing is the request read, to say
+    why: a retry of the same answer is done, another answer is ``confirmation_used``."""
+    decided = "confirmed" if inp.confirm else "declined"
+    with engine.begin() as conn:
+        taken = conn.execute(
+            _DECIDE,
+            {
+                "b_id": inp.confirmation_id,
+                "b_signup_id": inp.signup_id,
+                "b_status": decided,
+                "b_at": inp.decided_at,
+                "b_channel": inp.channel,
+            },
+        ).first()
+        if taken is None:
+            row = conn.execute(_DECISION_STATE, {"confirmation_id": inp.confirmation_id}).first()
+            if row is None or row.signup_id != inp.signup_id:
+                raise RuleViolation(ErrorCode.CONFIRMATION_UNKNOWN)
+            if row.status == decided:
+                return  # a retry
             raise RuleViolation(ErrorCode.CONFIRMATION_USED)
-        row.status, row.decided_at, row.channel = decided, inp.decided_at, inp.channel
-        session.add(row)
-        signup = session.get(PointSignup, inp.signup_id)
-        if not inp.confirm and signup is not None and signup.status == "pending":
-            signup.status, signup.closed_at = "declined", inp.decided_at
-            session.add(signup)
-        session.commit()
+        if not inp.confirm:
+            conn.execute(_DECLINE_SIGNUP, {"b_signup_id": inp.signup_id, "b_at": inp.decided_at})
 
 
-_A = Account.__table__  # type: ignore[attr-defined]
-_H = HolderConfirmationRequest.__table__  # type: ignore[attr-defined]
 # The holder rule's facts in one statement built once: the circle account's address, and
 # whether its holder confirmed this signup on this gateway.
 _HOLDER_RULE = sa.select(
@@ -251,14 +301,13 @@ class ConfirmationFacts:
         return None
 
 
-def _facts(session: Session, row: HolderConfirmationRequest) -> ConfirmationFacts:
-    signup = session.get(PointSignup, row.signup_id)
+def _facts(row: Any) -> ConfirmationFacts:
     return ConfirmationFacts(
         confirmation_id=row.id,
         signup_id=row.signup_id,
         account_id=row.account_id,
         gateway_id=row.gateway_id,
-        masked_email=mask_email(signup.email) if signup else "",
+        masked_email=mask_email(row.email) if row.email is not None else "",
         status=row.status,
         requested_at=_utc(row.requested_at),
         expires_at=_utc(row.expires_at),
@@ -267,34 +316,27 @@ def _facts(session: Session, row: HolderConfirmationRequest) -> ConfirmationFact
 
 
 def confirmation_by_id(engine: Engine, confirmation_id: str) -> ConfirmationFacts | None:
-    with Session(engine) as session:
-        row = session.get(HolderConfirmationRequest, confirmation_id)
-        return _facts(session, row) if row else None
+    with engine.connect() as conn:
+        row = conn.execute(_FACTS_BY_ID, {"confirmation_id": confirmation_id}).first()
+    return _facts(row) if row else None
 
 
 def confirmation_for_token(engine: Engine, token: str) -> ConfirmationFacts | None:
-    """The request a mailed token belongs to (looked up by the token's hash)."""
-    with Session(engine) as session:
-        row = session.exec(
-            select(HolderConfirmationRequest).where(
-                HolderConfirmationRequest.token_sha256 == token_hash(token)
-            )
-        ).first()
-        return _facts(session, row) if row else None
+    """The request a mailed token belongs to (looked up by the token's hash), with its
+    signup's address: one statement built once (the holder's link and answer pages)."""
+    with engine.connect() as conn:
+        row = conn.execute(_FACTS_BY_TOKEN, {"token_sha256": token_hash(token)}).first()
+    return _facts(row) if row else None
 
 
 def pending_for_account(engine: Engine, account_id: str, now: datetime) -> list[ConfirmationFacts]:
     """The requests a logged-in holder can still answer, oldest first."""
-    with Session(engine) as session:
-        rows = session.exec(
-            select(HolderConfirmationRequest)
-            .where(
-                HolderConfirmationRequest.account_id == account_id,
-                HolderConfirmationRequest.status == "pending",
-            )
-            .order_by(col(HolderConfirmationRequest.requested_at))
-        ).all()
-        return [f for f in (_facts(session, r) for r in rows) if f.refusal(now) is None]
+    query = _FACTS.where(_H.c.account_id == account_id, _H.c.status == "pending").order_by(
+        _H.c.requested_at
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [f for f in (_facts(r) for r in rows) if f.refusal(now) is None]
 
 
 def signup_address(engine: Engine, signup_id: str) -> str | None:

@@ -21,7 +21,7 @@ from store.enrollment import RuleViolation
 from store.tables import HolderConfirmationRequest, PointsMember
 from tests.factories import Customer, cancel_application
 from tests.statements import statements_of
-from tests.store.test_signup_store import KEY, NOW, applied, confirm_holder, member_input
+from tests.store.test_signup_store import KEY, NOW, applied, confirm_holder, member_input, race
 
 
 def entry(
@@ -101,8 +101,10 @@ def test_requests_keep_only_the_token_hash_and_replace_each_other(store_engine: 
     assert facts is not None and facts.masked_email == "f***@example.com"
     token = holder_store.confirmation_token(KEY, cid, facts.salt)
     assert len(token) == 43  # 256 bits
-    found = holder_store.confirmation_for_token(store_engine, token)
-    assert found is not None and found.confirmation_id == cid
+    with statements_of(store_engine) as statements:
+        found = holder_store.confirmation_for_token(store_engine, token)
+    assert found == facts
+    assert len(statements) == 1  # the request and its signup's address: the pages wait
     with Session(store_engine) as session:
         row = session.get(HolderConfirmationRequest, cid)
         assert row is not None and token not in str(row.model_dump())
@@ -136,16 +138,48 @@ def test_a_decline_is_final_and_frees_the_address(store_engine: Engine) -> None:
         channel="circle_session",
         decided_at=NOW,
     )
-    holder_store.record_decision(store_engine, decision)
+    with statements_of(store_engine) as statements:
+        holder_store.record_decision(store_engine, decision)
+    # the answer waits for this: one conditional update decides, one closes the signup
+    assert [q.split()[0] for q in statements] == ["UPDATE", "UPDATE"]
     holder_store.record_decision(store_engine, decision)  # a retry
     with pytest.raises(RuleViolation) as err:
         holder_store.record_decision(store_engine, decision.model_copy(update={"confirm": True}))
     assert err.value.code == ErrorCode.CONFIRMATION_USED
+    with pytest.raises(RuleViolation) as err:  # another signup's request
+        holder_store.record_decision(
+            store_engine, decision.model_copy(update={"signup_id": "someone-else"})
+        )
+    assert err.value.code == ErrorCode.CONFIRMATION_UNKNOWN
+    facts = holder_store.confirmation_by_id(store_engine, cid)
+    assert facts is not None and facts.status == "declined"
     assert signup_store.open_signup(store_engine, "declined@example.com").signup_id != (
         ticket.signup_id
     )
     with pytest.raises(RuleViolation):
         signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
+
+
+def test_of_two_racing_answers_one_decides(store_engine: Engine) -> None:
+    customer = applied(store_engine)
+    ticket = signup_store.open_signup(store_engine, "raced@example.com")
+    cid = ask(store_engine, ticket.signup_id, customer, 1).confirmation_id  # type: ignore[attr-defined]
+    answer = RecordHolderDecisionInput(
+        signup_id=ticket.signup_id,
+        confirmation_id=cid,
+        confirm=True,
+        channel="mail_link",
+        decided_at=NOW,
+    )
+    no = answer.model_copy(update={"confirm": False, "channel": "circle_session"})
+    outcomes = race(
+        lambda: holder_store.record_decision(store_engine, answer),
+        lambda: holder_store.record_decision(store_engine, no),
+    )
+    assert sorted(map(str, outcomes)) == sorted(["None", str(ErrorCode.CONFIRMATION_USED)])
+    facts = holder_store.confirmation_by_id(store_engine, cid)
+    assert facts is not None
+    assert facts.status == ("confirmed" if outcomes[0] is None else "declined")
 
 
 def test_wrong_pairs_are_limited_per_gateway_across_signups(store_engine: Engine) -> None:
