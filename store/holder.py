@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from domain.errors import ErrorCode
 from domain.holder import (
@@ -37,6 +37,7 @@ from store.tables import (
     GatewayEntryFailure,
     HolderConfirmationRequest,
     PointSignup,
+    new_public_id,
 )
 
 # "Per day": the window over which wrong pairs and confirmation requests are counted.
@@ -79,6 +80,24 @@ _DECLINE_SIGNUP = (
     .where(_S.c.id == sa.bindparam("b_signup_id"), _S.c.status == "pending")
     .values(status="declined", closed_at=sa.bindparam("b_at"))
 )
+# ``ask_holder``'s statements.
+_ASK_EMAILS = (
+    sa.select(_S.c.email.label("signup_email"), _A.c.email.label("account_email"))
+    .select_from(_S.join(_A, _A.c.id == sa.bindparam("account_id")))
+    .where(_S.c.id == sa.bindparam("signup_id"))
+)
+_REQUEST_OF_SEQ = sa.select(_H.c.id, _H.c.seq, _H.c.expires_at).where(
+    _H.c.signup_id == sa.bindparam("signup_id"), _H.c.seq == sa.bindparam("seq")
+)
+_ASKED_LATELY = sa.select(sa.func.count()).where(
+    _H.c.gateway_id == sa.bindparam("gateway_id"), _H.c.requested_at > sa.bindparam("since")
+)
+_REPLACE_PENDING = (
+    sa.update(_H)
+    .where(_H.c.signup_id == sa.bindparam("b_signup_id"), _H.c.status == "pending")
+    .values(status="replaced")
+)
+_INSERT_REQUEST = sa.insert(_H)
 # One request as the pages show it: the request and its signup's address, one statement.
 _FACTS = sa.select(
     _H.c.id,
@@ -156,64 +175,59 @@ def check_gateway_entry(engine: Engine, inp: CheckGatewayInput) -> GatewayCheck:
 
 def ask_holder(engine: Engine, inp: AskHolderInput, key: bytes) -> HolderAsked:
     """Open request ``seq`` of a signup (the previous one is replaced), or say that none
-    is needed because the signup's e-mail is the circle account's own. Idempotent."""
-    with Session(engine) as session:
-        signup = session.get(PointSignup, inp.signup_id)
-        account = session.get(Account, inp.gateway.account_id)
-        if signup is None or account is None:
-            raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
-        if same_address(signup.email, account.email):
-            return HolderAsked(needed=False)
-        existing = session.exec(
-            select(HolderConfirmationRequest).where(
-                HolderConfirmationRequest.signup_id == inp.signup_id,
-                HolderConfirmationRequest.seq == inp.seq,
-            )
-        ).first()
-        if existing is None:
-            asked_lately = session.exec(
-                select(func.count())
-                .select_from(HolderConfirmationRequest)
-                .where(
-                    HolderConfirmationRequest.gateway_id == inp.gateway.gateway_id,
-                    col(HolderConfirmationRequest.requested_at) > inp.asked_at - WINDOW,
-                )
-            ).one()
-            if asked_lately >= inp.asks_per_gateway_per_day:
-                raise RuleViolation(ErrorCode.HOLDER_ASK_LIMIT)
-            for older in session.exec(
-                select(HolderConfirmationRequest).where(
-                    HolderConfirmationRequest.signup_id == inp.signup_id,
-                    HolderConfirmationRequest.status == "pending",
-                )
-            ):
-                older.status = "replaced"
-                session.add(older)
-            existing = HolderConfirmationRequest(
-                signup_id=inp.signup_id,
-                seq=inp.seq,
-                account_id=inp.gateway.account_id,
-                gateway_id=inp.gateway.gateway_id,
-                token_sha256="",
-                salt=secrets.token_hex(16),
-                status="pending",
-                requested_at=inp.asked_at,
-                expires_at=inp.asked_at + inp.ttl,
-            )
-            existing.token_sha256 = token_hash(confirmation_token(key, existing.id, existing.salt))
-            session.add(existing)
-            try:
-                session.commit()
-            except sa.exc.IntegrityError:  # a concurrent retry of the same request won
-                session.rollback()
-                return ask_holder(engine, inp, key)
-            session.refresh(existing)
-        return HolderAsked(
-            needed=True,
-            confirmation_id=existing.id,
-            seq=existing.seq,
-            expires_at=_utc(existing.expires_at),
-        )
+    is needed because the signup's e-mail is the circle account's own. Idempotent.
+
+    Statements built once, no ORM session (STEP3's answer waits for this): the two
+    addresses, then for a stranger's address the request of this number if a retry made
+    it, the gateway's requests of the day, the older request replaced, the new one."""
+    try:
+        with engine.begin() as conn:
+            return _ask(conn, inp, key)
+    except sa.exc.IntegrityError:  # a concurrent retry of the same request won: its answer
+        return ask_holder(engine, inp, key)
+
+
+def _ask(conn: Connection, inp: AskHolderInput, key: bytes) -> HolderAsked:
+    emails = conn.execute(
+        _ASK_EMAILS, {"signup_id": inp.signup_id, "account_id": inp.gateway.account_id}
+    ).first()
+    if emails is None:
+        raise RuleViolation(ErrorCode.SIGNUP_CLOSED)
+    if same_address(emails.signup_email, emails.account_email):
+        return HolderAsked(needed=False)
+    existing = conn.execute(_REQUEST_OF_SEQ, {"signup_id": inp.signup_id, "seq": inp.seq}).first()
+    if existing is not None:
+        return _asked(existing.id, existing.seq, existing.expires_at)
+    asked_lately = conn.execute(
+        _ASKED_LATELY, {"gateway_id": inp.gateway.gateway_id, "since": inp.asked_at - WINDOW}
+    ).scalar_one()
+    if asked_lately >= inp.asks_per_gateway_per_day:
+        raise RuleViolation(ErrorCode.HOLDER_ASK_LIMIT)
+    conn.execute(_REPLACE_PENDING, {"b_signup_id": inp.signup_id})
+    confirmation_id, salt = new_public_id(), secrets.token_hex(16)
+    expires_at = inp.asked_at + inp.ttl
+    conn.execute(
+        _INSERT_REQUEST,
+        {
+            "id": confirmation_id,
+            "signup_id": inp.signup_id,
+            "seq": inp.seq,
+            "account_id": inp.gateway.account_id,
+            "gateway_id": inp.gateway.gateway_id,
+            "token_sha256": token_hash(confirmation_token(key, confirmation_id, salt)),
+            "salt": salt,
+            "status": "pending",
+            "requested_at": inp.asked_at,
+            "expires_at": expires_at,
+        },
+    )
+    return _asked(confirmation_id, inp.seq, expires_at)
+
+
+def _asked(confirmation_id: str, seq: int, expires_at: datetime) -> HolderAsked:
+    return HolderAsked(
+        needed=True, confirmation_id=confirmation_id, seq=seq, expires_at=_utc(expires_at)
+    )
 
 
 def record_decision(engine: Engine, inp: RecordHolderDecisionInput) -> None:

@@ -13,6 +13,7 @@ from domain.holder import (
     AskHolderInput,
     CheckGatewayInput,
     GatewayOutcome,
+    HolderAsked,
     RecordHolderDecisionInput,
 )
 from store import holder as holder_store
@@ -94,7 +95,11 @@ def test_the_holders_own_address_needs_no_confirmation(store_engine: Engine) -> 
 def test_requests_keep_only_the_token_hash_and_replace_each_other(store_engine: Engine) -> None:
     customer = applied(store_engine)
     ticket = signup_store.open_signup(store_engine, "family@example.com")
-    first = ask(store_engine, ticket.signup_id, customer, 1)
+    with statements_of(store_engine) as statements:
+        first = ask(store_engine, ticket.signup_id, customer, 1)
+    # STEP3 waits for this: the addresses, this number's request, the day's requests, the
+    # older one replaced, the new one; statements built once
+    assert [q.split()[0] for q in statements] == ["SELECT"] * 3 + ["UPDATE", "INSERT"]
     assert ask(store_engine, ticket.signup_id, customer, 1) == first  # a retry
     cid = first.confirmation_id  # type: ignore[attr-defined]
     facts = holder_store.confirmation_by_id(store_engine, cid)
@@ -158,6 +163,28 @@ def test_a_decline_is_final_and_frees_the_address(store_engine: Engine) -> None:
     )
     with pytest.raises(RuleViolation):
         signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
+
+
+def test_two_racing_asks_of_one_number_open_one_request(store_engine: Engine) -> None:
+    customer = applied(store_engine)
+    ticket = signup_store.open_signup(store_engine, "twice@example.com")
+    outcomes = race(
+        lambda: ask(store_engine, ticket.signup_id, customer, 1),
+        lambda: ask(store_engine, ticket.signup_id, customer, 1),
+    )
+    assert outcomes[0] == outcomes[1]
+    assert [f.confirmation_id for f in holder_store.pending_for_account(
+        store_engine, customer.account_id, NOW
+    )] == [outcomes[0].confirmation_id]  # type: ignore[attr-defined]  # fmt: skip
+
+
+def test_the_own_address_needs_no_request(store_engine: Engine) -> None:
+    customer = applied(store_engine)
+    ticket = signup_store.open_signup(store_engine, customer.email.upper())
+    with statements_of(store_engine) as statements:
+        asked = ask(store_engine, ticket.signup_id, customer, 1)
+    assert asked == HolderAsked(needed=False)
+    assert len(statements) == 1
 
 
 def test_of_two_racing_answers_one_decides(store_engine: Engine) -> None:
