@@ -132,17 +132,29 @@ def test_requests_keep_only_the_token_hash_and_replace_each_other(store_engine: 
     assert err.value.code == ErrorCode.HOLDER_ASK_LIMIT
 
 
-def test_a_decline_is_final_and_frees_the_address(store_engine: Engine) -> None:
-    customer = applied(store_engine)
-    ticket = signup_store.open_signup(store_engine, "declined@example.com")
-    cid = ask(store_engine, ticket.signup_id, customer, 1).confirmation_id  # type: ignore[attr-defined]
-    decision = RecordHolderDecisionInput(
+def asked_request(
+    engine: Engine, email: str, *, confirm: bool, channel: str
+) -> tuple[Customer, str, RecordHolderDecisionInput]:
+    """A signup under ``email`` whose holder was asked: the customer, the signup and an
+    answer to the request."""
+    customer = applied(engine)
+    ticket = signup_store.open_signup(engine, email)
+    cid = ask(engine, ticket.signup_id, customer, 1).confirmation_id  # type: ignore[attr-defined]
+    answer = RecordHolderDecisionInput(
         signup_id=ticket.signup_id,
         confirmation_id=cid,
-        confirm=False,
-        channel="circle_session",
+        confirm=confirm,
+        channel=channel,
         decided_at=NOW,
     )
+    return customer, ticket.signup_id, answer
+
+
+def test_a_decline_is_final_and_frees_the_address(store_engine: Engine) -> None:
+    customer, signup_id, decision = asked_request(
+        store_engine, "declined@example.com", confirm=False, channel="circle_session"
+    )
+    cid = decision.confirmation_id
     with statements_of(store_engine) as statements:
         holder_store.record_decision(store_engine, decision)
     # the answer waits for this: one conditional update decides, one closes the signup
@@ -158,11 +170,9 @@ def test_a_decline_is_final_and_frees_the_address(store_engine: Engine) -> None:
     assert err.value.code == ErrorCode.CONFIRMATION_UNKNOWN
     facts = holder_store.confirmation_by_id(store_engine, cid)
     assert facts is not None and facts.status == "declined"
-    assert signup_store.open_signup(store_engine, "declined@example.com").signup_id != (
-        ticket.signup_id
-    )
+    assert signup_store.open_signup(store_engine, "declined@example.com").signup_id != signup_id
     with pytest.raises(RuleViolation):
-        signup_store.register_member(store_engine, member_input(ticket.signup_id, customer))
+        signup_store.register_member(store_engine, member_input(signup_id, customer))
 
 
 def test_two_racing_asks_of_one_number_open_one_request(store_engine: Engine) -> None:
@@ -188,16 +198,10 @@ def test_the_own_address_needs_no_request(store_engine: Engine) -> None:
 
 
 def test_of_two_racing_answers_one_decides(store_engine: Engine) -> None:
-    customer = applied(store_engine)
-    ticket = signup_store.open_signup(store_engine, "raced@example.com")
-    cid = ask(store_engine, ticket.signup_id, customer, 1).confirmation_id  # type: ignore[attr-defined]
-    answer = RecordHolderDecisionInput(
-        signup_id=ticket.signup_id,
-        confirmation_id=cid,
-        confirm=True,
-        channel="mail_link",
-        decided_at=NOW,
+    _, _, answer = asked_request(
+        store_engine, "raced@example.com", confirm=True, channel="mail_link"
     )
+    cid = answer.confirmation_id
     no = answer.model_copy(update={"confirm": False, "channel": "circle_session"})
     outcomes = race(
         lambda: holder_store.record_decision(store_engine, answer),
