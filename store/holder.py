@@ -180,11 +180,14 @@ def ask_holder(engine: Engine, inp: AskHolderInput, key: bytes) -> HolderAsked:
     Statements built once, no ORM session (STEP3's answer waits for this): the two
     addresses, then for a stranger's address the request of this number if a retry made
     it, the gateway's requests of the day, the older request replaced, the new one."""
-    try:
-        with engine.begin() as conn:
-            return _ask(conn, inp, key)
-    except sa.exc.IntegrityError:  # a concurrent retry of the same request won: its answer
-        return ask_holder(engine, inp, key)
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                return _ask(conn, inp, key)
+        except sa.exc.IntegrityError:  # a concurrent retry of the same request won: its
+            if attempt == 2:  # answer, found by the second attempt
+                raise
+    raise AssertionError("unreachable")
 
 
 def _ask(conn: Connection, inp: AskHolderInput, key: bytes) -> HolderAsked:

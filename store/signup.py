@@ -305,9 +305,11 @@ _INSERT_MEMBER = sa.insert(_MEMBERS).returning(_MEMBERS.c.id)
 def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
     """Create the member, record the two consents, close the reservation: one transaction.
 
-    Idempotent by signup. Uniqueness of e-mail and gateway is the database's to decide.
-    Statements built once, no ORM session: the customer's 登録する waits for this (README,
-    Benchmarks); the member returned is built from what was written.
+    Idempotent by signup, also for two attempts at once (an activity retried while its
+    first attempt still runs): the one that loses the race returns the member the other
+    wrote. Uniqueness of e-mail and gateway is the database's to decide. Statements built
+    once, no ORM session: the customer's 登録する waits for this (README, Benchmarks); the
+    member returned is built from what was written.
     """
     try:
         with engine.begin() as conn:
@@ -350,7 +352,10 @@ def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
             member_id = conn.execute(_INSERT_MEMBER, values).scalar_one()
     except sa.exc.IntegrityError:
         with engine.connect() as conn:
+            ours = conn.execute(_MEMBER_OF_SIGNUP, {"signup_id": inp.signup_id}).first()
             taken = conn.execute(_MEMBER_OF_GATEWAY, {"gateway_id": inp.gateway.gateway_id}).first()
+        if ours is not None:  # another attempt of this registration committed first
+            return PointsMember(**ours._mapping)
         code = ErrorCode.GATEWAY_ALREADY_MEMBER if taken else ErrorCode.EMAIL_ALREADY_MEMBER
         raise RuleViolation(code) from None
     return PointsMember(id=member_id, **values)
