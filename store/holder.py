@@ -112,6 +112,9 @@ _FACTS = sa.select(
 ).select_from(_H.outerjoin(_S, _S.c.id == _H.c.signup_id))
 _FACTS_BY_ID = _FACTS.where(_H.c.id == sa.bindparam("confirmation_id"))
 _FACTS_BY_TOKEN = _FACTS.where(_H.c.token_sha256 == sa.bindparam("token_sha256"))
+_FACTS_PENDING = _FACTS.where(
+    _H.c.account_id == sa.bindparam("account_id"), _H.c.status == "pending"
+).order_by(_H.c.requested_at)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -180,14 +183,13 @@ def ask_holder(engine: Engine, inp: AskHolderInput, key: bytes) -> HolderAsked:
     Statements built once, no ORM session (STEP3's answer waits for this): the two
     addresses, then for a stranger's address the request of this number if a retry made
     it, the gateway's requests of the day, the older request replaced, the new one."""
-    for attempt in (1, 2):
-        try:
-            with engine.begin() as conn:
-                return _ask(conn, inp, key)
-        except sa.exc.IntegrityError:  # a concurrent retry of the same request won: its
-            if attempt == 2:  # answer, found by the second attempt
-                raise
-    raise AssertionError("unreachable")
+    try:
+        with engine.begin() as conn:
+            return _ask(conn, inp, key)
+    except sa.exc.IntegrityError:
+        pass  # a concurrent retry of the same request won: the second try finds its answer
+    with engine.begin() as conn:
+        return _ask(conn, inp, key)
 
 
 def _ask(conn: Connection, inp: AskHolderInput, key: bytes) -> HolderAsked:
@@ -348,11 +350,8 @@ def confirmation_for_token(engine: Engine, token: str) -> ConfirmationFacts | No
 
 def pending_for_account(engine: Engine, account_id: str, now: datetime) -> list[ConfirmationFacts]:
     """The requests a logged-in holder can still answer, oldest first."""
-    query = _FACTS.where(_H.c.account_id == account_id, _H.c.status == "pending").order_by(
-        _H.c.requested_at
-    )
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
+        rows = conn.execute(_FACTS_PENDING, {"account_id": account_id}).all()
     return [f for f in (_facts(r) for r in rows) if f.refusal(now) is None]
 
 

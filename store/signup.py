@@ -353,9 +353,9 @@ def register_member(engine: Engine, inp: RegisterMemberInput) -> PointsMember:
     except sa.exc.IntegrityError:
         with engine.connect() as conn:
             ours = conn.execute(_MEMBER_OF_SIGNUP, {"signup_id": inp.signup_id}).first()
+            if ours is not None:  # another attempt of this registration committed first
+                return PointsMember(**ours._mapping)
             taken = conn.execute(_MEMBER_OF_GATEWAY, {"gateway_id": inp.gateway.gateway_id}).first()
-        if ours is not None:  # another attempt of this registration committed first
-            return PointsMember(**ours._mapping)
         code = ErrorCode.GATEWAY_ALREADY_MEMBER if taken else ErrorCode.EMAIL_ALREADY_MEMBER
         raise RuleViolation(code) from None
     return PointsMember(id=member_id, **values)
