@@ -167,6 +167,10 @@ def build_worker(
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        # No payload is stored outside the history (codec.py), so the SDK's second walk of
+        # every activation and completion finds nothing to fetch or store: one payload at a
+        # time, not an asyncio task per payload list (the SDK's default, 3 at once).
+        max_workflow_task_external_storage_concurrency=1,
         graceful_shutdown_timeout=settings.worker_graceful_shutdown,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 from temporalio.api.common.v1 import Payload
@@ -22,9 +23,12 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from codec import ENCODING, encrypted_converter
+from config import Settings
+from store.engine import make_engine
 from tests.conftest import CONVERTER, TEST_KEYS
 from tests.waiting import eventually
 from tests.workflows.probe_workflows import EchoTwice, ReadsTheClock, echo
+from worker import build_worker
 from workflow_runner import (
     ContextFreeSandboxedRunner,
     _ContextFreeInstance,
@@ -180,3 +184,25 @@ async def test_the_sandbox_still_refuses_non_deterministic_calls(
         await handle.result()
     except WorkflowFailureError:
         pass
+
+
+async def test_the_worker_walks_payloads_one_at_a_time(
+    ts_env: WorkflowEnvironment, sqlite_url: str
+) -> None:
+    """No payload is stored outside the history, so the SDK's second walk of every
+    activation and completion (external storage) has nothing to fetch or store: one
+    payload list at a time, not an asyncio task for each (the SDK's default is 3 at once;
+    README, Benchmarks)."""
+    settings = Settings(env="development", database_url=sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        threads = (
+            settings.worker_max_concurrent_activities
+            + settings.worker_max_concurrent_local_activities
+        )
+        with ThreadPoolExecutor(max_workers=threads) as executor:
+            built = build_worker(ts_env.client, settings, engine, executor)
+            assert ts_env.client.data_converter.external_storage is None
+            assert built.config()["max_workflow_task_external_storage_concurrency"] == 1
+    finally:
+        engine.dispose()
