@@ -111,9 +111,6 @@ _ACCOUNT_APPLICATIONS = (
     .where(_APPLICATIONS.c.account_id == sa.bindparam("account_id"))
     .order_by(_APPLICATIONS.c.id)
 )
-_GATEWAY = sa.select(*_GATEWAY_FIELDS, _GATEWAYS.c.account_id).where(
-    _GATEWAYS.c.gateway_id == sa.bindparam("gateway_id")
-)
 _APPLICATION_BY_KEY = sa.select(
     _APPLICATIONS.c.account_id, _APPLICATIONS.c.gateway_id, _APPLICATIONS.c.applied_at
 ).where(_APPLICATIONS.c.request_key == sa.bindparam("key"))
@@ -133,9 +130,6 @@ _APPLICATION_COUNTS = sa.select(
 _HOLDER_TYPE = sa.select(_ACCOUNTS.c.holder_type).where(
     _ACCOUNTS.c.id == sa.bindparam("account_id")
 )
-_MEMBER_STATUS_OF_GATEWAY = sa.select(_MEMBERS.c.status).where(
-    _MEMBERS.c.gateway_id == sa.bindparam("gateway_id")
-)
 # Applied again after 解約: a points membership suspended by it resumes.
 _RESUME_MEMBERS = (
     sa.update(_MEMBERS)
@@ -145,6 +139,25 @@ _RESUME_MEMBERS = (
     )
     .values(circle_cancelled_at=None)
 )
+_PRIOR = _APPLICATIONS.alias("prior")
+# 申込確定's one read before it writes: the gateway (with its owner), the application
+# already made under the request's key (a retry), and the gateway's points membership.
+_APPLYING = (
+    sa.select(
+        *_GATEWAY_FIELDS,
+        _GATEWAYS.c.account_id,
+        _PRIOR.c.account_id.label("prior_account_id"),
+        _PRIOR.c.gateway_id.label("prior_gateway_id"),
+        _PRIOR.c.applied_at.label("prior_applied_at"),
+        sa.select(_MEMBERS.c.status)
+        .where(_MEMBERS.c.gateway_id == _GATEWAYS.c.gateway_id)
+        .scalar_subquery()
+        .label("member_status"),
+    )
+    .select_from(_GATEWAYS.outerjoin(_PRIOR, _PRIOR.c.request_key == sa.bindparam("key")))
+    .where(_GATEWAYS.c.gateway_id == sa.bindparam("gateway_id"))
+)
+_INSERT_APPLICATION = sa.insert(_APPLICATIONS)
 _GATEWAY_STANDING = sa.select(
     _GATEWAYS.c.account_id,
     _GATEWAYS.c.pcs_serial,
@@ -231,7 +244,11 @@ def record_consent(engine: Engine, inp: RecordConsentInput) -> None:
 
 
 def _recorded(
-    session: Session, account_id: str, gateway_id: str, applied_at: datetime, pcs_serial: str
+    session: Session | Connection,
+    account_id: str,
+    gateway_id: str,
+    applied_at: datetime,
+    pcs_serial: str,
 ) -> RecordedApplication:
     member_gateway = session.execute(
         _ACTIVE_MEMBER_GATEWAY, {"account_id": account_id}
@@ -245,70 +262,61 @@ def _recorded(
     )
 
 
-def points_membership_cancelled(session: Session | Connection, gateway_id: str) -> bool:
-    """The gateway's スマイルeポイント membership was cancelled: its tombstone stops a
-    re-join for good (guide p.12), and with it a new circle application (README, rules)."""
-    status = session.execute(
-        _MEMBER_STATUS_OF_GATEWAY, {"gateway_id": gateway_id}
-    ).scalar_one_or_none()
-    return status == "cancelled"
-
-
 def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedApplication:
     """Record 申込確定 for one gateway, or raise ``RuleViolation``.
 
     The partial unique index on active applications decides races: of two concurrent
     applications for one gateway, exactly one commits. Every statement is built once and
-    reads rows, not ORM objects; the answer is built from what was read and written.
+    reads rows, not ORM objects, on one connection: the gateway, an application already
+    made under the request's key and the gateway's points membership in one read; after
+    the commit, only what the answer needs (README, Benchmarks: 申込確定 waits for this).
     """
-    with Session(engine) as session:
-        gateway = session.execute(_GATEWAY, {"gateway_id": inp.gateway_id}).first()
-        if gateway is None or gateway.account_id != inp.account_id:
-            raise RuleViolation(ErrorCode.GATEWAY_NOT_OWNED)
-        existing = session.execute(_APPLICATION_BY_KEY, {"key": inp.key}).first()
-        if existing is not None:
-            return _recorded(
-                session,
-                existing.account_id,
-                existing.gateway_id,
-                existing.applied_at,
-                gateway.pcs_serial,
-            )
-        if gateway.removed_at is not None or gateway_ineligibility(
-            gateway.model, gateway.pv_unit_in_use, gateway.battery_unit_in_use
-        ):
-            raise RuleViolation(ErrorCode.GATEWAY_NOT_ELIGIBLE)
-        if points_membership_cancelled(session, gateway.gateway_id):
-            raise RuleViolation(ErrorCode.POINTS_MEMBERSHIP_CANCELLED)
+    with engine.connect() as conn:
         try:
-            # A points membership suspended by 解約 resumes in the same transaction, so a
-            # refused application resumes nothing.
-            session.execute(_RESUME_MEMBERS, {"resumed_gateway": gateway.gateway_id})
-            session.execute(
-                sa.insert(_APPLICATIONS).values(
-                    request_key=inp.key,
-                    gateway_id=gateway.gateway_id,
-                    account_id=inp.account_id,
-                    status="active",
-                    applied_at=inp.applied_at,
+            with conn.begin():
+                row = conn.execute(
+                    _APPLYING, {"gateway_id": inp.gateway_id, "key": inp.key}
+                ).first()
+                if row is None or row.account_id != inp.account_id:
+                    raise RuleViolation(ErrorCode.GATEWAY_NOT_OWNED)
+                if row.prior_account_id is not None:  # a retry: the first attempt's answer
+                    return _recorded(
+                        conn,
+                        row.prior_account_id,
+                        row.prior_gateway_id,
+                        row.prior_applied_at,
+                        row.pcs_serial,
+                    )
+                if row.removed_at is not None or gateway_ineligibility(
+                    row.model, row.pv_unit_in_use, row.battery_unit_in_use
+                ):
+                    raise RuleViolation(ErrorCode.GATEWAY_NOT_ELIGIBLE)
+                if row.member_status == "cancelled":
+                    # The gateway's スマイルeポイント membership was cancelled: its tombstone
+                    # stops a re-join for good (guide p.12), and with it a new circle
+                    # application (README, rules).
+                    raise RuleViolation(ErrorCode.POINTS_MEMBERSHIP_CANCELLED)
+                # A points membership suspended by 解約 resumes in the same transaction,
+                # so a refused application resumes nothing.
+                conn.execute(_RESUME_MEMBERS, {"resumed_gateway": row.gateway_id})
+                conn.execute(
+                    _INSERT_APPLICATION,
+                    {
+                        "request_key": inp.key,
+                        "gateway_id": row.gateway_id,
+                        "account_id": inp.account_id,
+                        "status": "active",
+                        "applied_at": inp.applied_at,
+                    },
                 )
-            )
-            session.commit()
         except sa.exc.IntegrityError:
-            session.rollback()
-            again = session.execute(_APPLICATION_BY_KEY, {"key": inp.key}).first()
+            again = conn.execute(_APPLICATION_BY_KEY, {"key": inp.key}).first()
             if again is not None:
                 return _recorded(
-                    session,
-                    again.account_id,
-                    again.gateway_id,
-                    again.applied_at,
-                    gateway.pcs_serial,
+                    conn, again.account_id, again.gateway_id, again.applied_at, row.pcs_serial
                 )
             raise RuleViolation(ErrorCode.GATEWAY_ALREADY_APPLIED) from None
-        return _recorded(
-            session, inp.account_id, gateway.gateway_id, inp.applied_at, gateway.pcs_serial
-        )
+        return _recorded(conn, inp.account_id, row.gateway_id, inp.applied_at, row.pcs_serial)
 
 
 def cancel_application(engine: Engine, inp: CancelApplicationInput) -> list[GatewayView]:

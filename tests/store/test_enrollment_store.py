@@ -106,6 +106,41 @@ def test_one_active_application_under_concurrency(store_engine: Engine) -> None:
     assert [r.status for r in rows] == ["active"]
 
 
+def test_two_attempts_of_one_application_at_once_make_one(store_engine: Engine) -> None:
+    """An activity retried while its first attempt still runs: both attempts carry the
+    request's key, and both answer with the one application (never a refusal)."""
+    customer = add_customer(store_engine)
+    request = RecordApplicationInput(
+        key="one-request",
+        account_id=customer.account_id,
+        gateway_id=customer.eligible_gateway,
+        applied_at=datetime(2026, 6, 20, 10, 25, tzinfo=UTC),
+    )
+    barrier = threading.Barrier(2)
+    answers: list[object] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            answers.append(enrollment_store.record_application(store_engine, request))
+        except Exception as exc:  # the test reports any failure
+            answers.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 2 and answers[0] == answers[1], answers
+    assert isinstance(answers[0], RecordedApplication)
+    assert answers[0].applied_at == request.applied_at
+    with Session(store_engine) as session:
+        rows = session.exec(
+            select(CircleApplication).where(CircleApplication.account_id == customer.account_id)
+        ).all()
+    assert [r.request_key for r in rows] == ["one-request"]
+
+
 def test_cancel_then_apply_again(store_engine: Engine) -> None:
     customer = add_customer(store_engine)
     apply(store_engine, customer.account_id, customer.eligible_gateway)
@@ -265,9 +300,9 @@ def test_an_application_reads_nothing_twice(store_engine: Engine) -> None:
     writes = [s for s in statements if not s.startswith("SELECT")]
     # the suspended memberships' resumption (none here), then the application's INSERT
     assert [s.split()[0] for s in writes] == ["UPDATE", "INSERT"], statements
-    # before: the gateway, the request key, a cancelled membership;
+    # before: the gateway with the request key's application and its membership, in one;
     # after: the member, the gateways, their applications
-    assert len(reads) == 6, statements
+    assert len(reads) == 4, statements
 
 
 def test_application_counts_of_one_gateway(store_engine: Engine) -> None:
