@@ -262,6 +262,15 @@ def _recorded(
     )
 
 
+def _gateway_to_apply(conn: Connection, inp: RecordApplicationInput) -> Any:
+    """``_APPLYING``'s row for the request; ``GATEWAY_NOT_OWNED`` unless the gateway is
+    the account's."""
+    row = conn.execute(_APPLYING, {"gateway_id": inp.gateway_id, "key": inp.key}).first()
+    if row is None or row.account_id != inp.account_id:
+        raise RuleViolation(ErrorCode.GATEWAY_NOT_OWNED)
+    return row
+
+
 def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedApplication:
     """Record 申込確定 for one gateway, or raise ``RuleViolation``.
 
@@ -274,11 +283,7 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
     with engine.connect() as conn:
         try:
             with conn.begin():
-                row = conn.execute(
-                    _APPLYING, {"gateway_id": inp.gateway_id, "key": inp.key}
-                ).first()
-                if row is None or row.account_id != inp.account_id:
-                    raise RuleViolation(ErrorCode.GATEWAY_NOT_OWNED)
+                row = _gateway_to_apply(conn, inp)
                 if row.prior_account_id is not None:  # a retry: the first attempt's answer
                     return _recorded(
                         conn,
