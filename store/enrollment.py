@@ -34,6 +34,7 @@ from store.tables import (
     Account,
     CircleApplication,
     Consent,
+    Enrollment,
     Gateway,
     JourneyStart,
     PointsMember,
@@ -81,6 +82,7 @@ _APPLICATIONS = CircleApplication.__table__  # type: ignore[attr-defined]
 _MEMBERS = PointsMember.__table__  # type: ignore[attr-defined]
 
 _ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
+_ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
 
 # The statements below are built once, each call binding its values: the journey's steps
 # read them on every eligibility check, application and 解約 (rows, not ORM objects: a
@@ -120,13 +122,21 @@ _ACTIVE_MEMBER_GATEWAY = (
     .order_by(_MEMBERS.c.id)
     .limit(1)
 )
-_APPLICATION_COUNTS = sa.select(
-    sa.func.count(),
-    sa.func.sum(sa.case((_APPLICATIONS.c.status == "cancelled", 1), else_=0)),
-).where(
-    _APPLICATIONS.c.account_id == sa.bindparam("account_id"),
+_OF_CALLER_AND_GATEWAY = (
+    _APPLICATIONS.c.account_id == _ACCOUNTS.c.id,
     _APPLICATIONS.c.gateway_id == sa.bindparam("gateway_id"),
 )
+_APPLICATION_CALLER = sa.select(
+    sa.exists().where(_ENROLLMENTS.c.account_id == _ACCOUNTS.c.id).label("started"),
+    sa.select(sa.func.count())
+    .where(*_OF_CALLER_AND_GATEWAY)
+    .scalar_subquery()
+    .label("applications"),
+    sa.select(sa.func.sum(sa.case((_APPLICATIONS.c.status == "cancelled", 1), else_=0)))
+    .where(*_OF_CALLER_AND_GATEWAY)
+    .scalar_subquery()
+    .label("cancelled"),
+).where(_ACCOUNTS.c.id == sa.bindparam("account_id"))
 _HOLDER_TYPE = sa.select(_ACCOUNTS.c.holder_type).where(
     _ACCOUNTS.c.id == sa.bindparam("account_id")
 )
@@ -390,15 +400,31 @@ def create_account(
         return account
 
 
-def application_counts(engine: Engine, account_id: str, gateway_id: str) -> tuple[int, int]:
-    """How many applications this account made for this gateway, and how many it cancelled.
+@dataclass(frozen=True)
+class ApplicationCaller:
+    """A signed-in caller about to apply for, or cancel, one gateway
+    (``application_caller``): whether its journey was started, how many applications it
+    made for the gateway and how many of them it cancelled."""
+
+    started: bool
+    applications: int
+    cancelled: int
+
+
+def application_caller(
+    engine: Engine, account_id: str, gateway_id: str
+) -> ApplicationCaller | None:
+    """The API's one statement before 申込確定 or 解約: ``None`` when the account does not
+    exist (any more), else whether its journey was started and its counts for the gateway.
 
     The API derives the update ID of an application from the cancelled count and of a
     cancellation from the total: a retried request finds the same counts and attaches to
     its first attempt, while applying again after a cancellation is a new request.
     """
     with engine.connect() as conn:
-        total, cancelled = conn.execute(
-            _APPLICATION_COUNTS, {"account_id": account_id, "gateway_id": gateway_id}
-        ).one()
-    return int(total), int(cancelled or 0)
+        row = conn.execute(
+            _APPLICATION_CALLER, {"account_id": account_id, "gateway_id": gateway_id}
+        ).first()
+    if row is None:
+        return None
+    return ApplicationCaller(bool(row.started), int(row.applications), int(row.cancelled or 0))

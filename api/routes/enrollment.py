@@ -132,7 +132,7 @@ async def list_gateways(
 )
 async def apply_gateway(
     body: ApplyRequest,
-    account: EnrolledDep,
+    account: TokenAccountDep,
     client: ClientDep,
     engine: EngineDep,
     settings: SettingsDep,
@@ -158,7 +158,7 @@ async def apply_gateway(
     ),
 )
 async def cancel_application(
-    account: EnrolledDep,
+    account: TokenAccountDep,
     client: ClientDep,
     engine: EngineDep,
     settings: SettingsDep,

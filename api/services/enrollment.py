@@ -143,12 +143,11 @@ async def apply_gateway(
     gateway_id: str,
     key: str | None,
 ) -> ApplicationCompleted:
-    """申込確定; the answer is the completion screen's data."""
-    if key:
-        request = f"key:{key}"
-    else:
-        _, cancelled = await _counts(engine, account_id, gateway_id)
-        request = f"body:{gateway_id}:{cancelled}"
+    """申込確定; the answer is the completion screen's data. The route takes the caller
+    from the token alone (``TokenAccountDep``): one statement checks that the account
+    still exists and its journey was started, and counts what the update ID needs."""
+    caller = await _application_caller(engine, account_id, gateway_id)
+    request = f"key:{key}" if key else f"body:{gateway_id}:{caller.cancelled}"
     handle = handle_for(client, account_id)
     receipt = await answer(
         settings,
@@ -170,12 +169,9 @@ async def cancel_application(
     gateway_id: str,
     key: str | None,
 ) -> CancelResponse:
-    """解約 of one gateway's application."""
-    if key:
-        request = f"key:{key}"
-    else:
-        total, _ = await _counts(engine, account_id, gateway_id)
-        request = f"body:{gateway_id}:{total}"
+    """解約 of one gateway's application (the caller checked as for 申込確定)."""
+    caller = await _application_caller(engine, account_id, gateway_id)
+    request = f"key:{key}" if key else f"body:{gateway_id}:{caller.applications}"
     handle = handle_for(client, account_id)
     receipt = await answer(
         settings,
@@ -189,7 +185,16 @@ async def cancel_application(
     return CancelResponse(**receipt.model_dump())
 
 
-async def _counts(engine: Engine, account_id: str, gateway_id: str) -> tuple[int, int]:
-    return await asyncio.to_thread(
-        enrollment_store.application_counts, engine, account_id, gateway_id
+async def _application_caller(
+    engine: Engine, account_id: str, gateway_id: str
+) -> enrollment_store.ApplicationCaller:
+    """One thread-pool hop and one statement: 401 if the account is gone, 404 if its
+    journey was never started (as ``EnrolledDep`` answers), else its counts."""
+    caller = await asyncio.to_thread(
+        enrollment_store.application_caller, engine, account_id, gateway_id
     )
+    if caller is None:
+        raise ApiError(ErrorCode.NOT_AUTHENTICATED)
+    if not caller.started:
+        raise ApiError(ErrorCode.JOURNEY_NOT_FOUND)
+    return caller

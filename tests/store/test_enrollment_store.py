@@ -17,6 +17,7 @@ from domain.enrollment import (
 )
 from domain.errors import ErrorCode
 from store import enrollment as enrollment_store
+from store.starts import mark_started
 from store.tables import Account, CircleApplication, Consent, Gateway
 from tests.factories import add_customer, add_points_member, cancel_application, random_id
 from tests.statements import statements_of
@@ -305,19 +306,30 @@ def test_an_application_reads_nothing_twice(store_engine: Engine) -> None:
     assert len(reads) == 4, statements
 
 
-def test_application_counts_of_one_gateway(store_engine: Engine) -> None:
-    """What the API derives an application's update ID from (one aggregate statement)."""
+def test_an_application_caller_in_one_statement(store_engine: Engine) -> None:
+    """What the API checks and derives an application's update ID from before 申込確定 or
+    解約: the account, its journey's start and its counts for the gateway, in one
+    statement."""
     customer = add_customer(store_engine)
     other = add_customer(store_engine)
-    counts = enrollment_store.application_counts
-    assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (0, 0)
+
+    def caller(account_id: str, gateway_id: str) -> tuple[bool, int, int] | None:
+        found = enrollment_store.application_caller(store_engine, account_id, gateway_id)
+        return None if found is None else (found.started, found.applications, found.cancelled)
+
+    assert caller("no-such-account", customer.eligible_gateway) is None
+    assert caller(customer.account_id, customer.eligible_gateway) == (False, 0, 0)
+    for account in (customer, other):
+        mark_started(
+            store_engine, account.account_id, f"wf-{account.account_id}", now=datetime.now(UTC)
+        )
     apply(store_engine, customer.account_id, customer.eligible_gateway)
     apply(store_engine, other.account_id, other.eligible_gateway)
-    assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (1, 0)
+    assert caller(customer.account_id, customer.eligible_gateway) == (True, 1, 0)
     cancel_application(store_engine, customer, "count-c1")
     apply(store_engine, customer.account_id, customer.eligible_gateway)
     with statements_of(store_engine) as statements:
-        assert counts(store_engine, customer.account_id, customer.eligible_gateway) == (2, 1)
+        assert caller(customer.account_id, customer.eligible_gateway) == (True, 2, 1)
     assert len(statements) == 1, statements
     # another account's gateway is not counted for this one
-    assert counts(store_engine, customer.account_id, other.eligible_gateway) == (0, 0)
+    assert caller(customer.account_id, other.eligible_gateway) == (True, 0, 0)
