@@ -175,7 +175,9 @@ async def token_account(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> SignedIn:
     """The account the bearer token names, not yet checked against the store: only for
-    routes whose one store read checks that the account still exists (the status)."""
+    routes whose one store read checks that the account still exists (the status and the
+    gateways; 申込確定 and 解約, whose read also counts the gateway's applications). Such a
+    route answers 422 for a bad body or path before it learns that the account is gone."""
     return SignedIn(_token_account_id(tokens, credentials))
 
 

@@ -132,7 +132,11 @@ _APPLICATION_CALLER = sa.select(
     .where(*_OF_CALLER_AND_GATEWAY)
     .scalar_subquery()
     .label("applications"),
-    sa.select(sa.func.sum(sa.case((_APPLICATIONS.c.status == "cancelled", 1), else_=0)))
+    sa.select(
+        sa.func.coalesce(
+            sa.func.sum(sa.case((_APPLICATIONS.c.status == "cancelled", 1), else_=0)), 0
+        )
+    )
     .where(*_OF_CALLER_AND_GATEWAY)
     .scalar_subquery()
     .label("cancelled"),
@@ -254,7 +258,7 @@ def record_consent(engine: Engine, inp: RecordConsentInput) -> None:
 
 
 def _recorded(
-    session: Session | Connection,
+    session: Connection,
     account_id: str,
     gateway_id: str,
     applied_at: datetime,
@@ -325,6 +329,8 @@ def record_application(engine: Engine, inp: RecordApplicationInput) -> RecordedA
                     },
                 )
         except sa.exc.IntegrityError:
+            # Only the writes collide (another attempt of the request, or another
+            # application of the gateway, committed first), so ``row`` was read.
             again = conn.execute(_APPLICATION_BY_KEY, {"key": inp.key}).first()
             if again is not None:
                 return _recorded(
@@ -427,4 +433,4 @@ def application_caller(
         ).first()
     if row is None:
         return None
-    return ApplicationCaller(bool(row.started), int(row.applications), int(row.cancelled or 0))
+    return ApplicationCaller(bool(row.started), int(row.applications), int(row.cancelled))

@@ -133,7 +133,7 @@ async def list_gateways(
 async def apply_gateway(
     body: ApplyRequest,
     account: TokenAccountDep,
-    client: ClientDep,
+    temporal: TemporalDep,
     engine: EngineDep,
     settings: SettingsDep,
     key: IdempotencyKeyDep,
@@ -143,7 +143,7 @@ async def apply_gateway(
     The completion mail (申込完了のお知らせ) goes out with the same data.
     """
     return await enrollment_service.apply_gateway(
-        client, engine, settings, account.id, body.gateway_id, key
+        temporal.get, engine, settings, account.id, body.gateway_id, key
     )
 
 
@@ -159,7 +159,7 @@ async def apply_gateway(
 )
 async def cancel_application(
     account: TokenAccountDep,
-    client: ClientDep,
+    temporal: TemporalDep,
     engine: EngineDep,
     settings: SettingsDep,
     key: IdempotencyKeyDep,
@@ -174,5 +174,5 @@ async def cancel_application(
     except FieldRuleError as err:
         raise ApiError(err.code, loc=["path", "gateway_id"]) from None
     return await enrollment_service.cancel_application(
-        client, engine, settings, account.id, canonical, key
+        temporal.get, engine, settings, account.id, canonical, key
     )

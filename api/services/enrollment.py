@@ -136,7 +136,7 @@ async def decide_terms(
 
 
 async def apply_gateway(
-    client: Client,
+    connect: Callable[[], Awaitable[Client]],
     engine: Engine,
     settings: Settings,
     account_id: str,
@@ -145,10 +145,12 @@ async def apply_gateway(
 ) -> ApplicationCompleted:
     """申込確定; the answer is the completion screen's data. The route takes the caller
     from the token alone (``TokenAccountDep``): one statement checks that the account
-    still exists and its journey was started, and counts what the update ID needs."""
+    still exists and its journey was started, and counts what the update ID needs; only
+    then is Temporal asked for (``connect``), so a caller the store refuses gets 401 or
+    404 even while the server is unreachable."""
     caller = await _application_caller(engine, account_id, gateway_id)
     request = f"key:{key}" if key else f"body:{gateway_id}:{caller.cancelled}"
-    handle = handle_for(client, account_id)
+    handle = handle_for(await connect(), account_id)
     receipt = await answer(
         settings,
         handle,
@@ -162,7 +164,7 @@ async def apply_gateway(
 
 
 async def cancel_application(
-    client: Client,
+    connect: Callable[[], Awaitable[Client]],
     engine: Engine,
     settings: Settings,
     account_id: str,
@@ -172,7 +174,7 @@ async def cancel_application(
     """解約 of one gateway's application (the caller checked as for 申込確定)."""
     caller = await _application_caller(engine, account_id, gateway_id)
     request = f"key:{key}" if key else f"body:{gateway_id}:{caller.applications}"
-    handle = handle_for(client, account_id)
+    handle = handle_for(await connect(), account_id)
     receipt = await answer(
         settings,
         handle,

@@ -312,7 +312,7 @@ async def apply(request: Request, gateway_id: str) -> Response:
     try:
         canonical = parse_gateway_id(gateway_id)
         await enrollment_service.apply_gateway(
-            await _client(page),
+            functools.partial(_client, page),
             app.state.engine,
             app.state.settings,
             account.id,
@@ -388,7 +388,7 @@ async def cancel(request: Request, gateway_id: str) -> Response:
     try:
         canonical = parse_gateway_id(gateway_id)
         await enrollment_service.cancel_application(
-            await _client(page),
+            functools.partial(_client, page),
             app.state.engine,
             app.state.settings,
             account.id,

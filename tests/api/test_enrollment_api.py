@@ -155,27 +155,38 @@ async def test_refusals_map_to_statuses_and_codes(stack: Stack) -> None:
     # the status read (its one statement checks the account) as on every other route.
     secret = stack.settings.secret_key.get_secret_value()
     ghost = SessionTokens(secret, 3600).issue("no-such-account")
+    body = {
+        "agree": True,
+        "terms_version": stack.settings.circle_terms_version,
+        "gateway_id": customer.eligible_gateway,
+    }
+    gateway_path = f"/v1/journey/applications/{customer.eligible_gateway}"
     for method, path in (
         ("GET", "/v1/journey"),
         ("GET", "/v1/journey/gateways"),
         ("POST", "/v1/journey"),
         ("POST", "/v1/journey/consent"),
+        ("POST", "/v1/journey/applications"),
+        ("DELETE", gateway_path),
     ):
         refused = await stack.call(
-            method,
-            path,
-            headers={"Authorization": f"Bearer {ghost}"},
-            json={"agree": True, "terms_version": stack.settings.circle_terms_version},
+            method, path, headers={"Authorization": f"Bearer {ghost}"}, json=body
         )
         assert (refused.status_code, refused.json()["detail"][0]["code"]) == (
             401,
             "not_authenticated",
         ), (method, path)
-    not_started = await stack.call("GET", "/v1/journey", headers=auth)
-    assert (not_started.status_code, not_started.json()["detail"][0]["code"]) == (
-        404,
-        "journey_not_found",
-    )
+    for method, path in (
+        ("GET", "/v1/journey"),
+        ("POST", "/v1/journey/consent"),
+        ("POST", "/v1/journey/applications"),
+        ("DELETE", gateway_path),
+    ):
+        not_started = await stack.call(method, path, headers=auth, json=body)
+        assert (not_started.status_code, not_started.json()["detail"][0]["code"]) == (
+            404,
+            "journey_not_found",
+        ), (method, path)
     await stack.call("POST", "/v1/journey", headers=auth)
 
     early = await stack.call(

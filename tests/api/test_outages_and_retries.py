@@ -122,6 +122,24 @@ async def test_the_status_in_the_store_answers_while_temporal_never_answered(
         assert gateways.status_code == 200, gateways.text
         asked = await http.get("/v1/journey", headers=await login(http, unpublished))
         assert code_of(asked) == (503, "service_unavailable"), asked.text
+        # 申込確定 and 解約 check their caller in the store before they ask Temporal: a
+        # journey never started is 404 while Temporal is away, not 503.
+        never = add_customer(sqlite_engine)
+        never_auth = await login(http, never)
+        gateway = never.eligible_gateway
+        for refused in (
+            await http.post(
+                "/v1/journey/applications", headers=never_auth, json={"gateway_id": gateway}
+            ),
+            await http.delete(f"/v1/journey/applications/{gateway}", headers=never_auth),
+        ):
+            assert code_of(refused) == (404, "journey_not_found"), refused.text
+        applied = await http.post(
+            "/v1/journey/applications",
+            headers=auth,
+            json={"gateway_id": published.eligible_gateway},
+        )
+        assert code_of(applied) == (503, "service_unavailable"), applied.text
 
 
 async def test_a_store_that_cannot_be_opened_is_503(
