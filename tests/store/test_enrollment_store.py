@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -140,6 +142,45 @@ def test_two_attempts_of_one_application_at_once_make_one(store_engine: Engine) 
             select(CircleApplication).where(CircleApplication.account_id == customer.account_id)
         ).all()
     assert [r.request_key for r in rows] == ["one-request"]
+
+
+def test_an_attempt_that_loses_the_race_answers_with_the_winners(store_engine: Engine) -> None:
+    """The race forced: the other attempt of the request commits between this attempt's
+    read (no application under the key yet) and its writes, so this attempt's INSERT
+    collides and it answers with the application the other one wrote."""
+    customer = add_customer(store_engine)
+    request = RecordApplicationInput(
+        key="raced-request",
+        account_id=customer.account_id,
+        gateway_id=customer.eligible_gateway,
+        applied_at=datetime(2026, 6, 20, 10, 25, tzinfo=UTC),
+    )
+    won: list[RecordedApplication] = []
+    inserts: list[str] = []
+    raced: list[bool] = []
+
+    def other_attempt_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO circle_applications"):
+            inserts.append(statement)
+        # before this attempt's first write (the membership's resumption): the other
+        # attempt runs to its commit, on a connection of its own
+        if statement.startswith("UPDATE points_members") and not raced:
+            raced.append(True)  # once: the other attempt's own UPDATE passes through
+            won.append(enrollment_store.record_application(store_engine, request))
+
+    sa.event.listen(store_engine, "before_cursor_execute", other_attempt_first)
+    try:
+        lost = enrollment_store.record_application(store_engine, request)
+    finally:
+        sa.event.remove(store_engine, "before_cursor_execute", other_attempt_first)
+    assert len(inserts) == 2, inserts  # the winner's, then the loser's that collided
+    assert lost == won[0]
+    assert lost.applied_at == request.applied_at
+    with Session(store_engine) as session:
+        rows = session.exec(
+            select(CircleApplication).where(CircleApplication.account_id == customer.account_id)
+        ).all()
+    assert [r.request_key for r in rows] == ["raced-request"]
 
 
 def test_cancel_then_apply_again(store_engine: Engine) -> None:
