@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -186,6 +188,35 @@ def test_two_racing_asks_of_one_number_open_one_request(store_engine: Engine) ->
     assert [f.confirmation_id for f in holder_store.pending_for_account(
         store_engine, customer.account_id, NOW
     )] == [outcomes[0].confirmation_id]  # type: ignore[attr-defined]  # fmt: skip
+
+
+def test_an_ask_that_loses_the_race_answers_with_the_winners(store_engine: Engine) -> None:
+    """The race forced: another attempt of the same ask commits its request between this
+    attempt's reads and its writes; this attempt's INSERT collides, its replacement of the
+    pending request is rolled back with it, and its second try answers with the winner's
+    request, which stays the one pending."""
+    customer = applied(store_engine)
+    ticket = signup_store.open_signup(store_engine, "raced-ask@example.com")
+    won: list[object] = []
+    inserts: list[str] = []
+    raced: list[bool] = []
+
+    def other_attempt_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO holder_confirmations"):
+            inserts.append(statement)
+        if statement.startswith("UPDATE holder_confirmations") and not raced:
+            raced.append(True)  # once: the other attempt's own UPDATE passes through
+            won.append(ask(store_engine, ticket.signup_id, customer, 1))
+
+    sa.event.listen(store_engine, "before_cursor_execute", other_attempt_first)
+    try:
+        lost = ask(store_engine, ticket.signup_id, customer, 1)
+    finally:
+        sa.event.remove(store_engine, "before_cursor_execute", other_attempt_first)
+    assert len(inserts) == 2, inserts  # the winner's, then the loser's that collided
+    assert lost == won[0]
+    pending = holder_store.pending_for_account(store_engine, customer.account_id, NOW)
+    assert [f.confirmation_id for f in pending] == [lost.confirmation_id]  # type: ignore[attr-defined]  # fmt: skip
 
 
 def test_the_own_address_needs_no_request(store_engine: Engine) -> None:
