@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -21,8 +19,8 @@ from domain.errors import ErrorCode
 from store import enrollment as enrollment_store
 from store.starts import mark_started
 from store.tables import Account, CircleApplication, Consent, Gateway
-from tests.factories import add_customer, add_points_member, cancel_application, random_id
-from tests.statements import statements_of
+from tests.factories import Customer, add_customer, add_points_member, cancel_application, random_id
+from tests.statements import other_attempt_first, statements_of
 from tests.workflows.harness import TERMS
 
 
@@ -109,16 +107,21 @@ def test_one_active_application_under_concurrency(store_engine: Engine) -> None:
     assert [r.status for r in rows] == ["active"]
 
 
-def test_two_attempts_of_one_application_at_once_make_one(store_engine: Engine) -> None:
-    """An activity retried while its first attempt still runs: both attempts carry the
-    request's key, and both answer with the one application (never a refusal)."""
-    customer = add_customer(store_engine)
-    request = RecordApplicationInput(
-        key="one-request",
+def application_request(customer: Customer, key: str) -> RecordApplicationInput:
+    """申込確定 of the customer's eligible gateway under ``key`` (at a fixed time)."""
+    return RecordApplicationInput(
+        key=key,
         account_id=customer.account_id,
         gateway_id=customer.eligible_gateway,
         applied_at=datetime(2026, 6, 20, 10, 25, tzinfo=UTC),
     )
+
+
+def test_two_attempts_of_one_application_at_once_make_one(store_engine: Engine) -> None:
+    """An activity retried while its first attempt still runs: both attempts carry the
+    request's key, and both answer with the one application (never a refusal)."""
+    customer = add_customer(store_engine)
+    request = application_request(customer, "one-request")
     barrier = threading.Barrier(2)
     answers: list[object] = []
 
@@ -137,11 +140,16 @@ def test_two_attempts_of_one_application_at_once_make_one(store_engine: Engine) 
     assert len(answers) == 2 and answers[0] == answers[1], answers
     assert isinstance(answers[0], RecordedApplication)
     assert answers[0].applied_at == request.applied_at
-    with Session(store_engine) as session:
+    assert request_keys(store_engine, customer.account_id) == ["one-request"]
+
+
+def request_keys(engine: Engine, account_id: str) -> list[str]:
+    """The request keys of the account's applications."""
+    with Session(engine) as session:
         rows = session.exec(
-            select(CircleApplication).where(CircleApplication.account_id == customer.account_id)
+            select(CircleApplication).where(CircleApplication.account_id == account_id)
         ).all()
-    assert [r.request_key for r in rows] == ["one-request"]
+    return [r.request_key for r in rows]
 
 
 def test_an_attempt_that_loses_the_race_answers_with_the_winners(store_engine: Engine) -> None:
@@ -149,38 +157,18 @@ def test_an_attempt_that_loses_the_race_answers_with_the_winners(store_engine: E
     read (no application under the key yet) and its writes, so this attempt's INSERT
     collides and it answers with the application the other one wrote."""
     customer = add_customer(store_engine)
-    request = RecordApplicationInput(
-        key="raced-request",
-        account_id=customer.account_id,
-        gateway_id=customer.eligible_gateway,
-        applied_at=datetime(2026, 6, 20, 10, 25, tzinfo=UTC),
-    )
-    won: list[RecordedApplication] = []
-    inserts: list[str] = []
-    raced: list[bool] = []
-
-    def other_attempt_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO circle_applications"):
-            inserts.append(statement)
-        # before this attempt's first write (the membership's resumption): the other
-        # attempt runs to its commit, on a connection of its own
-        if statement.startswith("UPDATE points_members") and not raced:
-            raced.append(True)  # once: the other attempt's own UPDATE passes through
-            won.append(enrollment_store.record_application(store_engine, request))
-
-    sa.event.listen(store_engine, "before_cursor_execute", other_attempt_first)
-    try:
+    request = application_request(customer, "raced-request")
+    with other_attempt_first(
+        store_engine,
+        "UPDATE points_members",  # this attempt's first write: the membership's resumption
+        "circle_applications",
+        lambda: enrollment_store.record_application(store_engine, request),
+    ) as race:
         lost = enrollment_store.record_application(store_engine, request)
-    finally:
-        sa.event.remove(store_engine, "before_cursor_execute", other_attempt_first)
-    assert len(inserts) == 2, inserts  # the winner's, then the loser's that collided
-    assert lost == won[0]
+    assert len(race.inserts) == 2, race.inserts  # the winner's, then the loser's
+    assert lost == race.won[0]
     assert lost.applied_at == request.applied_at
-    with Session(store_engine) as session:
-        rows = session.exec(
-            select(CircleApplication).where(CircleApplication.account_id == customer.account_id)
-        ).all()
-    assert [r.request_key for r in rows] == ["raced-request"]
+    assert request_keys(store_engine, customer.account_id) == ["raced-request"]
 
 
 def test_cancel_then_apply_again(store_engine: Engine) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -23,7 +21,7 @@ from store import signup as signup_store
 from store.enrollment import RuleViolation
 from store.tables import HolderConfirmationRequest, PointsMember
 from tests.factories import Customer, cancel_application
-from tests.statements import statements_of
+from tests.statements import other_attempt_first, statements_of
 from tests.store.test_signup_store import KEY, NOW, applied, confirm_holder, member_input, race
 
 
@@ -197,24 +195,15 @@ def test_an_ask_that_loses_the_race_answers_with_the_winners(store_engine: Engin
     request, which stays the one pending."""
     customer = applied(store_engine)
     ticket = signup_store.open_signup(store_engine, "raced-ask@example.com")
-    won: list[object] = []
-    inserts: list[str] = []
-    raced: list[bool] = []
-
-    def other_attempt_first(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO holder_confirmations"):
-            inserts.append(statement)
-        if statement.startswith("UPDATE holder_confirmations") and not raced:
-            raced.append(True)  # once: the other attempt's own UPDATE passes through
-            won.append(ask(store_engine, ticket.signup_id, customer, 1))
-
-    sa.event.listen(store_engine, "before_cursor_execute", other_attempt_first)
-    try:
+    with other_attempt_first(
+        store_engine,
+        "UPDATE holder_confirmations",  # this attempt's first write: the replacement
+        "holder_confirmations",
+        lambda: ask(store_engine, ticket.signup_id, customer, 1),
+    ) as race:
         lost = ask(store_engine, ticket.signup_id, customer, 1)
-    finally:
-        sa.event.remove(store_engine, "before_cursor_execute", other_attempt_first)
-    assert len(inserts) == 2, inserts  # the winner's, then the loser's that collided
-    assert lost == won[0]
+    assert len(race.inserts) == 2, race.inserts  # the winner's, then the loser's
+    assert lost == race.won[0]
     pending = holder_store.pending_for_account(store_engine, customer.account_id, NOW)
     assert [f.confirmation_id for f in pending] == [lost.confirmation_id]  # type: ignore[attr-defined]  # fmt: skip
 
